@@ -1,0 +1,170 @@
+"""The documented event: its fields, their checks, and how a finished span becomes events.
+
+``span_to_events`` is pure: the span carries everything (the recorder wrote the documented
+metrics onto it), so the same span always gives the same events.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from octomil_otel import semconv
+
+GENERATION_STARTED: Final = "generation_started"
+CHUNK_PRODUCED: Final = "chunk_produced"
+GENERATION_COMPLETED: Final = "generation_completed"
+GENERATION_FAILED: Final = "generation_failed"
+EVENT_TYPES: Final = frozenset(
+    (GENERATION_STARTED, CHUNK_PRODUCED, GENERATION_COMPLETED, GENERATION_FAILED)
+)
+
+_REQUEST_ID = re.compile(r"^req_[0-9a-f]{8,}$")
+_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+_TEXT_FIELDS: Final = ("timestamp", "device_id", "org_id", "model", "engine")
+_OPTIONAL_FIELDS: Final = frozenset(
+    ("timestamp", "device_id", "org_id", "request_id", "stream", "metrics", "trace_id", "span_id")
+)
+_KNOWN_FIELDS: Final = _OPTIONAL_FIELDS | {"event_type", "model", "engine"}
+
+# span attribute -> metric name in generation_completed / generation_failed
+_COMPLETED_METRICS: Final = (
+    (semconv.OCTOMIL_TTFC_MS, "ttfc_ms"),
+    (semconv.OCTOMIL_THROUGHPUT_TOK_S, "throughput_tok_s"),
+    (semconv.OCTOMIL_TOTAL_DURATION_MS, "total_duration_ms"),
+    (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
+    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    (semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS, "chunk_latency_avg_ms"),
+    (semconv.OCTOMIL_CHUNK_LATENCY_P99_MS, "chunk_latency_p99_ms"),
+)
+_FAILED_METRICS: Final = (
+    (semconv.OCTOMIL_TOTAL_DURATION_MS, "total_duration_ms"),
+    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+)
+
+
+def format_timestamp(unix_ns: int) -> str:
+    """RFC 3339, UTC, milliseconds and ``Z``: ``2026-02-19T14:32:01.442Z``."""
+    seconds, rest = divmod(unix_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1_000_000:03d}Z"
+
+
+def validate_event(event: object) -> dict[str, Any]:
+    """A checked copy of ``event``, or a ``TypeError``/``ValueError`` naming the field.
+
+    Checks what the caller may give (``report()`` fills in the rest): the event type and,
+    for the engine events, ``model`` and ``engine``; every present field's type; metrics
+    that are finite, non-negative numbers (``error_type`` is the one text metric).
+    """
+    if not isinstance(event, Mapping):
+        raise TypeError(f"event must be a mapping, not {type(event).__name__}")
+    unknown = sorted(str(k) for k in event if k not in _KNOWN_FIELDS)
+    if unknown:
+        raise ValueError(f"event has unknown field {unknown[0]!r}")
+    event_type = event.get("event_type")
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"event_type must be one of {sorted(EVENT_TYPES)}, got {event_type!r}")
+    for name in ("model", "engine"):
+        if name not in event:
+            raise ValueError(f"{name} is required for {event_type} events")
+    for name in _TEXT_FIELDS:
+        if name in event and (not isinstance(event[name], str) or not event[name]):
+            raise TypeError(f"{name} must be a non-empty str, got {event[name]!r}")
+    if "timestamp" in event and not _TIMESTAMP.match(event["timestamp"]):
+        raise ValueError(
+            f"timestamp must be RFC 3339 UTC with milliseconds, got {event['timestamp']!r}"
+        )
+    if "request_id" in event and (
+        not isinstance(event["request_id"], str) or not _REQUEST_ID.match(event["request_id"])
+    ):
+        raise ValueError(
+            f"request_id must be 'req_' and 8 or more lowercase hex, got {event['request_id']!r}"
+        )
+    for name in ("trace_id", "span_id"):
+        if name in event and (not isinstance(event[name], str) or not _HEX.match(event[name])):
+            raise ValueError(f"{name} must be lowercase hex, got {event[name]!r}")
+    if "stream" in event and not isinstance(event["stream"], bool):
+        raise TypeError(f"stream must be a bool, got {event['stream']!r}")
+    checked = dict(event)
+    if "metrics" in event:
+        checked["metrics"] = _validate_metrics(event["metrics"])
+    return checked
+
+
+def _validate_metrics(metrics: object) -> dict[str, Any]:
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a mapping, not {type(metrics).__name__}")
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            raise TypeError(f"metrics keys must be str, got {name!r}")
+        if name == "error_type":
+            if not isinstance(value, str) or not value:
+                raise TypeError(f"metrics.error_type must be a non-empty str, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"metrics.{name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"metrics.{name} must be finite and non-negative, got {value!r}")
+    return dict(metrics)
+
+
+def is_generation_span(span: ReadableSpan) -> bool:
+    attributes = span.attributes or {}
+    return semconv.OCTOMIL_TOTAL_DURATION_MS in attributes
+
+
+def span_to_events(span: ReadableSpan) -> list[dict[str, Any]]:
+    """The documented events of one finished generation span; ``[]`` for any other span.
+
+    ``device_id`` and ``org_id`` are the reporter's to fill in.
+    """
+    if not is_generation_span(span) or span.start_time is None or span.end_time is None:
+        return []
+    attributes = span.attributes or {}
+    common: dict[str, Any] = {
+        "model": attributes[semconv.GEN_AI_REQUEST_MODEL],
+        "engine": attributes[semconv.GEN_AI_PROVIDER_NAME],
+        "request_id": attributes[semconv.GEN_AI_RESPONSE_ID],
+        "stream": bool(attributes.get(semconv.GEN_AI_REQUEST_STREAM, False)),
+        "trace_id": format_trace_id(span.context.trace_id),
+        "span_id": format_span_id(span.context.span_id),
+    }
+
+    def event(event_type: str, unix_ns: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "event_type": event_type,
+            "timestamp": format_timestamp(unix_ns),
+            **common,
+            "metrics": metrics,
+        }
+
+    started_metrics = {}
+    if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
+        started_metrics["input_tokens"] = attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
+    events = [event(GENERATION_STARTED, span.start_time, started_metrics)]
+
+    latencies = attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_MS, ())
+    elapsed_ns = 0
+    for index, latency_ms in enumerate(latencies):
+        elapsed_ns += round(latency_ms * 1e6)
+        metrics: dict[str, Any] = {"chunk_index": index, "chunk_latency_ms": latency_ms}
+        if not common["stream"] and semconv.GEN_AI_USAGE_OUTPUT_TOKENS in attributes:
+            metrics["output_tokens"] = attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]
+        events.append(event(CHUNK_PRODUCED, span.start_time + elapsed_ns, metrics))
+
+    error_type = attributes.get(semconv.ERROR_TYPE)
+    if error_type is None:
+        final = {name: attributes[key] for key, name in _COMPLETED_METRICS if key in attributes}
+        events.append(event(GENERATION_COMPLETED, span.end_time, final))
+    else:
+        final = {name: attributes[key] for key, name in _FAILED_METRICS if key in attributes}
+        final["error_type"] = error_type
+        events.append(event(GENERATION_FAILED, span.end_time, final))
+    return events

@@ -1,0 +1,295 @@
+"""``TelemetryReporter``: the one delivery path from this process to the Octomil API.
+
+Events wait in a bounded in-memory queue; one background thread sends them, every
+``flush_interval_seconds`` or sooner when the queue is half full. Nothing on the caller's
+side ever waits for the network:
+
+* ``report()`` checks the event, fills in what may be omitted, and appends: a lock held
+  for a ``deque.append``, never across I/O;
+* a full queue drops its oldest event; an API that is down, slow or refusing makes the
+  worker drop what it could not deliver; every drop is counted (``dropped_events``);
+* ``flush()`` and ``shutdown()`` return within their timeout, whatever the API does;
+  ``shutdown()`` also runs at interpreter exit, and a forked child starts afresh.
+
+Usage::
+
+    reporter = TelemetryReporter(api_key="...")
+    reporter.report({"event_type": "generation_completed", "model": "gemma-1b",
+                     "engine": "mlx", "metrics": {"ttfc_ms": 150.0}})
+    reporter.flush()
+    reporter.shutdown()
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from octomil_otel.config import Settings
+from octomil_otel.device import device_id as default_device_id
+from octomil_otel.device import validate_device_id
+from octomil_otel.export import _transport
+from octomil_otel.export.events import format_timestamp, validate_event
+
+_logger = logging.getLogger("octomil_otel.telemetry")
+
+_WHOAMI_RETRY_SECONDS = 60.0
+
+
+class TelemetryReporter:
+    """Queues events and delivers them, best-effort, from a background thread.
+
+    Args:
+        api_key: the Octomil API key (required).
+        api_base: the server's base URL; ``OCTOMIL_API_BASE``, else https://api.octomil.com.
+        flush_interval_seconds: how often the background thread sends what is queued.
+        max_queue_size: events held in memory at most; when full, the oldest are dropped.
+        device_id: overrides the id derived from the hostname and MAC address.
+        org_id: the organization; ``OCTOMIL_ORG_ID``, else resolved from the key.
+        timeout_seconds: bound on one HTTP request to the API.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str | None = None,
+        flush_interval_seconds: float = 5.0,
+        max_queue_size: int = 1000,
+        device_id: str | None = None,
+        *,
+        org_id: str | None = None,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
+        if not isinstance(api_key, str) or settings.api_key is None:
+            raise ValueError("api_key is required: pass your Octomil API key")
+        _check_positive("flush_interval_seconds", flush_interval_seconds)
+        _check_positive("timeout_seconds", timeout_seconds)
+        if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int):
+            raise TypeError(f"max_queue_size must be an int, got {max_queue_size!r}")
+        if max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be at least 1, got {max_queue_size}")
+
+        self.api_base = settings.api_base
+        self.device_id = default_device_id() if device_id is None else validate_device_id(device_id)
+        self.org_id = settings.org_id
+        self.flush_interval_seconds = float(flush_interval_seconds)
+        self.max_queue_size = max_queue_size
+        self._transport = _transport.Transport(
+            settings.api_base, settings.api_key, float(timeout_seconds)
+        )
+        self._wake_at = max(1, max_queue_size // 2)
+        self._init_state()
+        self._start_worker()
+        _register_exit_and_fork(self)
+        _logger.info(
+            "[telemetry] Initialized: device_id=%s, api_base=%s", self.device_id, self.api_base
+        )
+
+    def _init_state(self) -> None:
+        self._queue: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition(threading.Lock())
+        self._enqueued = 0  # events ever queued
+        self._handled = 0  # events ever delivered or dropped: flush waits on this
+        self._dropped = 0
+        self._delivered = 0
+        self._flush_wanted = False
+        self._closed = False
+        self._failing = False
+        self._whoami_at: float | None = None
+
+    # --- the caller's side: never blocks on I/O ---------------------------------------------
+
+    def report(self, event: Mapping[str, Any]) -> None:
+        """Queue one event; fills in ``timestamp``, ``device_id`` and ``org_id`` (when known).
+
+        Raises:
+            TypeError, ValueError: the event is malformed; the message names the field.
+        """
+        checked = validate_event(event)
+        _transport.encode(checked)  # a value JSON cannot carry fails here, not in the worker
+        checked.setdefault("timestamp", format_timestamp(time.time_ns()))
+        self.submit((checked,))
+
+    def submit(self, events: Iterable[dict[str, Any]]) -> None:
+        """Queue events already in the documented shape (from the span exporter)."""
+        with self._cond:
+            if self._closed:
+                self._dropped += sum(1 for _ in events)
+                return
+            for event in events:
+                event.setdefault("device_id", self.device_id)
+                if len(self._queue) >= self.max_queue_size:
+                    self._queue.popleft()
+                    self._dropped += 1
+                    self._handled += 1
+                self._queue.append(event)
+                self._enqueued += 1
+            if len(self._queue) >= self._wake_at:
+                self._cond.notify()
+
+    def flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Wait until every event queued before this call is delivered or dropped.
+
+        Returns ``False`` if that took longer than ``timeout_seconds``; never raises for a
+        delivery failure.
+        """
+        with self._cond:
+            target = self._enqueued
+            if self._closed or self._handled >= target:
+                return self._handled >= target
+            self._flush_wanted = True
+            self._cond.notify_all()
+            return self._cond.wait_for(lambda: self._handled >= target, timeout_seconds)
+
+    def shutdown(self, timeout_seconds: float = 10.0) -> None:
+        """Deliver what is queued (within ``timeout_seconds``), then stop the thread.
+
+        Safe to call more than once; events reported afterwards are dropped and counted.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._worker.join(timeout_seconds)
+        self._transport.close()
+
+    @property
+    def dropped_events(self) -> int:
+        """Events lost so far: queue overflow, undeliverable, or reported after shutdown."""
+        return self._dropped
+
+    @property
+    def delivered_events(self) -> int:
+        return self._delivered
+
+    @property
+    def queue_size(self) -> int:
+        return len(self._queue)
+
+    # --- the worker's side ------------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(target=self._run, name="octomil-telemetry", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(
+                    lambda: self._closed or self._flush_wanted or len(self._queue) >= self._wake_at,
+                    self.flush_interval_seconds,
+                )
+                closing = self._closed
+                self._flush_wanted = False
+            try:
+                self._drain()
+            except Exception:  # the worker must outlive any bug of ours
+                _logger.debug("[telemetry] delivery failed", exc_info=True)
+            if closing:
+                return
+
+    def _drain(self) -> None:
+        """Send everything queued now, in batches; after no answer at all, drop the rest."""
+        while True:
+            with self._cond:
+                events = list(self._queue)
+                self._queue.clear()
+            if not events:
+                return
+            self._resolve_org()
+            encoded = [_transport.encode(self._with_org(e)) for e in events]
+            sent, unreachable = 0, False
+            for body, count in _transport.batches(encoded):
+                delivery = self._transport.post_events(body, count)
+                sent += count
+                self._account(count, delivery)
+                if delivery.unreachable:
+                    unreachable = True
+                    break
+            self._finish_drain(len(events) - sent, unreachable)
+
+    def _account(self, count: int, delivery: _transport.Delivery) -> None:
+        with self._cond:
+            self._delivered += delivery.accepted
+            self._dropped += count - delivery.accepted
+            self._handled += count
+            queue_size = len(self._queue)
+            self._cond.notify_all()
+        if delivery.accepted:
+            self._failing = False
+            _logger.info(
+                "[telemetry] Flushed %d events (queue_size=%d)", delivery.accepted, queue_size
+            )
+            return
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        if delivery.status == 401:
+            _logger.log(level, "[telemetry] The Octomil API rejected the API key (401)")
+        reason = f"HTTP {delivery.status}" if delivery.status else delivery.error
+        _logger.log(level, "[telemetry] Dropped %d events: %s", count, reason)
+
+    def _finish_drain(self, unsent: int, unreachable: bool) -> None:
+        """Count what was never sent; after an unreachable API, drop what waits as well."""
+        with self._cond:
+            rest = unsent
+            if unreachable:
+                rest += len(self._queue)
+                self._queue.clear()
+            self._dropped += rest
+            self._handled += rest
+            self._cond.notify_all()
+
+    def _resolve_org(self) -> None:
+        if self.org_id is not None:
+            return
+        now = time.monotonic()
+        if self._whoami_at is not None and now - self._whoami_at < _WHOAMI_RETRY_SECONDS:
+            return
+        self._whoami_at = now
+        self.org_id = self._transport.whoami()
+
+    def _with_org(self, event: dict[str, Any]) -> dict[str, Any]:
+        if self.org_id is not None and "org_id" not in event:
+            event["org_id"] = self.org_id
+        return event
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent delivers what it queued; start empty, own thread."""
+        self._init_state()
+        self._transport.reset()
+        self._start_worker()
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _register_exit_and_fork(reporter: TelemetryReporter) -> None:
+    """Shutdown at exit and restart after fork, without keeping the reporter alive."""
+    ref = weakref.ref(reporter)
+
+    def at_exit() -> None:
+        live = ref()
+        if live is not None:
+            live.shutdown(timeout_seconds=5.0)
+
+    def after_fork() -> None:
+        live = ref()
+        if live is not None and not live._closed:
+            live._after_fork()
+
+    atexit.register(at_exit)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=after_fork)

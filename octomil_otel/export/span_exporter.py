@@ -1,0 +1,56 @@
+"""``OctomilSpanExporter``: finished generation spans become documented events.
+
+It runs on a ``BatchSpanProcessor`` like any exporter, converts each generation span with
+the pure ``span_to_events`` and hands the events to a ``TelemetryReporter``, so spans and
+``reporter.report()`` share one queue, one worker and one HTTP client. Spans that are not
+generations (the user's own, on the same provider) are ignored.
+
+Usage::
+
+    reporter = TelemetryReporter(api_key="...")
+    provider.add_span_processor(BatchSpanProcessor(OctomilSpanExporter(reporter)))
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from octomil_otel.export.events import span_to_events
+from octomil_otel.export.reporter import TelemetryReporter
+
+_logger = logging.getLogger(__name__)
+
+
+class OctomilSpanExporter(SpanExporter):
+    """Args:
+    reporter: the delivery path; shut down with this exporter.
+    """
+
+    def __init__(self, reporter: TelemetryReporter) -> None:
+        self.reporter = reporter
+        self._shutdown = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            _logger.warning("octomil_otel: export called after shutdown")
+            return SpanExportResult.FAILURE
+        try:
+            events = [event for span in spans for event in span_to_events(span)]
+        except Exception:
+            _logger.warning("octomil_otel: could not convert spans to events", exc_info=True)
+            return SpanExportResult.FAILURE
+        self.reporter.submit(events)
+        return SpanExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self.reporter.flush(timeout_millis / 1000)
+
+    def shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self.reporter.shutdown()

@@ -1,0 +1,327 @@
+"""The one recorder that every inference path goes through.
+
+``Recorder`` holds the tracer and the four GenAI histograms; ``Recorder.start()`` opens one
+``Generation`` per inference request. Engine instrumentations, ``octomil serve`` and
+``octomil.generate`` only say *when* things happen; the metric math lives here, once.
+
+Lifecycle::
+
+    generation = recorder.start(model="gemma-1b", engine="llamacpp", stream=True)
+    with generation.activate():          # nested engine calls join this request
+        stream = engine(...)
+    for item in stream:
+        generation.chunk()               # the hot path: one clock read, one append
+    generation.set_usage(input_tokens=47, output_tokens=128)
+    generation.stop()                    # or .fail(exc) / .cancel()
+
+Per chunk only ``chunk()`` runs. Everything else (the documented metrics, span attributes
+and events, status, histograms, ``span.end()``) happens once, in ``_finish``, which runs at
+most once whatever ends the request, and never lets a telemetry error reach the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import pairwise
+from typing import Any
+
+from opentelemetry import context, metrics, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from octomil_otel import semconv
+from octomil_otel.version import __version__
+
+_logger = logging.getLogger(__name__)
+
+_ACTIVE_KEY = context.create_key("octomil-generation")
+
+Clock = Callable[[], int]
+
+
+def active_generation() -> Generation | None:
+    """The request being recorded in the current context, if any.
+
+    An engine call made inside one (``octomil serve`` around an engine call, or
+    ``create_chat_completion`` calling ``create_completion``) must record into it rather
+    than open a second span.
+    """
+    return context.get_value(_ACTIVE_KEY)  # type: ignore[return-value]
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(8)
+
+
+def summarize(
+    t0: int,
+    chunk_times: Sequence[int],
+    t_end: int,
+    output_tokens: int | None,
+) -> dict[str, Any]:
+    """The documented metrics of one request, from monotonic nanosecond readings.
+
+    Follows ``octomil-api.md``: ``ttfc_ms = c_0 - t0``; ``total_duration_ms = t_end - t0``;
+    ``throughput_tok_s = output_tokens / (total_duration_ms / 1000)``; the chunk latency
+    average and p99 (nearest rank) over the ``n - 1`` gaps between chunks, absent when
+    ``n < 2``; and each chunk's latency (its gap, or ``c_0 - t0`` for the first).
+    Values that cannot be known are left out.
+    """
+    total_ms = (t_end - t0) / 1e6
+    out: dict[str, Any] = {semconv.OCTOMIL_TOTAL_DURATION_MS: total_ms}
+    if chunk_times:
+        latencies = [(chunk_times[0] - t0) / 1e6]
+        latencies.extend((b - a) / 1e6 for a, b in pairwise(chunk_times))
+        out[semconv.OCTOMIL_TTFC_MS] = latencies[0]
+        out[semconv.OCTOMIL_CHUNK_LATENCIES_MS] = latencies
+        gaps = latencies[1:]
+        if gaps:
+            out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = sum(gaps) / len(gaps)
+            rank = math.ceil(0.99 * len(gaps))
+            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = sorted(gaps)[rank - 1]
+    if output_tokens is not None and total_ms > 0:
+        out[semconv.OCTOMIL_THROUGHPUT_TOK_S] = output_tokens / (total_ms / 1000)
+    return out
+
+
+class Recorder:
+    """Tracer, meter and histograms for one pair of providers.
+
+    Args:
+        tracer_provider: where spans go; the global provider when omitted.
+        meter_provider: where histograms go; the global provider when omitted.
+        clock: monotonic nanoseconds, for every duration.
+        wall_clock: Unix-epoch nanoseconds, for span and event timestamps.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        *,
+        clock: Clock = time.perf_counter_ns,
+        wall_clock: Clock = time.time_ns,
+    ) -> None:
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.tracer = trace.get_tracer("octomil_otel", __version__, tracer_provider)
+        meter = metrics.get_meter("octomil_otel", __version__, meter_provider)
+        self.duration = meter.create_histogram(
+            semconv.GEN_AI_CLIENT_OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        )
+        self.token_usage = meter.create_histogram(
+            semconv.GEN_AI_CLIENT_TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=semconv.TOKEN_USAGE_BUCKETS,
+        )
+        self.time_to_first_token = meter.create_histogram(
+            semconv.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+            unit="s",
+            description="Time to generate first token for successful responses",
+            explicit_bucket_boundaries_advisory=semconv.TIME_TO_FIRST_TOKEN_BUCKETS,
+        )
+        self.time_per_output_token = meter.create_histogram(
+            semconv.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
+            unit="s",
+            description="Time per output token generated after the first token",
+            explicit_bucket_boundaries_advisory=semconv.TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )
+
+    def start(
+        self,
+        *,
+        model: str,
+        engine: str,
+        operation: str = semconv.OPERATION_CHAT,
+        stream: bool = False,
+        request_id: str | None = None,
+        input_tokens: int | None = None,
+    ) -> Generation:
+        """Open the span of one request, now: this is its ``t0``."""
+        return Generation(
+            self,
+            model=model,
+            engine=engine,
+            operation=operation,
+            stream=stream,
+            request_id=request_id or new_request_id(),
+            input_tokens=input_tokens,
+        )
+
+
+class Generation:
+    """One inference request: its span, its chunk clock and, at the end, its metrics.
+
+    Not thread-safe by design: a request is driven by one caller at a time. ``stop``,
+    ``fail`` and ``cancel`` may each be called any number of times; only the first counts.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "_chunk_times",
+        "_clock",
+        "_finished",
+        "_input_tokens",
+        "_output_tokens",
+        "_recorder",
+        "_t0",
+        "_wall0",
+        "request_id",
+        "span",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        model: str,
+        engine: str,
+        operation: str,
+        stream: bool,
+        request_id: str,
+        input_tokens: int | None,
+    ) -> None:
+        self._recorder = recorder
+        self._clock = recorder.clock
+        self._t0 = recorder.clock()
+        self._wall0 = recorder.wall_clock()
+        self._chunk_times: list[int] = []
+        self._finished = False
+        self._input_tokens: int | None = None
+        self._output_tokens: int | None = None
+        self.request_id = request_id
+        self.stream = stream
+        self._attributes = {
+            semconv.GEN_AI_OPERATION_NAME: operation,
+            semconv.GEN_AI_PROVIDER_NAME: engine,
+            semconv.GEN_AI_REQUEST_MODEL: model,
+        }
+        self.span = recorder.tracer.start_span(
+            f"{operation} {model}",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                **self._attributes,
+                semconv.GEN_AI_REQUEST_STREAM: stream,
+                semconv.GEN_AI_RESPONSE_ID: request_id,
+            },
+            start_time=self._wall0,
+        )
+        self.set_usage(input_tokens=input_tokens)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._chunk_times)
+
+    def chunk(self) -> None:
+        """Mark that one output chunk reached the caller, now."""
+        self._chunk_times.append(self._clock())
+
+    def set_usage(
+        self, *, input_tokens: int | None = None, output_tokens: int | None = None
+    ) -> None:
+        """Token counts from the engine's own usage report or tokenizer.
+
+        A count that is not a non-negative int is ignored (and logged): a wrong number is
+        worse than a missing one.
+        """
+        if input_tokens is not None:
+            self._input_tokens = _token_count("input_tokens", input_tokens, self._input_tokens)
+        if output_tokens is not None:
+            self._output_tokens = _token_count("output_tokens", output_tokens, self._output_tokens)
+
+    @contextmanager
+    def activate(self) -> Iterator[Generation]:
+        """Make this request current: its span is the parent, nested engine calls join it."""
+        ctx = context.set_value(_ACTIVE_KEY, self, trace.set_span_in_context(self.span))
+        token = context.attach(ctx)
+        try:
+            yield self
+        finally:
+            context.detach(token)
+
+    def stop(self) -> None:
+        """The request finished normally."""
+        self._finish(None, None)
+
+    def fail(self, error: BaseException) -> None:
+        """The engine raised ``error``; the caller gets it untouched, we record its type."""
+        self._finish(type(error).__qualname__, str(error))
+
+    def cancel(self) -> None:
+        """The consumer closed or dropped the stream before its end."""
+        self._finish(semconv.CANCELLED, "stream closed before its end")
+
+    def _finish(self, error_type: str | None, description: str | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        t_end = self._clock()
+        try:
+            self._record(t_end, error_type, description)
+        except Exception:  # telemetry must never reach the caller
+            _logger.debug("octomil_otel: could not record generation", exc_info=True)
+            if self.span.is_recording():
+                self.span.end()
+
+    def _record(self, t_end: int, error_type: str | None, description: str | None) -> None:
+        recorder = self._recorder
+        summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
+        metric_attrs: dict[str, Any] = dict(self._attributes)
+        if error_type is not None:
+            metric_attrs[semconv.ERROR_TYPE] = error_type
+
+        span = self.span
+        if span.is_recording():
+            if self._input_tokens is not None:
+                span.set_attribute(semconv.GEN_AI_USAGE_INPUT_TOKENS, self._input_tokens)
+            if self._output_tokens is not None:
+                span.set_attribute(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, self._output_tokens)
+            span.set_attributes(summary)
+            for index, t in enumerate(self._chunk_times):
+                span.add_event(
+                    semconv.OCTOMIL_CHUNK_EVENT,
+                    {semconv.OCTOMIL_CHUNK_INDEX: index},
+                    timestamp=self._wall0 + (t - self._t0),
+                )
+            if error_type is not None:
+                span.set_attribute(semconv.ERROR_TYPE, error_type)
+                span.set_status(Status(StatusCode.ERROR, description))
+        span.end(end_time=self._wall0 + (t_end - self._t0))
+
+        recorder.duration.record(summary[semconv.OCTOMIL_TOTAL_DURATION_MS] / 1000, metric_attrs)
+        for token_type, count in (
+            (semconv.TOKEN_TYPE_INPUT, self._input_tokens),
+            (semconv.TOKEN_TYPE_OUTPUT, self._output_tokens),
+        ):
+            if count is not None:
+                recorder.token_usage.record(
+                    count, {**metric_attrs, semconv.GEN_AI_TOKEN_TYPE: token_type}
+                )
+        ttfc_ms = summary.get(semconv.OCTOMIL_TTFC_MS)
+        if ttfc_ms is not None and error_type is None:
+            recorder.time_to_first_token.record(ttfc_ms / 1000, metric_attrs)
+            if self._output_tokens is not None and self._output_tokens > 1:
+                decode_s = (summary[semconv.OCTOMIL_TOTAL_DURATION_MS] - ttfc_ms) / 1000
+                recorder.time_per_output_token.record(
+                    decode_s / (self._output_tokens - 1), metric_attrs
+                )
+
+
+def _token_count(name: str, value: object, current: int | None) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    _logger.debug("octomil_otel: ignoring %s=%r: not a non-negative int", name, value)
+    return current

@@ -1,0 +1,167 @@
+"""``init()``: the providers, processors and exporters behind one call.
+
+``init()`` extends the TracerProvider and MeterProvider the application already set, and
+creates (and sets globally) only what is missing. Without an API key it sends nothing to
+Octomil and says so in the log; spans and histograms are recorded all the same for any
+other exporter on the providers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from dataclasses import dataclass
+
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from octomil_otel.config import Settings
+from octomil_otel.device import device_id as default_device_id
+from octomil_otel.device import validate_device_id
+from octomil_otel.export.reporter import TelemetryReporter
+from octomil_otel.export.span_exporter import OctomilSpanExporter
+from octomil_otel.generation import Recorder
+from octomil_otel.version import __version__
+
+_logger = logging.getLogger("octomil_otel.telemetry")
+
+DISABLED_MESSAGE = (
+    "[telemetry] Disabled: no API key provided, set --api-key or the "
+    "OCTOMIL_API_KEY environment variable."
+)
+DEVICE_ID_ATTRIBUTE = "device.id"
+
+
+@dataclass
+class Telemetry:
+    """What ``init()`` set up; ``shutdown()`` flushes and stops it (also at exit)."""
+
+    recorder: Recorder
+    tracer_provider: trace.TracerProvider
+    meter_provider: metrics.MeterProvider
+    reporter: TelemetryReporter | None
+    _span_processor: BatchSpanProcessor | None
+    _owns_tracer_provider: bool
+    _owns_meter_provider: bool
+
+    def shutdown(self) -> None:
+        if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):
+            self.tracer_provider.shutdown()
+        elif self._span_processor is not None:
+            self._span_processor.shutdown()
+        if self._owns_meter_provider and isinstance(self.meter_provider, MeterProvider):
+            self.meter_provider.shutdown()
+
+
+_lock = threading.Lock()
+_telemetry: Telemetry | None = None
+
+
+def init(
+    api_key: str | None = None,
+    org_id: str | None = None,
+    api_base: str | None = None,
+    *,
+    device_id: str | None = None,
+    flush_interval_seconds: float = 5.0,
+    max_queue_size: int = 1000,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+) -> Telemetry:
+    """Start telemetry for this process; a second call returns the first one's result.
+
+    Args:
+        api_key: the Octomil API key; ``OCTOMIL_API_KEY`` when omitted.
+        org_id: ``OCTOMIL_ORG_ID`` when omitted, else resolved from the key.
+        api_base: ``OCTOMIL_API_BASE`` when omitted, else https://api.octomil.com.
+        device_id: overrides the id derived from the hostname and MAC address.
+        flush_interval_seconds, max_queue_size: as for ``TelemetryReporter``.
+        tracer_provider, meter_provider: providers to extend instead of the global ones.
+    """
+    global _telemetry
+    with _lock:
+        if _telemetry is not None:
+            _logger.debug("octomil_otel: init() already ran; keeping the first setup")
+            return _telemetry
+        settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
+        device = default_device_id() if device_id is None else validate_device_id(device_id)
+        resource = Resource.create(
+            {
+                DEVICE_ID_ATTRIBUTE: device,
+                "telemetry.distro.name": "octomil-otel",
+                "telemetry.distro.version": __version__,
+            }
+        )
+        tracer_provider, owns_tracer = _tracer_provider(tracer_provider, resource)
+        meter_provider, owns_meter = _meter_provider(meter_provider, resource)
+
+        reporter = processor = None
+        if settings.api_key is None:
+            _logger.warning(DISABLED_MESSAGE)
+        elif isinstance(tracer_provider, TracerProvider):
+            reporter = TelemetryReporter(
+                settings.api_key,
+                settings.api_base,
+                flush_interval_seconds,
+                max_queue_size,
+                device,
+                org_id=settings.org_id,
+            )
+            processor = BatchSpanProcessor(OctomilSpanExporter(reporter))
+            tracer_provider.add_span_processor(processor)
+        else:
+            _logger.warning(
+                "[telemetry] Disabled: the TracerProvider %r is not the OpenTelemetry SDK's",
+                type(tracer_provider).__name__,
+            )
+
+        _telemetry = Telemetry(
+            recorder=Recorder(tracer_provider, meter_provider),
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            reporter=reporter,
+            _span_processor=processor,
+            _owns_tracer_provider=owns_tracer,
+            _owns_meter_provider=owns_meter,
+        )
+        atexit.register(shutdown)
+        return _telemetry
+
+
+def shutdown() -> None:
+    """Flush and stop what ``init()`` started; ``init()`` may then run again."""
+    global _telemetry
+    with _lock:
+        telemetry, _telemetry = _telemetry, None
+    if telemetry is not None:
+        telemetry.shutdown()
+
+
+def _tracer_provider(
+    explicit: trace.TracerProvider | None, resource: Resource
+) -> tuple[trace.TracerProvider, bool]:
+    if explicit is not None:
+        return explicit, False
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):
+        return current, False
+    provider = TracerProvider(resource=resource)
+    trace.set_tracer_provider(provider)
+    return provider, True
+
+
+def _meter_provider(
+    explicit: metrics.MeterProvider | None, resource: Resource
+) -> tuple[metrics.MeterProvider, bool]:
+    if explicit is not None:
+        return explicit, False
+    current = metrics.get_meter_provider()
+    if isinstance(current, MeterProvider):
+        return current, False
+    provider = MeterProvider(resource=resource)
+    metrics.set_meter_provider(provider)
+    return provider, True
