@@ -48,6 +48,13 @@ class Telemetry:
     _owns_tracer_provider: bool
     _owns_meter_provider: bool
 
+    def flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Export finished spans and deliver their events, within about ``timeout_seconds``."""
+        if self._span_processor is None or self.reporter is None:
+            return True
+        exported = self._span_processor.force_flush(int(timeout_seconds * 1000))
+        return self.reporter.flush(timeout_seconds) and exported
+
     def shutdown(self) -> None:
         if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):
             self.tracer_provider.shutdown()

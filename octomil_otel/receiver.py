@@ -1,0 +1,166 @@
+"""A minimal local Octomil API: the ingest contract on a stdlib HTTP server, events in memory.
+
+For demos and tests on one machine: it answers ``POST /api/v1/telemetry/events`` and
+``GET /api/v1/auth/whoami`` exactly as ``octomil-api.md`` says (401 for an unknown key, 400
+naming the event and field, 413 over 1 MiB, 202 with the count), and keeps what it
+accepted. Run it with ``python -m octomil_otel.receiver --port 8090``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from octomil_otel.export._transport import (
+    EVENTS_PATH,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    WHOAMI_PATH,
+)
+from octomil_otel.export.events import validate_event
+
+_REQUIRED = ("timestamp", "device_id")
+
+
+class Receiver:
+    """Accepts events for the keys it knows; ``events`` holds what it stored, in order.
+
+    Args:
+        api_keys: key -> org id.
+        host, port: where to listen; port 0 picks a free one (see ``url``).
+    """
+
+    def __init__(self, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 0):
+        self.api_keys = dict(api_keys)
+        self.events: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # method, path, headers of every request
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Receiver:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Receiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def ingest(self, org_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Validate one batch and store it whole, or nothing of it."""
+        if len(body) > MAX_BATCH_BYTES:
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body over 1 MiB"}
+        try:
+            batch = json.loads(body)
+        except ValueError as error:
+            return HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {error}"}
+        events = batch.get("events") if isinstance(batch, dict) else None
+        if not isinstance(events, list):
+            return HTTPStatus.BAD_REQUEST, {"error": 'body must be {"events": [...]}'}
+        if len(events) > MAX_BATCH_EVENTS:
+            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "over 1000 events"}
+        checked = []
+        for index, event in enumerate(events):
+            try:
+                event = validate_event(event)
+                for name in _REQUIRED:
+                    if name not in event:
+                        raise ValueError(f"{name} is required")
+            except (TypeError, ValueError) as error:
+                return HTTPStatus.BAD_REQUEST, {"error": f"events[{index}]: {error}"}
+            checked.append({**event, "org_id": org_id})
+        with self._lock:
+            self.events.extend(checked)
+        return HTTPStatus.ACCEPTED, {"accepted": len(checked)}
+
+
+def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def _org(self) -> str | None:
+            auth = self.headers.get("Authorization", "")
+            key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
+            return receiver.api_keys.get(key) if key else None
+
+        def _reply(self, status: int, payload: dict[str, Any]) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _note(self) -> None:
+            with receiver._lock:
+                receiver.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers)}
+                )
+
+        def do_GET(self) -> None:
+            self._note()
+            org = self._org()
+            if self.path != WHOAMI_PATH:
+                self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+            elif org is None:
+                self._reply(HTTPStatus.UNAUTHORIZED, {"error": "invalid API key"})
+            else:
+                self._reply(HTTPStatus.OK, {"org_id": org})
+
+        def do_POST(self) -> None:
+            self._note()
+            length = int(self.headers.get("Content-Length", 0))
+            raw = self.rfile.read(length)
+            org = self._org()
+            if self.path != EVENTS_PATH:
+                self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
+                return
+            if org is None:
+                self._reply(HTTPStatus.UNAUTHORIZED, {"error": "invalid API key"})
+                return
+            if self.headers.get("Content-Encoding") == "gzip":
+                try:
+                    raw = gzip.decompress(raw)
+                except (OSError, EOFError):
+                    self._reply(HTTPStatus.BAD_REQUEST, {"error": "body is not gzip"})
+                    return
+            self._reply(*receiver.ingest(org, raw))
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--api-key", required=True, help="the key to accept")
+    parser.add_argument("--org-id", default="org_local")
+    args = parser.parse_args(argv)
+    receiver = Receiver({args.api_key: args.org_id}, args.host, args.port)
+    print(f"Receiving events on {receiver.url}", flush=True)
+    receiver._server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Shared fixtures: in-memory providers, a controlled clock, a real local API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from octomil_otel.generation import Recorder
+from octomil_otel.receiver import Receiver
+
+API_KEY = "sk-test-0123456789abcdef"
+ORG_ID = "org_abc123"
+WALL0_NS = 1_771_511_521_442_000_000  # 2026-02-19T14:32:01.442Z
+
+
+class FakeClock:
+    """Monotonic and wall clocks that move only when a test says so."""
+
+    def __init__(self) -> None:
+        self.mono_ns = 5_000_000_000
+
+    def __call__(self) -> int:
+        return self.mono_ns
+
+    def wall(self) -> int:
+        return WALL0_NS + (self.mono_ns - 5_000_000_000)
+
+    def advance_ms(self, ms: float) -> None:
+        self.mono_ns += round(ms * 1_000_000)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider(span_limits=SpanLimits())
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(metric_reader: InMemoryMetricReader) -> Iterator[MeterProvider]:
+    provider = MeterProvider(metric_readers=[metric_reader])
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def recorder(
+    tracer_provider: TracerProvider, meter_provider: MeterProvider, clock: FakeClock
+) -> Recorder:
+    return Recorder(tracer_provider, meter_provider, clock=clock, wall_clock=clock.wall)
+
+
+@pytest.fixture
+def api() -> Iterator[Receiver]:
+    """A real Octomil API on 127.0.0.1 that knows one key."""
+    with Receiver({API_KEY: ORG_ID}) as receiver:
+        yield receiver
+
+
+def histogram_points(reader: InMemoryMetricReader) -> dict[str, list]:
+    """Metric name -> its histogram data points."""
+    data = reader.get_metrics_data()
+    points: dict[str, list] = {}
+    if data is None:
+        return points
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                points.setdefault(metric.name, []).extend(metric.data.data_points)
+    return points

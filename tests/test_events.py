@@ -1,0 +1,233 @@
+"""Span to events, and the event checks, against the product document's example."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from opentelemetry.trace import format_span_id, format_trace_id
+
+from octomil_otel.export.events import format_timestamp, span_to_events, validate_event
+
+from .conftest import WALL0_NS
+
+DOC_EXAMPLE = {
+    "event_type": "generation_completed",
+    "timestamp": "2026-02-19T14:32:01.442Z",
+    "device_id": "a1b2c3d4e5f6",
+    "org_id": "org_abc123",
+    "model": "gemma-1b",
+    "engine": "mlx",
+    "metrics": {
+        "ttfc_ms": 142.3,
+        "throughput_tok_s": 38.7,
+        "total_duration_ms": 1842.1,
+        "input_tokens": 47,
+        "output_tokens": 128,
+        "chunk_latency_avg_ms": 25.8,
+        "chunk_latency_p99_ms": 41.2,
+    },
+    "request_id": "req_7f8a9b0c",
+    "stream": True,
+}
+
+
+def finished_span(recorder, clock, span_exporter, *, stream, gaps, output_tokens, end):
+    generation = recorder.start(
+        model="gemma-1b", engine="mlx", stream=stream, request_id="req_7f8a9b0c", input_tokens=47
+    )
+    for gap in gaps:
+        clock.advance_ms(gap)
+        generation.chunk()
+    clock.advance_ms(10.0)
+    if output_tokens is not None:
+        generation.set_usage(output_tokens=output_tokens)
+    end(generation)
+    (span,) = span_exporter.get_finished_spans()
+    return span
+
+
+def ts(offset_ms: float) -> str:
+    return format_timestamp(WALL0_NS + round(offset_ms * 1e6))
+
+
+def common(span) -> dict:
+    return {
+        "model": "gemma-1b",
+        "engine": "mlx",
+        "request_id": "req_7f8a9b0c",
+        "trace_id": format_trace_id(span.context.trace_id),
+        "span_id": format_span_id(span.context.span_id),
+    }
+
+
+CASES = {
+    "stream completed": dict(
+        stream=True,
+        gaps=[142.3, 20.0, 41.2],
+        output_tokens=3,
+        end=lambda g: g.stop(),
+        expected=lambda c: [
+            ("generation_started", ts(0), {"input_tokens": 47}),
+            ("chunk_produced", ts(142.3), {"chunk_index": 0, "chunk_latency_ms": 142.3}),
+            ("chunk_produced", ts(162.3), {"chunk_index": 1, "chunk_latency_ms": 20.0}),
+            ("chunk_produced", ts(203.5), {"chunk_index": 2, "chunk_latency_ms": 41.2}),
+            (
+                "generation_completed",
+                ts(213.5),
+                {
+                    "ttfc_ms": 142.3,
+                    "throughput_tok_s": 3 / 0.2135,
+                    "total_duration_ms": 213.5,
+                    "input_tokens": 47,
+                    "output_tokens": 3,
+                    "chunk_latency_avg_ms": (20.0 + 41.2) / 2,
+                    "chunk_latency_p99_ms": 41.2,
+                },
+            ),
+        ],
+    ),
+    "non-stream completed": dict(
+        stream=False,
+        gaps=[300.0],
+        output_tokens=128,
+        end=lambda g: g.stop(),
+        expected=lambda c: [
+            ("generation_started", ts(0), {"input_tokens": 47}),
+            (
+                "chunk_produced",
+                ts(300.0),
+                {"chunk_index": 0, "chunk_latency_ms": 300.0, "output_tokens": 128},
+            ),
+            (
+                "generation_completed",
+                ts(310.0),
+                {
+                    "ttfc_ms": 300.0,
+                    "throughput_tok_s": 128 / 0.31,
+                    "total_duration_ms": 310.0,
+                    "input_tokens": 47,
+                    "output_tokens": 128,
+                },
+            ),
+        ],
+    ),
+    "stream failed after one chunk": dict(
+        stream=True,
+        gaps=[50.0],
+        output_tokens=1,
+        end=lambda g: g.fail(MemoryError()),
+        expected=lambda c: [
+            ("generation_started", ts(0), {"input_tokens": 47}),
+            ("chunk_produced", ts(50.0), {"chunk_index": 0, "chunk_latency_ms": 50.0}),
+            (
+                "generation_failed",
+                ts(60.0),
+                {"total_duration_ms": 60.0, "output_tokens": 1, "error_type": "MemoryError"},
+            ),
+        ],
+    ),
+    "stream cancelled before a chunk": dict(
+        stream=True,
+        gaps=[],
+        output_tokens=None,
+        end=lambda g: g.cancel(),
+        expected=lambda c: [
+            ("generation_started", ts(0), {"input_tokens": 47}),
+            (
+                "generation_failed",
+                ts(10.0),
+                {"total_duration_ms": 10.0, "error_type": "cancelled"},
+            ),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_span_to_events_gives_the_documented_events(recorder, clock, span_exporter, case):
+    span = finished_span(
+        recorder,
+        clock,
+        span_exporter,
+        stream=case["stream"],
+        gaps=case["gaps"],
+        output_tokens=case["output_tokens"],
+        end=case["end"],
+    )
+
+    events = span_to_events(span)
+
+    expected = [
+        {
+            "event_type": event_type,
+            "timestamp": timestamp,
+            **common(span),
+            "stream": case["stream"],
+            "metrics": metrics,
+        }
+        for event_type, timestamp, metrics in case["expected"](clock)
+    ]
+    assert events == expected
+
+
+def test_span_to_events_completed_has_the_documents_fields(recorder, clock, span_exporter):
+    span = finished_span(
+        recorder, clock, span_exporter, stream=True, gaps=[1.0, 2.0], output_tokens=2,
+        end=lambda g: g.stop(),
+    )  # fmt: skip
+    completed = span_to_events(span)[-1]
+    documented = set(DOC_EXAMPLE) - {"device_id", "org_id"}  # the reporter fills these in
+    assert set(completed) == documented | {"trace_id", "span_id"}
+    assert set(completed["metrics"]) == set(DOC_EXAMPLE["metrics"])
+
+
+def test_span_to_events_ignores_other_spans(tracer_provider, span_exporter):
+    tracer_provider.get_tracer("user").start_span("user work").end()
+    (span,) = span_exporter.get_finished_spans()
+    assert span_to_events(span) == []
+
+
+def test_validate_event_accepts_the_documents_example():
+    assert validate_event(DOC_EXAMPLE) == DOC_EXAMPLE
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (None, TypeError, "event must be a mapping, not list"),
+        ({"event_type": "generation_done"}, ValueError, "event_type must be one of"),
+        ({"model": None}, TypeError, "model must be a non-empty str"),
+        ({"engine": 3}, TypeError, "engine must be a non-empty str"),
+        ({"colour": "red"}, ValueError, "unknown field 'colour'"),
+        ({"timestamp": "2026-02-19 14:32:01"}, ValueError, "timestamp must be RFC 3339"),
+        ({"request_id": "7f8a9b0c"}, ValueError, "request_id must be 'req_'"),
+        ({"stream": "yes"}, TypeError, "stream must be a bool"),
+        ({"trace_id": "XYZ"}, ValueError, "trace_id must be lowercase hex"),
+        ({"metrics": [1, 2]}, TypeError, "metrics must be a mapping"),
+        ({"metrics": {"ttfc_ms": math.nan}}, ValueError, "metrics.ttfc_ms must be finite"),
+        ({"metrics": {"ttfc_ms": math.inf}}, ValueError, "metrics.ttfc_ms must be finite"),
+        ({"metrics": {"output_tokens": -1}}, ValueError, "metrics.output_tokens must be finite"),
+        ({"metrics": {"ttfc_ms": "fast"}}, TypeError, "metrics.ttfc_ms must be a number"),
+        ({"metrics": {"ttfc_ms": True}}, TypeError, "metrics.ttfc_ms must be a number"),
+        ({"metrics": {"ttfc_ms": object()}}, TypeError, "metrics.ttfc_ms must be a number"),
+        ({"metrics": {"error_type": 5}}, TypeError, "metrics.error_type must be a non-empty"),
+    ],
+)
+def test_validate_event_names_the_wrong_field(change, error, message):
+    event = [1] if change is None else {**DOC_EXAMPLE, **change}
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):
+        validate_event(event)
+
+
+@pytest.mark.parametrize("missing", ["event_type", "model", "engine"])
+def test_validate_event_requires_type_model_engine(missing):
+    event = {k: v for k, v in DOC_EXAMPLE.items() if k != missing}
+    with pytest.raises(ValueError, match=missing):
+        validate_event(event)
+
+
+def test_format_timestamp_is_rfc3339_millis_utc():
+    assert format_timestamp(WALL0_NS) == "2026-02-19T14:32:01.442Z"
+    assert format_timestamp(WALL0_NS + 999_999) == "2026-02-19T14:32:01.442Z"
+    assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"

@@ -1,0 +1,263 @@
+"""The recorder: spans, documented metrics and histograms, with a controlled clock."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
+
+from octomil_otel import semconv
+from octomil_otel.generation import Recorder, active_generation, summarize
+
+from .conftest import WALL0_NS, FakeClock, histogram_points
+
+
+def run_stream(recorder: Recorder, clock: FakeClock, gaps_ms: list[float], tail_ms: float):
+    """A streamed request: first chunk after gaps_ms[0], the rest after each gap."""
+    generation = recorder.start(model="gemma-1b", engine="mlx", stream=True, input_tokens=47)
+    for gap in gaps_ms:
+        clock.advance_ms(gap)
+        generation.chunk()
+    clock.advance_ms(tail_ms)
+    generation.set_usage(output_tokens=len(gaps_ms))
+    generation.stop()
+    return generation
+
+
+def test_generation_stream_sets_documented_metrics_on_span(recorder, clock, span_exporter):
+    generation = run_stream(recorder, clock, [142.3, 20.0, 30.0, 41.2], tail_ms=10.0)
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.name == "chat gemma-1b"
+    assert span.kind is SpanKind.INTERNAL
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.start_time == WALL0_NS
+    assert span.end_time == WALL0_NS + 243_500_000
+    assert dict(span.attributes) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "mlx",
+        "gen_ai.request.model": "gemma-1b",
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": generation.request_id,
+        "gen_ai.usage.input_tokens": 47,
+        "gen_ai.usage.output_tokens": 4,
+        "octomil.total_duration_ms": 243.5,
+        "octomil.ttfc_ms": 142.3,
+        "octomil.chunk.latencies_ms": (142.3, 20.0, 30.0, 41.2),
+        "octomil.chunk_latency_avg_ms": (20.0 + 30.0 + 41.2) / 3,
+        "octomil.chunk_latency_p99_ms": 41.2,
+        "octomil.throughput_tok_s": 4 / 0.2435,
+    }
+    assert [e.name for e in span.events] == ["octomil.chunk"] * 4
+    assert [e.attributes["octomil.chunk.index"] for e in span.events] == [0, 1, 2, 3]
+    assert [e.timestamp - WALL0_NS for e in span.events] == [
+        142_300_000,
+        162_300_000,
+        192_300_000,
+        233_500_000,
+    ]
+
+
+def test_generation_request_id_is_req_and_hex(recorder):
+    generation = recorder.start(model="m", engine="echo")
+    assert generation.request_id.startswith("req_")
+    assert len(generation.request_id) == 20
+    int(generation.request_id[4:], 16)
+
+
+def test_generation_stream_records_four_histograms(recorder, clock, metric_reader):
+    run_stream(recorder, clock, [142.3, 20.0, 30.0, 41.2], tail_ms=10.0)
+
+    points = histogram_points(metric_reader)
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "mlx",
+        "gen_ai.request.model": "gemma-1b",
+    }
+    (duration,) = points["gen_ai.client.operation.duration"]
+    assert (duration.count, duration.sum, dict(duration.attributes)) == (1, 0.2435, attrs)
+    assert tuple(duration.explicit_bounds) == semconv.DURATION_BUCKETS
+    usage = {p.attributes["gen_ai.token.type"]: p for p in points["gen_ai.client.token.usage"]}
+    assert (usage["input"].count, usage["input"].sum) == (1, 47)
+    assert (usage["output"].count, usage["output"].sum) == (1, 4)
+    assert tuple(usage["input"].explicit_bounds) == semconv.TOKEN_USAGE_BUCKETS
+    (ttft,) = points["gen_ai.server.time_to_first_token"]
+    assert (ttft.count, ttft.sum) == (1, 142.3 / 1000)
+    assert tuple(ttft.explicit_bounds) == semconv.TIME_TO_FIRST_TOKEN_BUCKETS
+    (tpot,) = points["gen_ai.server.time_per_output_token"]
+    assert (tpot.count, tpot.sum) == (1, (243.5 - 142.3) / 1000 / 3)
+    assert tuple(tpot.explicit_bounds) == semconv.TIME_PER_OUTPUT_TOKEN_BUCKETS
+
+
+def test_generation_non_stream_single_chunk_has_no_gap_metrics(recorder, clock, span_exporter):
+    generation = recorder.start(
+        model="tiny", engine="llamacpp", operation="text_completion", input_tokens=5
+    )
+    clock.advance_ms(80.0)
+    generation.chunk()
+    generation.set_usage(output_tokens=12)
+    generation.stop()
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.name == "text_completion tiny"
+    assert span.attributes["gen_ai.request.stream"] is False
+    assert span.attributes["octomil.ttfc_ms"] == 80.0
+    assert span.attributes["octomil.total_duration_ms"] == 80.0
+    assert span.attributes["octomil.chunk.latencies_ms"] == (80.0,)
+    assert span.attributes["octomil.throughput_tok_s"] == 12 / 0.08
+    assert "octomil.chunk_latency_avg_ms" not in span.attributes
+    assert "octomil.chunk_latency_p99_ms" not in span.attributes
+
+
+def test_generation_fail_sets_error_type_and_status(recorder, clock, span_exporter, metric_reader):
+    generation = recorder.start(model="tiny", engine="llamacpp", stream=True)
+    clock.advance_ms(5.0)
+    generation.chunk()
+    clock.advance_ms(7.0)
+    generation.fail(RuntimeError("decode failed"))
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.status.description == "decode failed"
+    assert span.attributes["error.type"] == "RuntimeError"
+    assert span.attributes["octomil.total_duration_ms"] == 12.0
+    assert "gen_ai.usage.output_tokens" not in span.attributes
+    points = histogram_points(metric_reader)
+    (duration,) = points["gen_ai.client.operation.duration"]
+    assert duration.attributes["error.type"] == "RuntimeError"
+    assert "gen_ai.server.time_to_first_token" not in points
+
+
+def test_generation_cancel_is_reported_as_cancelled(recorder, span_exporter):
+    recorder.start(model="tiny", engine="echo", stream=True).cancel()
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.status.status_code is StatusCode.ERROR
+
+
+def test_generation_finishes_once_whatever_is_called_after(recorder, clock, span_exporter):
+    generation = recorder.start(model="tiny", engine="echo")
+    generation.stop()
+    clock.advance_ms(50.0)
+    generation.fail(ValueError("late"))
+    generation.cancel()
+    generation.stop()
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.attributes["octomil.total_duration_ms"] == 0.0
+    assert generation.finished
+
+
+def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provider):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()  # default SpanLimits: 128 events
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = Recorder(provider, meter_provider, clock=clock, wall_clock=clock.wall)
+    gaps = [float(1 + i % 7) for i in range(500)]
+
+    run_stream(recorder, clock, gaps, tail_ms=0.0)
+
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["octomil.chunk.latencies_ms"] == tuple(gaps)
+    assert span.attributes["octomil.chunk_latency_avg_ms"] == sum(gaps[1:]) / 499
+    assert span.attributes["octomil.chunk_latency_p99_ms"] == 7.0
+    assert len(span.events) == 128
+    assert span.dropped_events == 372
+
+
+@pytest.mark.parametrize(
+    ("chunks_ms", "total_ms", "tokens", "expected"),
+    [
+        ([], 10.0, None, {"octomil.total_duration_ms": 10.0}),
+        (
+            [],
+            10.0,
+            0,
+            {"octomil.total_duration_ms": 10.0, "octomil.throughput_tok_s": 0.0},
+        ),
+        (
+            [3.0, 4.0],
+            5.0,
+            2,
+            {
+                "octomil.total_duration_ms": 5.0,
+                "octomil.ttfc_ms": 3.0,
+                "octomil.chunk.latencies_ms": [3.0, 1.0],
+                "octomil.chunk_latency_avg_ms": 1.0,
+                "octomil.chunk_latency_p99_ms": 1.0,
+                "octomil.throughput_tok_s": 400.0,
+            },
+        ),
+    ],
+)
+def test_summarize_follows_the_contract(chunks_ms, total_ms, tokens, expected):
+    ns = [round(c * 1e6) for c in chunks_ms]
+    assert summarize(0, ns, round(total_ms * 1e6), tokens) == expected
+
+
+@pytest.mark.parametrize(("n_gaps", "rank"), [(1, 1), (99, 99), (100, 99), (101, 100), (200, 198)])
+def test_summarize_p99_is_nearest_rank(n_gaps, rank):
+    # gaps of 1, 2, ..., n_gaps ms in shuffled order: the p99 is the rank-th smallest
+    gaps = [((i * 37) % n_gaps) + 1 for i in range(n_gaps)]
+    chunks = [0]
+    for gap in gaps:
+        chunks.append(chunks[-1] + gap * 1_000_000)
+    summary = summarize(0, chunks, chunks[-1], None)
+    assert rank == math.ceil(0.99 * n_gaps)
+    assert summary["octomil.chunk_latency_p99_ms"] == float(rank)
+
+
+def test_generation_ignores_token_counts_that_are_not_counts(recorder, span_exporter):
+    generation = recorder.start(model="tiny", engine="echo", input_tokens=-1)
+    generation.set_usage(output_tokens=3.5)  # type: ignore[arg-type]
+    generation.set_usage(output_tokens=True)  # type: ignore[arg-type]
+    generation.stop()
+
+    (span,) = span_exporter.get_finished_spans()
+    assert "gen_ai.usage.input_tokens" not in span.attributes
+    assert "gen_ai.usage.output_tokens" not in span.attributes
+    assert "octomil.throughput_tok_s" not in span.attributes
+
+
+def test_generation_activate_makes_it_current_and_parent(recorder, span_exporter):
+    generation = recorder.start(model="tiny", engine="echo")
+    assert active_generation() is None
+    with generation.activate():
+        assert active_generation() is generation
+        child = recorder.tracer.start_span("inner")
+        child.end()
+    assert active_generation() is None
+    generation.stop()
+
+    inner, outer = span_exporter.get_finished_spans()
+    assert inner.parent.span_id == outer.context.span_id
+
+
+def test_generation_with_noop_tracer_still_records_histograms(clock):
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    recorder = Recorder(NoOpTracerProvider(), meters, clock=clock, wall_clock=clock.wall)
+
+    run_stream(recorder, clock, [10.0, 5.0], tail_ms=0.0)
+
+    (duration,) = histogram_points(reader)["gen_ai.client.operation.duration"]
+    assert (duration.count, duration.sum) == (1, 0.015)
+
+
+def test_generation_non_recording_span_gets_no_attributes(clock, meter_provider, monkeypatch):
+    recorder = Recorder(NoOpTracerProvider(), meter_provider, clock=clock, wall_clock=clock.wall)
+    generation = recorder.start(model="tiny", engine="echo")
+    calls = []
+    monkeypatch.setattr(generation.span, "set_attribute", lambda *a: calls.append(a))
+    monkeypatch.setattr(generation.span, "set_attributes", lambda *a: calls.append(a))
+    generation.chunk()
+    generation.stop()
+    assert calls == []

@@ -1,0 +1,228 @@
+"""From a recorded generation to events at a real API: the exporter, init(), settings."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
+
+import octomil
+import octomil_otel
+from octomil_otel.config import Settings
+from octomil_otel.device import device_id
+from octomil_otel.export import OctomilSpanExporter, TelemetryReporter
+from octomil_otel.generation import Recorder
+from octomil_otel.pipeline import DISABLED_MESSAGE
+
+from .conftest import API_KEY, ORG_ID, FakeClock
+
+DEVICE = "a1b2c3d4e5f6"
+
+
+@pytest.fixture
+def pipeline(api, clock: FakeClock, meter_provider):
+    """A provider whose spans go through the Octomil exporter to the real local API."""
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OctomilSpanExporter(reporter)))
+    recorder = Recorder(provider, meter_provider, clock=clock, wall_clock=clock.wall)
+
+    def flush() -> None:  # a BatchSpanProcessor's force_flush ends at export()
+        assert provider.force_flush()
+        assert reporter.flush()
+
+    yield flush, recorder
+    provider.shutdown()
+
+
+def test_exporter_delivers_a_generations_events_field_by_field(api, pipeline, clock):
+    flush, recorder = pipeline
+    generation = recorder.start(
+        model="gemma-1b", engine="mlx", stream=True, request_id="req_7f8a9b0c", input_tokens=47
+    )
+    for gap in (142.3, 25.0, 26.6):
+        clock.advance_ms(gap)
+        generation.chunk()
+    clock.advance_ms(6.2)
+    generation.set_usage(output_tokens=3)
+    generation.stop()
+    flush()
+
+    span_ids = {(e["trace_id"], e["span_id"]) for e in api.events}
+    assert len(span_ids) == 1
+    trace_id, span_id = span_ids.pop()
+    assert re.fullmatch("[0-9a-f]{32}", trace_id) and re.fullmatch("[0-9a-f]{16}", span_id)
+    common = {
+        "device_id": DEVICE,
+        "org_id": ORG_ID,
+        "model": "gemma-1b",
+        "engine": "mlx",
+        "request_id": "req_7f8a9b0c",
+        "stream": True,
+        "trace_id": trace_id,
+        "span_id": span_id,
+    }
+    assert api.events == [
+        {
+            **common,
+            "event_type": "generation_started",
+            "timestamp": "2026-02-19T14:32:01.442Z",
+            "metrics": {"input_tokens": 47},
+        },
+        {
+            **common,
+            "event_type": "chunk_produced",
+            "timestamp": "2026-02-19T14:32:01.584Z",
+            "metrics": {"chunk_index": 0, "chunk_latency_ms": 142.3},
+        },
+        {
+            **common,
+            "event_type": "chunk_produced",
+            "timestamp": "2026-02-19T14:32:01.609Z",
+            "metrics": {"chunk_index": 1, "chunk_latency_ms": 25.0},
+        },
+        {
+            **common,
+            "event_type": "chunk_produced",
+            "timestamp": "2026-02-19T14:32:01.635Z",
+            "metrics": {"chunk_index": 2, "chunk_latency_ms": 26.6},
+        },
+        {
+            **common,
+            "event_type": "generation_completed",
+            "timestamp": "2026-02-19T14:32:01.642Z",
+            "metrics": {
+                "ttfc_ms": 142.3,
+                "throughput_tok_s": 3 / 0.2001,
+                "total_duration_ms": 200.1,
+                "input_tokens": 47,
+                "output_tokens": 3,
+                "chunk_latency_avg_ms": (25.0 + 26.6) / 2,
+                "chunk_latency_p99_ms": 26.6,
+            },
+        },
+    ]
+
+
+def test_exporter_500_token_stream_gives_500_chunk_events(api, pipeline, clock):
+    flush, recorder = pipeline
+    generation = recorder.start(model="tiny", engine="llamacpp", stream=True)
+    for _ in range(500):
+        clock.advance_ms(2.0)
+        generation.chunk()
+    generation.set_usage(output_tokens=500)
+    generation.stop()
+    flush()
+
+    chunks = [e for e in api.events if e["event_type"] == "chunk_produced"]
+    assert [e["metrics"]["chunk_index"] for e in chunks] == list(range(500))
+    assert {e["metrics"]["chunk_latency_ms"] for e in chunks} == {2.0}
+    (completed,) = [e for e in api.events if e["event_type"] == "generation_completed"]
+    assert completed["metrics"]["chunk_latency_p99_ms"] == 2.0
+    assert completed["metrics"]["throughput_tok_s"] == 500.0
+
+
+def test_exporter_ignores_spans_that_are_not_generations(api, pipeline):
+    flush, recorder = pipeline
+    recorder.tracer.start_span("user work").end()
+    flush()
+    assert api.events == []
+
+
+def test_exporter_export_after_shutdown_fails(api):
+    exporter = OctomilSpanExporter(TelemetryReporter(API_KEY, api.url, device_id=DEVICE))
+    exporter.shutdown()
+    exporter.shutdown()
+    assert exporter.export([]) is SpanExportResult.FAILURE
+
+
+@pytest.fixture
+def fresh_init():
+    octomil_otel.shutdown()
+    yield
+    octomil_otel.shutdown()
+
+
+def test_init_extends_the_users_tracer_provider(
+    api, fresh_init, tracer_provider, span_exporter, meter_provider
+):
+    telemetry = octomil.init(
+        api_key=API_KEY,
+        api_base=api.url,
+        device_id=DEVICE,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
+    )
+    assert telemetry.tracer_provider is tracer_provider
+
+    generation = telemetry.recorder.start(model="tiny", engine="echo")
+    generation.chunk()
+    generation.stop()
+    telemetry.flush()
+
+    assert [s.name for s in span_exporter.get_finished_spans()] == ["chat tiny"]
+    assert [e["event_type"] for e in api.events] == [
+        "generation_started",
+        "chunk_produced",
+        "generation_completed",
+    ]
+
+
+def test_init_twice_keeps_the_first(api, fresh_init, tracer_provider, meter_provider):
+    first = octomil_otel.init(
+        api_key=API_KEY, api_base=api.url, device_id=DEVICE,
+        tracer_provider=tracer_provider, meter_provider=meter_provider,
+    )  # fmt: skip
+    second = octomil_otel.init(api_key="another", tracer_provider=tracer_provider)
+    assert second is first
+    assert len(tracer_provider._active_span_processor._span_processors) == 2
+
+
+def test_init_without_key_logs_disabled_and_sends_nothing(
+    fresh_init, tracer_provider, meter_provider, monkeypatch, caplog
+):
+    monkeypatch.delenv("OCTOMIL_API_KEY", raising=False)
+    with caplog.at_level(logging.INFO, logger="octomil_otel"):
+        telemetry = octomil.init(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    assert telemetry.reporter is None
+    assert [r.getMessage() for r in caplog.records] == [DISABLED_MESSAGE]
+    assert DISABLED_MESSAGE == (
+        "[telemetry] Disabled: no API key provided, set --api-key or the "
+        "OCTOMIL_API_KEY environment variable."
+    )
+
+
+def test_init_takes_key_and_base_from_environment(
+    api, fresh_init, tracer_provider, meter_provider, monkeypatch, caplog
+):
+    monkeypatch.setenv("OCTOMIL_API_KEY", API_KEY)
+    monkeypatch.setenv("OCTOMIL_API_BASE", api.url)
+    with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
+        telemetry = octomil.init(
+            device_id=DEVICE, tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+    assert telemetry.reporter.api_base == api.url
+    assert caplog.records[0].getMessage() == (
+        f"[telemetry] Initialized: device_id={DEVICE}, api_base={api.url}"
+    )
+
+
+def test_settings_explicit_beats_environment_beats_default(monkeypatch):
+    monkeypatch.setenv("OCTOMIL_API_KEY", "env-key")
+    monkeypatch.setenv("OCTOMIL_ORG_ID", "org_env")
+    monkeypatch.delenv("OCTOMIL_API_BASE", raising=False)
+    assert Settings.resolve() == Settings("env-key", "org_env", "https://api.octomil.com")
+    assert Settings.resolve(api_key="k", org_id="org_x", api_base="http://h:1/") == Settings(
+        "k", "org_x", "http://h:1"
+    )
+    assert "env-key" not in repr(Settings.resolve())
+
+
+def test_device_id_is_stable_12_hex():
+    first = device_id()
+    assert re.fullmatch("[0-9a-f]{12}", first)
+    assert device_id() == first

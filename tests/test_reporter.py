@@ -1,0 +1,396 @@
+"""TelemetryReporter against a real HTTP API on 127.0.0.1, and against dead or broken ones."""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from octomil_otel.export.reporter import TelemetryReporter
+
+from .conftest import API_KEY, ORG_ID
+
+DEVICE = "0123456789ab"
+
+
+def event(i: int = 0, **extra) -> dict:
+    return {
+        "event_type": "generation_completed",
+        "model": "gemma-1b",
+        "engine": "mlx",
+        "request_id": f"req_{i:08x}",
+        "metrics": {"ttfc_ms": 150.0, "output_tokens": i},
+        **extra,
+    }
+
+
+@pytest.fixture
+def reporters() -> Iterator[list[TelemetryReporter]]:
+    """Reporters made by a test, shut down after it however it ends."""
+    made: list[TelemetryReporter] = []
+    yield made
+    for reporter in made:
+        reporter.shutdown(timeout_seconds=2.0)
+
+
+@pytest.fixture
+def make_reporter(reporters):
+    def make(api_base: str, **kwargs) -> TelemetryReporter:
+        kwargs.setdefault("device_id", DEVICE)
+        kwargs.setdefault("flush_interval_seconds", 60.0)
+        reporter = TelemetryReporter(API_KEY, api_base, **kwargs)
+        reporters.append(reporter)
+        return reporter
+
+    return make
+
+
+@pytest.fixture
+def refused_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """Accepts connections (the kernel does) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_reporter_delivers_event_with_filled_fields(api, make_reporter):
+    reporter = make_reporter(api.url)
+    reporter.report(event(7, stream=True, timestamp="2026-02-19T14:32:01.442Z"))
+
+    assert reporter.flush() is True
+
+    assert api.events == [
+        {
+            **event(7),
+            "stream": True,
+            "timestamp": "2026-02-19T14:32:01.442Z",
+            "device_id": DEVICE,
+            "org_id": ORG_ID,
+        }
+    ]
+    assert (reporter.delivered_events, reporter.dropped_events) == (1, 0)
+
+
+def test_reporter_fills_timestamp_now_and_leaves_out_what_was_not_given(api, make_reporter):
+    reporter = make_reporter(api.url)
+    minimal = {"event_type": "generation_started", "model": "m", "engine": "echo"}
+    before = time.time()
+    reporter.report(minimal)
+    reporter.flush()
+
+    (stored,) = api.events
+    assert set(stored) == {"event_type", "model", "engine", "timestamp", "device_id", "org_id"}
+    sent = calendar.timegm(time.strptime(stored["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert before - 1 <= sent <= time.time()
+
+
+def test_reporter_sends_auth_user_agent_and_gzip(api, make_reporter):
+    reporter = make_reporter(api.url)
+    reporter.report(event())
+    reporter.flush()
+
+    post = next(r for r in api.requests if r["method"] == "POST")
+    assert post["path"] == "/api/v1/telemetry/events"
+    assert post["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert post["headers"]["User-Agent"].startswith("octomil-otel/")
+    assert post["headers"]["Content-Encoding"] == "gzip"
+    assert post["headers"]["Content-Type"] == "application/json"
+
+
+def test_reporter_org_id_explicit_is_not_resolved(api, make_reporter):
+    reporter = make_reporter(api.url, org_id="org_mine")
+    reporter.report(event())
+    reporter.flush()
+
+    assert [r["path"] for r in api.requests] == ["/api/v1/telemetry/events"]
+    assert reporter.org_id == "org_mine"
+
+
+def test_reporter_org_id_from_environment(api, make_reporter, monkeypatch):
+    monkeypatch.setenv("OCTOMIL_ORG_ID", "org_env")
+    assert make_reporter(api.url).org_id == "org_env"
+
+
+def test_reporter_org_id_resolved_once_from_key(api, make_reporter):
+    reporter = make_reporter(api.url)
+    for i in range(3):
+        reporter.report(event(i))
+        reporter.flush()
+
+    paths = [r["path"] for r in api.requests]
+    assert paths.count("/api/v1/auth/whoami") == 1
+    assert reporter.org_id == ORG_ID
+
+
+def test_reporter_connection_refused_drops_and_counts(refused_url, make_reporter):
+    reporter = make_reporter(refused_url)
+    for i in range(3):
+        reporter.report(event(i))
+
+    assert reporter.flush(timeout_seconds=10.0) is True
+    assert (reporter.delivered_events, reporter.dropped_events, reporter.queue_size) == (0, 3, 0)
+
+
+def test_reporter_silent_api_flush_and_shutdown_are_bounded(silent_url, make_reporter):
+    reporter = make_reporter(silent_url, timeout_seconds=0.5)
+    reporter.report(event())
+    started = time.monotonic()
+
+    reporter.flush(timeout_seconds=30.0)
+    reporter.report(event(1))
+    reporter.shutdown(timeout_seconds=30.0)
+
+    # the bound is the HTTP timeout (0.5 s per request), not the flush/shutdown timeout
+    assert time.monotonic() - started < 15.0
+    assert reporter.dropped_events == 2
+
+
+def test_reporter_flush_returns_false_when_its_timeout_passes_first(silent_url, make_reporter):
+    reporter = make_reporter(silent_url, timeout_seconds=5.0)
+    reporter.report(event())
+    assert reporter.flush(timeout_seconds=0.2) is False
+
+
+@pytest.mark.parametrize("status", [500, 503, 429, 400])
+def test_reporter_error_answers_drop_the_batch(api, make_reporter, status):
+    api.ingest = lambda org, body: (status, {"error": "nope"})
+    reporter = make_reporter(api.url)
+    reporter.report(event())
+
+    assert reporter.flush() is True
+    assert (reporter.delivered_events, reporter.dropped_events) == (0, 1)
+    assert [r["path"] for r in api.requests].count("/api/v1/telemetry/events") == 1
+
+
+def test_reporter_wrong_key_is_401_dropped_and_logged_without_key(api, reporters, caplog):
+    wrong_key = "sk-wrong-key-9876543210"
+    reporter = TelemetryReporter(wrong_key, api.url, device_id=DEVICE)
+    reporters.append(reporter)
+    with caplog.at_level(logging.DEBUG):
+        reporter.report(event())
+        reporter.flush()
+
+    assert reporter.dropped_events == 1
+    assert "rejected the API key (401)" in caplog.text
+    assert wrong_key not in caplog.text
+
+
+def test_reporter_never_logs_the_key_at_debug(api, refused_url, silent_url, reporters, caplog):
+    with caplog.at_level(logging.DEBUG):
+        for url in (api.url, refused_url, silent_url):
+            reporter = TelemetryReporter(API_KEY, url, device_id=DEVICE, timeout_seconds=0.3)
+            reporters.append(reporter)
+            reporter.report(event())
+            reporter.flush()
+            reporter.shutdown()
+    assert caplog.records
+    for record in caplog.records:
+        assert API_KEY not in record.getMessage()
+        assert API_KEY not in (record.exc_text or "")
+
+
+def test_reporter_full_queue_drops_exactly_the_oldest(api, make_reporter):
+    release = threading.Event()
+    ingest = api.ingest
+
+    def gated(org, body):
+        release.wait(10)
+        return ingest(org, body)
+
+    api.ingest = gated
+    reporter = make_reporter(api.url, max_queue_size=10)
+    reporter.report(event(0))
+    reporter.flush(timeout_seconds=0.5)  # the worker now waits inside the first POST
+    for i in range(1, 16):
+        reporter.report(event(i))
+    assert (reporter.queue_size, reporter.dropped_events) == (10, 5)
+
+    release.set()
+    assert reporter.flush() is True
+    delivered = [e["metrics"]["output_tokens"] for e in api.events]
+    assert delivered == [0, *range(6, 16)]
+    assert (reporter.delivered_events, reporter.dropped_events) == (11, 5)
+
+
+def test_reporter_eight_threads_lose_nothing_below_the_bound(api, make_reporter):
+    reporter = make_reporter(api.url, max_queue_size=5000, flush_interval_seconds=0.05)
+
+    def work(thread: int) -> None:
+        for i in range(250):
+            reporter.report(event(thread * 1000 + i))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert reporter.flush() is True
+
+    got = sorted(e["metrics"]["output_tokens"] for e in api.events)
+    assert got == sorted(t * 1000 + i for t in range(8) for i in range(250))
+    assert (reporter.delivered_events, reporter.dropped_events) == (2000, 0)
+
+
+def test_reporter_splits_batches_at_1000_events(api, make_reporter):
+    reporter = make_reporter(api.url, max_queue_size=2500)
+    for i in range(2500):
+        reporter.report(event(i))
+    reporter.flush()
+
+    posts = [r for r in api.requests if r["method"] == "POST"]
+    assert len(posts) == 3
+    assert len(api.events) == 2500
+
+
+def test_reporter_wakes_early_when_half_full(api, make_reporter):
+    reporter = make_reporter(api.url, max_queue_size=10, flush_interval_seconds=3600)
+    for i in range(5):
+        reporter.report(event(i))
+    deadline = time.monotonic() + 10
+    while len(api.events) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(api.events) == 5
+
+
+def test_reporter_flushes_on_its_interval(api, make_reporter):
+    reporter = make_reporter(api.url, flush_interval_seconds=0.1)
+    reporter.report(event())
+    deadline = time.monotonic() + 10
+    while not api.events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(api.events) == 1
+
+
+def test_reporter_logs_initialized_and_flushed_lines(api, make_reporter, caplog):
+    with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
+        reporter = make_reporter(api.url)
+        for i in range(3):
+            reporter.report(event(i))
+        reporter.flush()
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert f"[telemetry] Initialized: device_id={DEVICE}, api_base={api.url}" in lines
+    assert "[telemetry] Flushed 3 events (queue_size=0)" in lines
+
+
+def test_reporter_shutdown_flushes_and_is_idempotent(api, make_reporter):
+    reporter = make_reporter(api.url)
+    reporter.report(event())
+    reporter.shutdown()
+    reporter.shutdown()
+
+    assert len(api.events) == 1
+    reporter.report(event(1))
+    assert reporter.dropped_events == 1
+    assert reporter.flush() is True
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"api_key": ""}, ValueError, "api_key is required"),
+        ({"api_key": None}, ValueError, "api_key is required"),
+        ({"api_base": "ftp://x"}, ValueError, "api_base must be an http"),
+        ({"flush_interval_seconds": 0}, ValueError, "flush_interval_seconds must be a positive"),
+        ({"flush_interval_seconds": "5"}, TypeError, "flush_interval_seconds must be a number"),
+        ({"max_queue_size": 0}, ValueError, "max_queue_size must be at least 1"),
+        ({"max_queue_size": 1.5}, TypeError, "max_queue_size must be an int"),
+        ({"device_id": "ABC"}, ValueError, "device_id must be 12 lowercase hex"),
+    ],
+)
+def test_reporter_constructor_rejects_bad_arguments(kwargs, error, message):
+    arguments = {"api_key": API_KEY, "api_base": "http://127.0.0.1:9", **kwargs}
+    with pytest.raises(error, match=message):
+        TelemetryReporter(**arguments)
+
+
+def test_reporter_report_rejects_malformed_event_and_keeps_queue(api, make_reporter):
+    reporter = make_reporter(api.url)
+    with pytest.raises(ValueError, match="event_type"):
+        reporter.report({"event_type": "oops", "model": "m", "engine": "e"})
+    with pytest.raises(TypeError, match="metrics.ttfc_ms must be a number"):
+        reporter.report(event(metrics={"ttfc_ms": [1]}))
+    assert reporter.queue_size == 0
+
+
+def test_reporter_uses_environment_api_base(api, reporters, monkeypatch):
+    monkeypatch.setenv("OCTOMIL_API_BASE", api.url + "/")
+    reporter = TelemetryReporter(API_KEY, device_id=DEVICE)
+    reporters.append(reporter)
+    assert reporter.api_base == api.url
+
+
+def test_reporter_default_api_base_is_octomil(reporters, monkeypatch):
+    monkeypatch.delenv("OCTOMIL_API_BASE", raising=False)
+    reporter = TelemetryReporter(API_KEY, device_id=DEVICE)
+    reporters.append(reporter)
+    assert reporter.api_base == "https://api.octomil.com"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_reporter_works_in_a_forked_child(api, make_reporter):
+    reporter = make_reporter(api.url)
+    reporter.report(event(1))
+    reporter.flush()
+
+    pid = os.fork()
+    if pid == 0:  # the child: report, flush, exit without pytest's teardown
+        code = 1
+        try:
+            reporter.report(event(2))
+            code = 0 if reporter.flush(timeout_seconds=10) else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert [e["metrics"]["output_tokens"] for e in api.events] == [1, 2]
+
+
+def test_reporter_flushes_at_interpreter_exit(api, tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(
+        "from octomil.telemetry import TelemetryReporter\n"
+        f"r = TelemetryReporter(api_key={API_KEY!r}, api_base={api.url!r},"
+        " flush_interval_seconds=3600)\n"
+        "r.report({'event_type': 'generation_completed', 'model': 'm', 'engine': 'echo'})\n"
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=60)
+
+    assert [(e["event_type"], e["model"]) for e in api.events] == [("generation_completed", "m")]
+
+
+def test_receiver_rejects_a_bad_batch_whole(api):
+    import requests
+
+    good = {**event(1), "timestamp": "2026-02-19T14:32:01.442Z", "device_id": DEVICE}
+    bad = {**good, "metrics": {"ttfc_ms": -1}}
+    body = gzip.compress(json.dumps({"events": [good, bad]}).encode())
+    response = requests.post(
+        api.url + "/api/v1/telemetry/events",
+        data=body,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Encoding": "gzip"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert "events[1]" in response.json()["error"]
+    assert api.events == []
