@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import context, metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -41,6 +41,7 @@ _logger = logging.getLogger(__name__)
 _ACTIVE_KEY = context.create_key("octomil-generation")
 
 Clock = Callable[[], int]
+T = TypeVar("T")
 
 
 def active_generation() -> Generation | None:
@@ -251,6 +252,16 @@ class Generation:
             yield self
         finally:
             context.detach(token)
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run the engine call inside this request: current while it runs; if it raises,
+        the error is recorded and re-raised untouched."""
+        with self.activate():
+            try:
+                return fn(*args, **kwargs)
+            except BaseException as error:
+                self.fail(error)
+                raise
 
     def stop(self) -> None:
         """The request finished normally."""

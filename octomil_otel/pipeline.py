@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -25,6 +26,7 @@ from octomil_otel.device import validate_device_id
 from octomil_otel.export.reporter import TelemetryReporter
 from octomil_otel.export.span_exporter import OctomilSpanExporter
 from octomil_otel.generation import Recorder
+from octomil_otel.instrumentation import instrument_installed
 from octomil_otel.version import __version__
 
 _logger = logging.getLogger("octomil_otel.telemetry")
@@ -44,6 +46,7 @@ class Telemetry:
     tracer_provider: trace.TracerProvider
     meter_provider: metrics.MeterProvider
     reporter: TelemetryReporter | None
+    instrumentors: list[BaseInstrumentor]
     _span_processor: BatchSpanProcessor | None
     _owns_tracer_provider: bool
     _owns_meter_provider: bool
@@ -56,6 +59,8 @@ class Telemetry:
         return self.reporter.flush(timeout_seconds) and exported
 
     def shutdown(self) -> None:
+        for instrumentor in self.instrumentors:
+            instrumentor.uninstrument()
         if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):
             self.tracer_provider.shutdown()
         elif self._span_processor is not None:
@@ -78,6 +83,7 @@ def init(
     max_queue_size: int = 1000,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    instrument: bool = True,
 ) -> Telemetry:
     """Start telemetry for this process; a second call returns the first one's result.
 
@@ -88,6 +94,7 @@ def init(
         device_id: overrides the id derived from the hostname and MAC address.
         flush_interval_seconds, max_queue_size: as for ``TelemetryReporter``.
         tracer_provider, meter_provider: providers to extend instead of the global ones.
+        instrument: instrument every installed engine (llama-cpp-python, mlx-lm).
     """
     global _telemetry
     with _lock:
@@ -131,6 +138,9 @@ def init(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             reporter=reporter,
+            instrumentors=(
+                instrument_installed(tracer_provider, meter_provider) if instrument else []
+            ),
             _span_processor=processor,
             _owns_tracer_provider=owns_tracer,
             _owns_meter_provider=owns_meter,

@@ -28,38 +28,75 @@ _logger = logging.getLogger(__name__)
 ChunkT = TypeVar("ChunkT")
 OnItem = Callable[[Generation, ChunkT], None]
 """Called with each item before it reaches the caller: calls ``generation.chunk()`` when
-the item carries output, and may note usage. Must be cheap: it runs per chunk."""
+the item carries output. Must be cheap: it runs per chunk."""
+OnEnd = Callable[[Generation, "ChunkT | None", int], None]
+"""Called once when the stream ends, however it ends, with the last item and the number
+of items: where an engine reports usage on its last item, or usage is a count of items."""
 
 
 def record_stream(
-    generation: Generation, stream: Iterable[ChunkT], on_item: OnItem[ChunkT]
+    generation: Generation,
+    stream: Iterable[ChunkT],
+    on_item: OnItem[ChunkT] | None = None,
+    on_end: OnEnd[ChunkT] | None = None,
+    *,
+    owner: bool = True,
 ) -> Iterator[ChunkT]:
-    """Re-yield ``stream``, letting ``on_item`` see each item; end ``generation`` once."""
-    proxy = _proxy(generation, stream, on_item)
+    """Re-yield ``stream``, letting the hooks see it; end ``generation`` once if ``owner``.
+
+    A stream inside a request that another call owns (``owner=False``) only reports what
+    it sees (usage, typically); the owner decides how the request ends.
+    """
+    proxy = _proxy(generation, stream, on_item, on_end, owner)
     next(proxy)  # run up to the priming yield, inside the try below
     return proxy
 
 
 def _proxy(
-    generation: Generation, stream: Iterable[ChunkT], on_item: OnItem[ChunkT]
+    generation: Generation,
+    stream: Iterable[ChunkT],
+    on_item: OnItem[ChunkT] | None,
+    on_end: OnEnd[ChunkT] | None,
+    owner: bool,
 ) -> Iterator[ChunkT]:
+    last: ChunkT | None = None
+    count = 0
     try:
         yield  # type: ignore[misc]  # priming point: see record_stream
-        for item in stream:
-            try:
-                on_item(generation, item)
-            except Exception:
-                _logger.debug("octomil_otel: could not record a chunk", exc_info=True)
-            yield item
+        for last in stream:  # the last item is for on_end
+            count += 1
+            if on_item is not None:
+                try:
+                    on_item(generation, last)
+                except Exception:
+                    _logger.debug("octomil_otel: could not record a chunk", exc_info=True)
+            yield last
     except GeneratorExit:
-        generation.cancel()
+        _end(generation, on_end, last, count)
+        if owner:
+            generation.cancel()
         _close(stream)
         raise
     except BaseException as error:
-        generation.fail(error)
+        _end(generation, on_end, last, count)
+        if owner:
+            generation.fail(error)
         raise
     else:
-        generation.stop()
+        _end(generation, on_end, last, count)
+        if owner:
+            generation.stop()
+
+
+def _end(
+    generation: Generation, on_end: OnEnd[ChunkT] | None, last: ChunkT | None, count: int
+) -> None:
+    if on_end is None:
+        return
+    try:
+        on_end(generation, last, count)
+    except Exception:
+        _logger.debug("octomil_otel: could not record the end of a stream", exc_info=True)
 
 
 def _close(stream: Iterable[object]) -> None:

@@ -90,3 +90,21 @@ def histogram_points(reader: InMemoryMetricReader) -> dict[str, list]:
             for metric in scope_metrics.metrics:
                 points.setdefault(metric.name, []).extend(metric.data.data_points)
     return points
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory):
+    from .tiny_models import write_tiny_gguf
+
+    return write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny-llama.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
+    from .tiny_models import write_tiny_mlx_model
+
+    return write_tiny_mlx_model(tmp_path_factory.mktemp("mlx") / "tiny-mlx")
+
+
+def spans_by_name(exporter: InMemorySpanExporter) -> list[str]:
+    return [span.name for span in exporter.get_finished_spans()]

@@ -1,0 +1,123 @@
+"""Instrumentation for `mlx-lm <https://github.com/ml-explore/mlx-lm>`_.
+
+Usage::
+
+    from octomil_otel.instrumentation.mlx import MLXInstrumentor
+    MLXInstrumentor().instrument(tracer_provider=..., meter_provider=...)
+
+    model, tokenizer = mlx_lm.load("path/to/model")
+    for response in mlx_lm.stream_generate(model, tokenizer, "Hello", max_tokens=64):
+        ...
+
+``octomil.init()`` and ``opentelemetry-instrument`` do this for you.
+
+What is wrapped: ``generate`` and ``stream_generate`` both in ``mlx_lm.generate`` and where
+``mlx_lm`` re-binds them, so ``mlx_lm.generate(...)`` and ``from mlx_lm import
+stream_generate`` are covered when instrumentation runs before that import. ``generate``
+loops over ``stream_generate``: the inner stream joins the outer request. Each
+``GenerationResponse`` is one token, so one chunk; the counts are the last response's
+``prompt_tokens`` and ``generation_tokens``. ``load`` is wrapped only to name the model
+(the last part of the path it was loaded from).
+
+Configuration: none of its own; suppression is honoured. Message content is never recorded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import weakref
+from collections.abc import Callable, Collection
+from typing import Any
+
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
+from wrapt import wrap_function_wrapper
+
+from octomil_otel import semconv
+from octomil_otel.generation import Generation, Recorder, active_generation
+from octomil_otel.stream import record_stream
+
+ENGINE = "mlx"
+_instruments = ("mlx-lm >= 0.24",)
+_MODULES = ("mlx_lm.generate", "mlx_lm")  # the definitions, then the package's re-binding
+_LOADERS = ("mlx_lm.utils", "mlx_lm")
+_Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
+
+
+class MLXInstrumentor(BaseInstrumentor):
+    """One span and one set of Octomil events per mlx-lm generation."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return _instruments
+
+    def _instrument(self, **kwargs: Any) -> None:
+        recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        for name in _MODULES:
+            module = importlib.import_module(name)
+            wrap_function_wrapper(module, "stream_generate", _traced(recorder, stream=True))
+            wrap_function_wrapper(module, "generate", _traced(recorder, stream=False))
+        for name in _LOADERS:
+            wrap_function_wrapper(importlib.import_module(name), "load", _named)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        for name in _MODULES:
+            module = importlib.import_module(name)
+            unwrap(module, "stream_generate")
+            unwrap(module, "generate")
+        for name in _LOADERS:
+            unwrap(importlib.import_module(name), "load")
+
+
+_names: dict[int, str] = {}
+
+
+def model_name(model: Any) -> str:
+    """The name it was loaded under, else its ``model_type`` (e.g. ``llama``)."""
+    return _names.get(id(model)) or str(getattr(model, "model_type", type(model).__name__))
+
+
+def _named(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+    loaded = wrapped(*args, **kwargs)
+    path = args[0] if args else kwargs.get("path_or_hf_repo")
+    if isinstance(path, (str, os.PathLike)):
+        model = loaded[0]
+        _names[id(model)] = os.path.basename(os.path.normpath(os.fspath(path)))
+        weakref.finalize(model, _names.pop, id(model), None)
+    return loaded
+
+
+def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
+    def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled():
+            return wrapped(*args, **kwargs)
+        active = active_generation()
+        if active is not None:  # generate() -> stream_generate(): report usage to the outer
+            if not stream:
+                return wrapped(*args, **kwargs)
+            return record_stream(active, wrapped(*args, **kwargs), on_end=_usage, owner=False)
+
+        model = args[0] if args else kwargs.get("model")
+        generation = recorder.start(
+            model=model_name(model),
+            engine=ENGINE,
+            operation=semconv.OPERATION_TEXT_COMPLETION,
+            stream=stream,
+        )
+        result = generation.call(wrapped, *args, **kwargs)
+        if stream:
+            return record_stream(generation, result, _chunk, _usage)
+        generation.chunk()
+        generation.stop()
+        return result
+
+    return traced
+
+
+def _chunk(generation: Generation, response: Any) -> None:
+    generation.chunk()
+
+
+def _usage(generation: Generation, last: Any, count: int) -> None:
+    if last is not None:
+        generation.set_usage(input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens)
