@@ -209,17 +209,19 @@ def test_reporter_never_logs_the_key_at_debug(api, refused_url, silent_url, repo
 
 
 def test_reporter_full_queue_drops_exactly_the_oldest(api, make_reporter):
-    release = threading.Event()
+    entered, release = threading.Event(), threading.Event()
     ingest = api.ingest
 
     def gated(org, body):
+        entered.set()
         release.wait(10)
         return ingest(org, body)
 
     api.ingest = gated
     reporter = make_reporter(api.url, max_queue_size=10)
     reporter.report(event(0))
-    reporter.flush(timeout_seconds=0.5)  # the worker now waits inside the first POST
+    reporter.flush(timeout_seconds=0.0)  # wake the worker: it waits inside the first POST
+    assert entered.wait(10)
     for i in range(1, 16):
         reporter.report(event(i))
     assert (reporter.queue_size, reporter.dropped_events) == (10, 5)

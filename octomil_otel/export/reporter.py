@@ -218,24 +218,24 @@ class TelemetryReporter:
             self._finish_drain(len(events) - sent, unreachable)
 
     def _account(self, count: int, delivery: _transport.Delivery) -> None:
+        """Log, then count: a ``flush()`` that returns has its log lines written."""
+        if delivery.accepted:
+            self._failing = False
+            _logger.info(
+                "[telemetry] Flushed %d events (queue_size=%d)", delivery.accepted, len(self._queue)
+            )
+        else:
+            level = logging.DEBUG if self._failing else logging.WARNING
+            self._failing = True
+            if delivery.status == 401:
+                _logger.log(level, "[telemetry] The Octomil API rejected the API key (401)")
+            reason = f"HTTP {delivery.status}" if delivery.status else delivery.error
+            _logger.log(level, "[telemetry] Dropped %d events: %s", count, reason)
         with self._cond:
             self._delivered += delivery.accepted
             self._dropped += count - delivery.accepted
             self._handled += count
-            queue_size = len(self._queue)
             self._cond.notify_all()
-        if delivery.accepted:
-            self._failing = False
-            _logger.info(
-                "[telemetry] Flushed %d events (queue_size=%d)", delivery.accepted, queue_size
-            )
-            return
-        level = logging.DEBUG if self._failing else logging.WARNING
-        self._failing = True
-        if delivery.status == 401:
-            _logger.log(level, "[telemetry] The Octomil API rejected the API key (401)")
-        reason = f"HTTP {delivery.status}" if delivery.status else delivery.error
-        _logger.log(level, "[telemetry] Dropped %d events: %s", count, reason)
 
     def _finish_drain(self, unsent: int, unreachable: bool) -> None:
         """Count what was never sent; after an unreachable API, drop what waits as well."""
