@@ -8,6 +8,7 @@ what instrumentation costs the inference loop, not a network.
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import statistics
 import sys
@@ -23,6 +24,15 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # for ``tests.tiny_models`` and an uninstalled package
     sys.path.insert(0, str(REPO_ROOT))
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose ``--help`` shows the script's docstring and every default."""
+    return argparse.ArgumentParser(description=doc, formatter_class=_HelpFormatter)
 
 
 class DiscardingSpanExporter(SpanExporter):

@@ -222,10 +222,6 @@ class Generation:
     def finished(self) -> bool:
         return self._finished
 
-    @property
-    def chunk_count(self) -> int:
-        return len(self._chunk_times)
-
     def chunk(self) -> None:
         """Mark that one output chunk reached the caller, now."""
         self._chunk_times.append(self._clock())

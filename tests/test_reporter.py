@@ -403,3 +403,28 @@ def test_receiver_rejects_a_bad_batch_whole(api):
     assert response.status_code == 400
     assert "events[1]" in response.json()["error"]
     assert api.events == []
+
+
+def test_receiver_answers_413_over_1_mib_uncompressed(api):
+    import requests
+
+    padding = "x" * (1024 * 1024)
+    body = gzip.compress(json.dumps({"events": [], "padding": padding}).encode())
+    response = requests.post(
+        api.url + "/api/v1/telemetry/events",
+        data=body,
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Encoding": "gzip"},
+        timeout=5,
+    )
+    assert response.status_code == 413
+    assert api.events == []
+
+
+def test_reporter_event_over_1_mib_is_dropped_and_counted(api, make_reporter):
+    reporter = make_reporter(api.url)
+    reporter.report(event(1, model="m" * (1024 * 1024)))
+    reporter.report(event(2))
+
+    assert reporter.flush() is True
+    assert [e["metrics"]["output_tokens"] for e in api.events] == [2]
+    assert (reporter.delivered_events, reporter.dropped_events) == (1, 1)
