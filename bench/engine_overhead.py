@@ -5,7 +5,9 @@ streamed completion with an instrumented one (``instrument()`` before it, ``unin
 after, both outside the clock; the order flips every round). Each run streams greedily and
 is timed from the call to its first chunk (TTFT), to its last chunk, and to the end of the
 stream (where the instrumented run's ``generation.stop()`` happens). It prints medians over
-rounds, plain vs instrumented, and the ratio:
+rounds, plain vs instrumented, their ratio, and the median of the per-round ratios
+(``paired``: each instrumented run against the plain run next to it, which is steadier
+when the machine's speed drifts):
 
   * TTFT, ms;
   * decode tokens/s: (chunks - 1) / (last chunk - first chunk);
@@ -101,20 +103,27 @@ def run_once(case: Case, providers: _common.Providers, instrumented: bool) -> Ru
         case.instrumentor.uninstrument()
 
 
-def compare(case: Case, rounds: int) -> None:
+def compare(case: Case, rounds: int, per_round: bool) -> None:
     providers = _common.make_providers()
     for instrumented in (False, True):  # warm-up: first-call costs, caches, prompt KV cache
         run_once(case, providers, instrumented)
     results: dict[bool, list[Run]] = {False: [], True: []}
+    log: list[str] = []
     for i in range(rounds):
         for instrumented in (False, True) if i % 2 == 0 else (True, False):
-            results[instrumented].append(run_once(case, providers, instrumented))
+            run = run_once(case, providers, instrumented)
+            results[instrumented].append(run)
+            log.append(f"{'I' if instrumented else 'P'} {run.decode_tps:,.1f}")
     providers.tracer_provider.force_flush()
     spans = providers.exporter.exported
     providers.shutdown()
 
     def med(instrumented: bool, metric: Callable[[Run], float]) -> float:
         return _common.median([metric(r) for r in results[instrumented]])
+
+    def paired(metric: Callable[[Run], float]) -> float:
+        pairs = zip(results[True], results[False], strict=True)
+        return _common.median([_common.ratio(metric(i), metric(p)) for i, p in pairs])
 
     rows = []
     for name, metric in (
@@ -124,12 +133,17 @@ def compare(case: Case, rounds: int) -> None:
         ("end-to-end tokens/s", lambda r: r.total_tps),
     ):
         plain, instr = med(False, metric), med(True, metric)
-        rows.append([name, plain, instr, _common.ratio(instr, plain)])
+        rows.append([name, plain, instr, _common.ratio(instr, plain), paired(metric)])
     added_us = 1e6 / med(True, lambda r: r.decode_tps) - 1e6 / med(False, lambda r: r.decode_tps)
-    print(f"\n{case.label}; {rounds} rounds, alternating, medians")
-    _common.print_table(["", "plain", "instrumented", "instr/plain"], rows)
+    print(
+        f"\n{case.label}; {rounds} rounds, alternating; medians, their ratio, and "
+        "the median of the per-round ratios (paired)"
+    )
+    _common.print_table(["", "plain", "instrumented", "instr/plain", "paired"], rows)
     print(f"decode time added per token (from the medians): {added_us:+.1f} us")
-    print(f"spans exported: {spans} (instrumented runs: {rounds + 1})")
+    print(f"spans exported: {spans} (instrumented runs, with the warm-up: {rounds + 1})")
+    if per_round:
+        print("decode tokens/s per run, in order (P plain, I instrumented):", ", ".join(log))
 
 
 def llamacpp_case(model: str, tokens: int | None, threads: int, prompt: str | None) -> Case:
@@ -201,14 +215,16 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp n_threads")
     parser.add_argument("--prompt", default=None, help="prompt (default: one per model)")
+    parser.add_argument("--per-round", action="store_true", help="print every run's tokens/s")
     args = parser.parse_args()
 
     if args.engine == "mlx":
-        compare(mlx_case(args.tokens, args.prompt), args.rounds)
+        compare(mlx_case(args.tokens, args.prompt), args.rounds, args.per_round)
         return
     models = ["tiny", "gemma"] if args.model == "all" else [args.model]
     for model in models:
-        compare(llamacpp_case(model, args.tokens, args.threads, args.prompt), args.rounds)
+        case = llamacpp_case(model, args.tokens, args.threads, args.prompt)
+        compare(case, args.rounds, args.per_round)
 
 
 if __name__ == "__main__":

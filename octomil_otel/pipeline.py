@@ -11,11 +11,13 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -23,6 +25,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from octomil_otel.config import Settings
 from octomil_otel.device import device_id as default_device_id
 from octomil_otel.device import validate_device_id
+from octomil_otel.export.otlp import forwarding
+from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
+from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
 from octomil_otel.export.span_exporter import OctomilSpanExporter
 from octomil_otel.generation import Recorder
@@ -36,6 +41,7 @@ DISABLED_MESSAGE = (
     "OCTOMIL_API_KEY environment variable."
 )
 DEVICE_ID_ATTRIBUTE = "device.id"
+DEFAULT_SERVICE_NAME = "octomil"
 
 
 @dataclass
@@ -83,6 +89,10 @@ def init(
     max_queue_size: int = 1000,
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
+    otlp_headers: Mapping[str, str] | None = None,
+    metric_readers: Sequence[MetricReader] = (),
     instrument: bool = True,
 ) -> Telemetry:
     """Start telemetry for this process; a second call returns the first one's result.
@@ -94,6 +104,11 @@ def init(
         device_id: overrides the id derived from the hostname and MAC address.
         flush_interval_seconds, max_queue_size: as for ``TelemetryReporter``.
         tracer_provider, meter_provider: providers to extend instead of the global ones.
+        otlp_endpoint, otlp_protocol, otlp_headers: forward spans and histograms over OTLP;
+            when omitted, the standard ``OTEL_EXPORTER_OTLP_*`` variables decide. Providers
+            the application set up itself are left to it unless an endpoint is given here.
+        metric_readers: more readers for the MeterProvider that ``init()`` creates (for
+            example a Prometheus reader).
         instrument: instrument every installed engine (llama-cpp-python, mlx-lm).
     """
     global _telemetry
@@ -103,20 +118,36 @@ def init(
             return _telemetry
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         device = default_device_id() if device_id is None else validate_device_id(device_id)
-        resource = Resource.create(
-            {
-                DEVICE_ID_ATTRIBUTE: device,
-                "telemetry.distro.name": "octomil-otel",
-                "telemetry.distro.version": __version__,
-            }
-        )
+        resource = _resource(device)
+        otlp_args = (otlp_endpoint, otlp_protocol, otlp_headers)
+
         tracer_provider, owns_tracer = _tracer_provider(tracer_provider, resource)
-        meter_provider, owns_meter = _meter_provider(meter_provider, resource)
+        meter_provider, owns_meter = _meter_provider(
+            meter_provider,
+            lambda: MeterProvider(
+                resource=resource,
+                metric_readers=[
+                    *metric_readers,
+                    *(
+                        [otlp_metric_reader(*otlp_args)]
+                        if forwarding("metrics", otlp_endpoint)
+                        else []
+                    ),
+                ],
+            ),
+        )
+        if not owns_meter and (metric_readers or otlp_endpoint):
+            _logger.warning(
+                "octomil_otel: the application's MeterProvider is kept; its readers decide "
+                "where histograms go (OTLP forwarding and metric_readers are not added)"
+            )
+        if (owns_tracer or otlp_endpoint) and forwarding("traces", otlp_endpoint):
+            _add_processor(tracer_provider, BatchSpanProcessor(otlp_span_exporter(*otlp_args)))
 
         reporter = processor = None
         if settings.api_key is None:
             _logger.warning(DISABLED_MESSAGE)
-        elif isinstance(tracer_provider, TracerProvider):
+        else:
             reporter = TelemetryReporter(
                 settings.api_key,
                 settings.api_base,
@@ -126,12 +157,7 @@ def init(
                 org_id=settings.org_id,
             )
             processor = BatchSpanProcessor(OctomilSpanExporter(reporter))
-            tracer_provider.add_span_processor(processor)
-        else:
-            _logger.warning(
-                "[telemetry] Disabled: the TracerProvider %r is not the OpenTelemetry SDK's",
-                type(tracer_provider).__name__,
-            )
+            _add_processor(tracer_provider, processor)
 
         _telemetry = Telemetry(
             recorder=Recorder(tracer_provider, meter_provider),
@@ -158,6 +184,31 @@ def shutdown() -> None:
         telemetry.shutdown()
 
 
+def _resource(device: str) -> Resource:
+    """``device.id`` and the distro; ``service.name`` from the environment, else octomil."""
+    resource = Resource.create(
+        {
+            DEVICE_ID_ATTRIBUTE: device,
+            "telemetry.distro.name": "octomil-otel",
+            "telemetry.distro.version": __version__,
+        }
+    )
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({"service.name": DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+def _add_processor(provider: trace.TracerProvider, processor: BatchSpanProcessor) -> None:
+    if isinstance(provider, TracerProvider):
+        provider.add_span_processor(processor)
+    else:
+        _logger.warning(
+            "octomil_otel: the TracerProvider %r is not the OpenTelemetry SDK's; "
+            "no spans can be exported from it",
+            type(provider).__name__,
+        )
+
+
 def _tracer_provider(
     explicit: trace.TracerProvider | None, resource: Resource
 ) -> tuple[trace.TracerProvider, bool]:
@@ -172,13 +223,13 @@ def _tracer_provider(
 
 
 def _meter_provider(
-    explicit: metrics.MeterProvider | None, resource: Resource
+    explicit: metrics.MeterProvider | None, create: Callable[[], MeterProvider]
 ) -> tuple[metrics.MeterProvider, bool]:
     if explicit is not None:
         return explicit, False
     current = metrics.get_meter_provider()
     if isinstance(current, MeterProvider):
         return current, False
-    provider = MeterProvider(resource=resource)
+    provider = create()
     metrics.set_meter_provider(provider)
     return provider, True
