@@ -222,6 +222,14 @@ class Generation:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def input_tokens(self) -> int | None:
+        return self._input_tokens
+
+    @property
+    def output_tokens(self) -> int | None:
+        return self._output_tokens
+
     def chunk(self) -> None:
         """Mark that one output chunk reached the caller, now."""
         self._chunk_times.append(self._clock())

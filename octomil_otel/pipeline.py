@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
@@ -31,7 +31,7 @@ from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
 from octomil_otel.export.span_exporter import OctomilSpanExporter
 from octomil_otel.generation import Recorder
-from octomil_otel.instrumentation import instrument_installed
+from octomil_otel.instrumentation import INSTRUMENTORS, instrument_installed
 from octomil_otel.version import __version__
 
 _logger = logging.getLogger("octomil_otel.telemetry")
@@ -93,7 +93,7 @@ def init(
     otlp_protocol: str | None = None,
     otlp_headers: Mapping[str, str] | None = None,
     metric_readers: Sequence[MetricReader] = (),
-    instrument: bool = True,
+    instrument: bool | Collection[str] = True,
 ) -> Telemetry:
     """Start telemetry for this process; a second call returns the first one's result.
 
@@ -109,7 +109,8 @@ def init(
             the application set up itself are left to it unless an endpoint is given here.
         metric_readers: more readers for the MeterProvider that ``init()`` creates (for
             example a Prometheus reader).
-        instrument: instrument every installed engine (llama-cpp-python, mlx-lm).
+        instrument: instrument every installed engine (llama-cpp-python, mlx-lm), or only
+            those named (``"llamacpp"``, ``"mlx"``), or none.
     """
     global _telemetry
     with _lock:
@@ -164,8 +165,10 @@ def init(
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             reporter=reporter,
-            instrumentors=(
-                instrument_installed(tracer_provider, meter_provider) if instrument else []
+            instrumentors=instrument_installed(
+                tracer_provider,
+                meter_provider,
+                INSTRUMENTORS if instrument is True else instrument or (),
             ),
             _span_processor=processor,
             _owns_tracer_provider=owns_tracer,

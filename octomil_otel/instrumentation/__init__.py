@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Collection
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
@@ -14,18 +15,27 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 _logger = logging.getLogger(__name__)
 
-INSTRUMENTORS = (
-    ("octomil_otel.instrumentation.llamacpp", "LlamaCppInstrumentor"),
-    ("octomil_otel.instrumentation.mlx", "MLXInstrumentor"),
-)
+# engine -> where its instrumentor is
+INSTRUMENTORS = {
+    "llamacpp": ("octomil_otel.instrumentation.llamacpp", "LlamaCppInstrumentor"),
+    "mlx": ("octomil_otel.instrumentation.mlx", "MLXInstrumentor"),
+}
 
 
 def instrument_installed(
-    tracer_provider: trace.TracerProvider, meter_provider: metrics.MeterProvider
+    tracer_provider: trace.TracerProvider,
+    meter_provider: metrics.MeterProvider,
+    engines: Collection[str] = tuple(INSTRUMENTORS),
 ) -> list[BaseInstrumentor]:
-    """Instrument every engine that is installed; the ones that were instrumented now."""
+    """Instrument those of ``engines`` that are installed; returns the ones done now.
+
+    Importing an engine is slow (mlx-lm imports transformers): name only those you use.
+    """
     done = []
-    for module, name in INSTRUMENTORS:
+    for engine in engines:
+        if engine not in INSTRUMENTORS:
+            continue
+        module, name = INSTRUMENTORS[engine]
         instrumentor: BaseInstrumentor = getattr(importlib.import_module(module), name)()
         conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
         if conflict is not None:

@@ -1,0 +1,90 @@
+"""What ``octomil serve`` and ``octomil.generate`` need from an engine, and nothing more.
+
+An engine turns one request into a stream of ``Piece``s (text as it is produced, and the
+finish reason at the end). It runs its model inside the request's ``Generation``
+(``generation.call``), so the engine instrumentation joins that request and reports the
+engine's own token counts into it; an engine with no instrumentation (echo) reports its
+counts itself. How a request is timed and ended is ``run``'s job, the same for every engine.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from octomil_otel.generation import Generation
+from octomil_otel.stream import record_stream
+
+
+@dataclass(frozen=True)
+class Request:
+    """One inference request, engine-neutral. Exactly one of ``messages`` and ``prompt``."""
+
+    messages: list[dict[str, Any]] | None = None
+    prompt: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    @property
+    def is_chat(self) -> bool:
+        return self.messages is not None
+
+
+@dataclass(frozen=True)
+class Piece:
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class Engine(ABC):
+    """A loaded model. Not thread-safe: callers serialize requests."""
+
+    name: ClassVar[str]
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    @abstractmethod
+    def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
+        """The output of ``request``, piece by piece, as the engine produces it."""
+
+    def close(self) -> None:
+        """Free the model."""
+
+
+def _piece_chunk(generation: Generation, piece: Piece) -> None:
+    if piece.text:
+        generation.chunk()
+
+
+def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
+    """A streamed request: every piece with text is a chunk; ends ``generation`` once."""
+    return record_stream(generation, engine.pieces(generation, request), _piece_chunk)
+
+
+def complete(engine: Engine, generation: Generation, request: Request) -> Completion:
+    """A request answered whole: one chunk, when the whole answer is there."""
+    texts, finish = [], "stop"
+    try:
+        for piece in engine.pieces(generation, request):
+            texts.append(piece.text)
+            finish = piece.finish_reason or finish
+    except BaseException as error:
+        generation.fail(error)
+        raise
+    generation.chunk()
+    generation.stop()
+    return Completion("".join(texts), finish, generation.input_tokens, generation.output_tokens)

@@ -1,0 +1,70 @@
+"""llama.cpp through llama-cpp-python, for ``octomil serve`` and ``octomil.generate``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from octomil_otel.engines.base import Engine, Piece, Request
+from octomil_otel.generation import Generation
+
+
+class LlamaCppEngine(Engine):
+    """Args:
+    model_path: the ``.gguf`` file.
+    model: the name it is served under.
+    chat_format: llama-cpp-python's chat format, for a model without a chat template.
+    n_ctx, n_threads: context length and CPU threads (all cores when omitted).
+    """
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str,
+        model: str,
+        *,
+        chat_format: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+    ) -> None:
+        import llama_cpp
+
+        super().__init__(model)
+        self.llm = llama_cpp.Llama(
+            model_path=model_path,
+            n_ctx=n_ctx,
+            n_threads=n_threads or os.cpu_count(),
+            chat_format=chat_format,
+            verbose=False,
+        )
+
+    def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
+        options: dict[str, Any] = {
+            "max_tokens": request.max_tokens,
+            "stop": request.stop or None,
+            "seed": request.seed,
+        }
+        options.update(
+            (name, value)
+            for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
+            if value is not None
+        )
+        if request.messages is not None:
+            chunks = generation.call(
+                self.llm.create_chat_completion, messages=request.messages, stream=True, **options
+            )
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                yield Piece(choice["delta"].get("content") or "", choice.get("finish_reason"))
+        else:
+            chunks = generation.call(
+                self.llm.create_completion, request.prompt, stream=True, **options
+            )
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                yield Piece(choice["text"], choice.get("finish_reason"))
+
+    def close(self) -> None:
+        self.llm.close()

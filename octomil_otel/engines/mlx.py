@@ -1,0 +1,53 @@
+"""MLX through mlx-lm, for ``octomil serve`` and ``octomil.generate``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from octomil_otel.engines.base import Engine, Piece, Request
+from octomil_otel.generation import Generation
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class MLXEngine(Engine):
+    """Args:
+    path: the MLX model directory.
+    model: the name it is served under.
+    """
+
+    name = "mlx"
+
+    def __init__(self, path: str, model: str) -> None:
+        import mlx_lm
+
+        super().__init__(model)
+        self._model, self._tokenizer = mlx_lm.load(path)
+
+    def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
+        import mlx_lm
+        from mlx_lm.sample_utils import make_sampler
+
+        if request.stop:
+            raise ValueError("'stop' is not supported by the mlx engine")
+        prompt = (
+            self._tokenizer.apply_chat_template(
+                request.messages, add_generation_prompt=True, tokenize=False
+            )
+            if request.messages is not None
+            else request.prompt
+        )
+        sampler = make_sampler(
+            temp=request.temperature if request.temperature is not None else 0.0,
+            top_p=request.top_p if request.top_p is not None else 0.0,
+        )
+        responses = generation.call(
+            mlx_lm.stream_generate,
+            self._model,
+            self._tokenizer,
+            prompt,
+            max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+            sampler=sampler,
+        )
+        for response in responses:
+            yield Piece(response.text, response.finish_reason)

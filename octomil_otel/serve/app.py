@@ -1,0 +1,269 @@
+"""The OpenAI-compatible HTTP API of ``octomil serve``.
+
+Each request is one ``Generation``, opened when the request arrives, so its TTFC includes
+any wait for the engine. The engine is not thread-safe: requests take turns on one engine
+thread, at most ``max_waiting`` wait for their turn and none for longer than
+``queue_timeout`` (429 and 503 then). A streamed answer is computed one chunk at a time,
+as the client reads it: a client that disconnects stops the engine at the next chunk, and
+its request is reported as cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from octomil_otel import semconv
+from octomil_otel.engines.base import Completion, Engine, Piece, complete, stream
+from octomil_otel.generation import Recorder
+from octomil_otel.serve.schemas import ChatCompletionBody, CompletionBody
+
+_logger = logging.getLogger(__name__)
+
+
+class Overloaded(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class EngineSlot:
+    """One request at a time on the engine; a bounded number waiting, for a bounded time."""
+
+    def __init__(self, max_waiting: int, timeout: float) -> None:
+        self._semaphore = asyncio.Semaphore(1)
+        self._waiting = 0
+        self._max_waiting = max_waiting
+        self._timeout = timeout
+
+    async def acquire(self) -> None:
+        if self._waiting >= self._max_waiting:
+            raise Overloaded(f"{self._waiting} requests are already waiting for the engine", 429)
+        self._waiting += 1
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), self._timeout)
+        except asyncio.TimeoutError:  # not the builtin before 3.11
+            raise Overloaded(
+                f"the engine stayed busy for {self._timeout:g} s; try again later", 503
+            ) from None
+        finally:
+            self._waiting -= 1
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+
+def create_app(
+    engine: Engine,
+    recorder: Recorder,
+    *,
+    max_waiting: int = 16,
+    queue_timeout: float = 60.0,
+    metrics: Callable[[], bytes] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """Args:
+    engine: the loaded model.
+    recorder: where each request is recorded.
+    max_waiting, queue_timeout: the bound on waiting for the engine.
+    metrics: the Prometheus text for ``/metrics``.
+    on_shutdown: runs when the server stops, after the engine thread finished.
+    """
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octomil-engine")
+    slot = EngineSlot(max_waiting, queue_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        executor.shutdown(wait=True, cancel_futures=True)
+        if on_shutdown is not None:
+            on_shutdown()
+
+    app = FastAPI(title="octomil serve", lifespan=lifespan)
+
+    async def on_engine(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+
+    async def answer(body: ChatCompletionBody | CompletionBody, operation: str) -> Response:
+        if body.model != engine.model:
+            return error(404, f"model {body.model!r} not found; this server has {engine.model!r}",
+                         "invalid_request_error", "model", "model_not_found")  # fmt: skip
+        generation = recorder.start(
+            model=engine.model, engine=engine.name, operation=operation, stream=body.stream
+        )
+        try:
+            await slot.acquire()
+        except Overloaded as overloaded:
+            generation.fail(overloaded)
+            return error(overloaded.status, str(overloaded), "server_overloaded")
+        shape = _Shape(operation, generation.request_id, engine.model)
+        request = body.to_request()
+        if not body.stream:
+            try:
+                done = await on_engine(complete, engine, generation, request)
+            except Exception as failure:
+                return engine_error(failure)
+            finally:
+                slot.release()
+            return JSONResponse(shape.whole(done))
+        pieces = stream(engine, generation, request)
+        try:
+            first = await on_engine(next, pieces, None)
+        except Exception as failure:
+            slot.release()
+            return engine_error(failure)
+        return StreamingResponse(
+            _events(shape, first, pieces, on_engine, lambda: _close(executor, pieces, slot)),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(body: ChatCompletionBody) -> Response:
+        return await answer(body, semconv.OPERATION_CHAT)
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionBody) -> Response:
+        return await answer(body, semconv.OPERATION_TEXT_COMPLETION)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": engine.model, "object": "model", "created": 0, "owned_by": "octomil"}],
+        }
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": engine.model, "engine": engine.name}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body = metrics() if metrics is not None else b""
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            return error(400, "the body is not valid JSON", "invalid_request_error")
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        param = ".".join(location) or None
+        message = first.get("msg", "invalid request")
+        return error(400, f"{param}: {message}" if param else message,
+                     "invalid_request_error", param)  # fmt: skip
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail), "invalid_request_error")
+
+    return app
+
+
+def error(
+    status: int, message: str, kind: str, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    """An error body as OpenAI writes them."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status)
+
+
+def engine_error(failure: Exception) -> JSONResponse:
+    """The engine refused the request (a ``ValueError``: 400) or failed (500)."""
+    if isinstance(failure, ValueError):
+        return error(400, str(failure), "invalid_request_error")
+    _logger.exception("engine error", exc_info=failure)
+    return error(500, f"the engine failed: {type(failure).__name__}", "server_error")
+
+
+class _Shape:
+    """The OpenAI response and chunk objects of one request."""
+
+    def __init__(self, operation: str, request_id: str, model: str) -> None:
+        self.chat = operation == semconv.OPERATION_CHAT
+        self.head = {
+            "id": request_id,
+            "object": "chat.completion" if self.chat else "text_completion",
+            "created": int(time.time()),
+            "model": model,
+        }
+
+    def whole(self, done: Completion) -> dict[str, Any]:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": done.finish_reason}
+        if self.chat:
+            choice["message"] = {"role": "assistant", "content": done.text}
+        else:
+            choice.update(text=done.text, logprobs=None)
+        body = {**self.head, "choices": [choice]}
+        if done.input_tokens is not None and done.output_tokens is not None:
+            body["usage"] = {
+                "prompt_tokens": done.input_tokens,
+                "completion_tokens": done.output_tokens,
+                "total_tokens": done.input_tokens + done.output_tokens,
+            }
+        return body
+
+    def chunk(self, piece: Piece, *, first: bool = False) -> str:
+        choice: dict[str, Any] = {"index": 0, "finish_reason": piece.finish_reason}
+        if self.chat:
+            delta: dict[str, Any] = {"role": "assistant"} if first else {}
+            if piece.text or first:
+                delta["content"] = piece.text
+            choice["delta"] = delta
+            head = {**self.head, "object": "chat.completion.chunk"}
+        else:
+            choice.update(text=piece.text, logprobs=None)
+            head = self.head
+        return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+
+
+async def _events(
+    shape: _Shape,
+    first: Piece | None,
+    pieces: Iterator[Piece],
+    on_engine: Callable[..., Any],
+    close: Callable[[], None],
+) -> AsyncIterator[str]:
+    """Server-sent events, one chunk computed per chunk sent; ``close`` runs however it ends."""
+    try:
+        piece, is_first = first, True
+        while piece is not None:
+            yield shape.chunk(piece, first=is_first)
+            piece, is_first = await on_engine(next, pieces, None), False
+        yield "data: [DONE]\n\n"
+    except Exception as failure:  # after the headers: the error goes in the stream
+        if not isinstance(failure, ValueError):
+            _logger.exception("engine error in a stream", exc_info=failure)
+        body = {"error": {"message": str(failure), "type": "server_error", "param": None,
+                          "code": type(failure).__name__}}  # fmt: skip
+        yield f"data: {json.dumps(body)}\n\n"
+    finally:
+        close()
+
+
+def _close(executor: ThreadPoolExecutor, pieces: Iterator[Piece], slot: EngineSlot) -> None:
+    """Close the stream on the engine thread (a no-op if it ended), then free the engine.
+
+    Runs without awaiting: it may be called from a cancelled task or a finalizer.
+    """
+    loop = asyncio.get_running_loop()
+
+    def release(_: Future[Any]) -> None:
+        loop.call_soon_threadsafe(slot.release)
+
+    try:
+        executor.submit(pieces.close).add_done_callback(release)  # type: ignore[attr-defined]
+    except RuntimeError:  # the executor is shutting down: close here
+        pieces.close()  # type: ignore[attr-defined]
+        slot.release()
