@@ -61,9 +61,6 @@ class Engine(ABC):
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         """The output of ``request``, piece by piece, as the engine produces it."""
 
-    def close(self) -> None:
-        """Free the model."""
-
 
 def _piece_chunk(generation: Generation, piece: Piece) -> None:
     if piece.text:

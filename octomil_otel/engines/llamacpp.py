@@ -65,6 +65,3 @@ class LlamaCppEngine(Engine):
             for chunk in chunks:
                 choice = chunk["choices"][0]
                 yield Piece(choice["text"], choice.get("finish_reason"))
-
-    def close(self) -> None:
-        self.llm.close()
