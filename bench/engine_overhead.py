@@ -27,8 +27,12 @@ Engines and models:
   * ``--engine mlx``: ``mlx_lm.stream_generate`` with ``MLXInstrumentor`` on the tests' tiny
     mlx-lm model (256 tokens).
 
-Why: the recorder's per-chunk cost is nanoseconds (``recorder_hot_path.py``); this shows
-what it is next to a real decode step, measured rather than argued. No thresholds.
+It also prints the decode time added per token (median of the per-round differences).
+
+Why: ``recorder_hot_path.py`` and ``callgrind_chunk.sh`` measure the recorder's own cost in
+isolation; this shows what the whole instrumentation amounts to next to real decode steps,
+measured rather than argued. No thresholds: on a busy machine the run-to-run spread can
+exceed the difference, so look at ``--per-round`` before reading much into a ratio.
 
 Run (from the repo root)::
 
@@ -134,13 +138,21 @@ def compare(case: Case, rounds: int, per_round: bool) -> None:
     ):
         plain, instr = med(False, metric), med(True, metric)
         rows.append([name, plain, instr, _common.ratio(instr, plain), paired(metric)])
-    added_us = 1e6 / med(True, lambda r: r.decode_tps) - 1e6 / med(False, lambda r: r.decode_tps)
+    per_token = [
+        (i.decode / (i.chunks - 1) - p.decode / (p.chunks - 1)) * 1e6
+        for i, p in zip(results[True], results[False], strict=True)
+        if i.chunks > 1 and p.chunks > 1
+    ]
     print(
         f"\n{case.label}; {rounds} rounds, alternating; medians, their ratio, and "
         "the median of the per-round ratios (paired)"
     )
     _common.print_table(["", "plain", "instrumented", "instr/plain", "paired"], rows)
-    print(f"decode time added per token (from the medians): {added_us:+.1f} us")
+    if per_token:
+        print(
+            "decode time added per token, median of the per-round differences: "
+            f"{_common.median(per_token):+.1f} us"
+        )
     print(f"spans exported: {spans} (instrumented runs, with the warm-up: {rounds + 1})")
     if per_round:
         print("decode tokens/s per run, in order (P plain, I instrumented):", ", ".join(log))

@@ -72,10 +72,10 @@ def _proxy(
                     _logger.debug("octomil_otel: could not record a chunk", exc_info=True)
             yield last
     except GeneratorExit:
+        _close(stream)  # first: what the engine reports as it stops belongs to this request
         _end(generation, on_end, last, count)
         if owner:
             generation.cancel()
-        _close(stream)
         raise
     except BaseException as error:
         _end(generation, on_end, last, count)

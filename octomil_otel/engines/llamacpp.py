@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 from octomil_otel.engines.base import Engine, Piece, Request
@@ -55,13 +56,15 @@ class LlamaCppEngine(Engine):
             chunks = generation.call(
                 self.llm.create_chat_completion, messages=request.messages, stream=True, **options
             )
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                yield Piece(choice["delta"].get("content") or "", choice.get("finish_reason"))
+            with closing(chunks):
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    yield Piece(choice["delta"].get("content") or "", choice.get("finish_reason"))
         else:
             chunks = generation.call(
                 self.llm.create_completion, request.prompt, stream=True, **options
             )
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                yield Piece(choice["text"], choice.get("finish_reason"))
+            with closing(chunks):
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    yield Piece(choice["text"], choice.get("finish_reason"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import closing
 
 from octomil_otel.engines.base import Engine, Piece, Request
 from octomil_otel.generation import Generation
@@ -49,5 +50,6 @@ class MLXEngine(Engine):
             max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
             sampler=sampler,
         )
-        for response in responses:
-            yield Piece(response.text, response.finish_reason)
+        with closing(responses):
+            for response in responses:
+                yield Piece(response.text, response.finish_reason)

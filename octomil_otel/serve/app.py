@@ -82,11 +82,16 @@ def create_app(
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octomil-engine")
     slot = EngineSlot(max_waiting, queue_timeout)
+    streams: set[_OpenStream] = set()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        executor.shutdown(wait=True, cancel_futures=True)
+        # streams the server cancelled may not have been finalized yet: close them now, so
+        # they are reported (as cancelled) before telemetry shuts down
+        for open_stream in list(streams):
+            open_stream.close()
+        executor.shutdown(wait=True)
         if on_shutdown is not None:
             on_shutdown()
 
@@ -123,8 +128,9 @@ def create_app(
         except Exception as failure:
             slot.release()
             return engine_error(failure)
+        open_stream = _OpenStream(pieces, executor, slot, streams)
         return StreamingResponse(
-            _events(shape, first, pieces, on_engine, lambda: _close(executor, pieces, slot)),
+            _events(shape, first, pieces, on_engine, open_stream.close),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -252,18 +258,29 @@ async def _events(
         close()
 
 
-def _close(executor: ThreadPoolExecutor, pieces: Iterator[Piece], slot: EngineSlot) -> None:
-    """Close the stream on the engine thread (a no-op if it ended), then free the engine.
+class _OpenStream:
+    """A streamed answer until it is closed: then the engine stream is closed on the engine
+    thread (a no-op if it ended) and the engine is free for the next request, once."""
 
-    Runs without awaiting: it may be called from a cancelled task or a finalizer.
-    """
-    loop = asyncio.get_running_loop()
+    def __init__(
+        self,
+        pieces: Iterator[Piece],
+        executor: ThreadPoolExecutor,
+        slot: EngineSlot,
+        registry: set[_OpenStream],
+    ) -> None:
+        self._pieces, self._executor, self._slot = pieces, executor, slot
+        self._registry = registry
+        self._loop = asyncio.get_running_loop()
+        registry.add(self)
 
-    def release(_: Future[Any]) -> None:
-        loop.call_soon_threadsafe(slot.release)
+    def close(self) -> None:
+        """Never awaits: it may run in a cancelled task or a finalizer."""
+        if self not in self._registry:
+            return
+        self._registry.discard(self)
 
-    try:
-        executor.submit(pieces.close).add_done_callback(release)  # type: ignore[attr-defined]
-    except RuntimeError:  # the executor is shutting down: close here
-        pieces.close()  # type: ignore[attr-defined]
-        slot.release()
+        def release(_: Future[Any]) -> None:
+            self._loop.call_soon_threadsafe(self._slot.release)
+
+        self._executor.submit(self._pieces.close).add_done_callback(release)  # type: ignore[attr-defined]
