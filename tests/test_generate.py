@@ -1,0 +1,100 @@
+"""`octomil.generate`: one call, recorded once, on echo and on real tiny models."""
+
+from __future__ import annotations
+
+import pytest
+
+import octomil
+import octomil_otel
+from octomil_otel import inference
+from octomil_otel.engines.resolve import ModelNotFoundError
+from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
+from octomil_otel.instrumentation.mlx import MLXInstrumentor
+
+from .conftest import spans_by_name
+
+MESSAGES = [{"role": "user", "content": "hello world"}]
+
+
+@pytest.fixture(autouse=True)
+def telemetry(tracer_provider, meter_provider):
+    octomil_otel.shutdown()
+    yield octomil.init(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False
+    )
+    octomil_otel.shutdown()
+    inference._loaded.clear()
+    LlamaCppInstrumentor().uninstrument()
+    MLXInstrumentor().uninstrument()
+
+
+def only_span(exporter):
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
+def test_generate_echo_returns_content_and_usage(span_exporter):
+    response = octomil.generate(model="echo", messages=MESSAGES)
+
+    assert response.content == "hello world"
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (2, 2)
+    assert response.usage.total_tokens == 4
+    span = only_span(span_exporter)
+    assert span.name == "chat echo"
+    assert span.attributes["gen_ai.response.id"] == response.request_id
+    assert span.attributes["gen_ai.usage.output_tokens"] == 2
+
+
+def test_generate_echo_stream_yields_chunks(span_exporter):
+    chunks = list(octomil.generate(model="echo", prompt="one two three", stream=True))
+
+    assert [c.content for c in chunks] == ["one ", "two ", "three", ""]
+    assert chunks[-1].finish_reason == "stop"
+    span = only_span(span_exporter)
+    assert span.name == "text_completion echo"
+    assert len(span.attributes["octomil.chunk.latencies_ms"]) == 3
+
+
+def test_generate_gguf_is_one_request_with_the_engines_usage(tiny_gguf, span_exporter):
+    response = octomil.generate(model=str(tiny_gguf), messages=MESSAGES, max_tokens=9)
+
+    assert response.usage.completion_tokens == 9
+    assert response.model == "tiny-llama"
+    assert spans_by_name(span_exporter) == ["chat tiny-llama"]
+    assert only_span(span_exporter).attributes["gen_ai.usage.output_tokens"] == 9
+
+
+def test_generate_gguf_stream_counts_every_chunk(tiny_gguf, span_exporter):
+    chunks = list(
+        octomil.generate(model=str(tiny_gguf), prompt="hello", max_tokens=25, stream=True)
+    )
+
+    assert len([c for c in chunks if c.content]) == 25
+    span = only_span(span_exporter)
+    assert span.attributes["gen_ai.usage.output_tokens"] == 25
+    assert len(span.attributes["octomil.chunk.latencies_ms"]) == 25
+
+
+def test_generate_mlx_directory(tiny_mlx_dir, span_exporter):
+    pytest.importorskip("mlx_lm")
+    response = octomil.generate(model=str(tiny_mlx_dir), prompt="hello", max_tokens=6)
+
+    assert response.usage.completion_tokens == 6
+    span = only_span(span_exporter)
+    assert span.name == "text_completion tiny-mlx"
+    assert span.attributes["gen_ai.provider.name"] == "mlx"
+
+
+def test_generate_unknown_model_lists_what_is_available(tmp_path, monkeypatch):
+    monkeypatch.setenv("OCTOMIL_MODELS_DIR", str(tmp_path))
+    (tmp_path / "mine.gguf").write_bytes(b"")
+    expected = r"model 'gemma-1b' not found; available: echo, mine"
+    with pytest.raises(ModelNotFoundError, match=expected):
+        octomil.generate(model="gemma-1b", messages=MESSAGES)
+
+
+def test_generate_needs_exactly_one_of_messages_and_prompt():
+    with pytest.raises(ValueError, match=r"exactly one of messages= .* and prompt="):
+        octomil.generate(model="echo", messages=MESSAGES, prompt="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        octomil.generate(model="echo")
