@@ -1,0 +1,102 @@
+"""The JSON answers of the query API, shaped the same for every store.
+
+A store computes counts, sums and nearest-rank percentiles in its database; ratios and
+averages are computed here, once, so every store answers with the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from octomil_otel.dashboard.model import TTFC_BOUNDS_MS
+
+Rows = Sequence[Sequence[Any]]
+
+
+def _ratio(part: float | None, whole: float | None) -> float | None:
+    return (part or 0) / whole if whole else None
+
+
+def ttfc(buckets: Rows, cumulative: Sequence[int]) -> dict[str, Any]:
+    """``buckets``: (start, count, p50, p90, p99); ``cumulative``: the total, then the
+    count at or under each bound of ``TTFC_BOUNDS_MS``."""
+    total, *under = cumulative
+    edges = [0, *under, total]
+    return {
+        "buckets": [
+            {"start": int(s), "count": int(n), "p50": p50, "p90": p90, "p99": p99}
+            for s, n, p50, p90, p99 in buckets
+        ],
+        "distribution": {
+            "bounds_ms": list(TTFC_BOUNDS_MS),
+            "counts": [edges[i + 1] - edges[i] for i in range(len(edges) - 1)],
+        },
+    }
+
+
+def throughput(rows: Rows) -> dict[str, Any]:
+    """``rows``: (model, engine, start, requests, sum of tok/s, sum of output tokens)."""
+    series: dict[tuple[str, str], dict[str, Any]] = {}
+    for model, engine, start, count, tok_s, output in rows:
+        entry = series.setdefault(
+            (model, engine),
+            {"model": model, "engine": engine, "requests": 0, "_tok_s": 0.0,
+             "output_tokens": 0, "buckets": []},
+        )  # fmt: skip
+        entry["buckets"].append(
+            {"start": int(start), "requests": int(count), "avg_tok_s": _ratio(tok_s, count)}
+        )
+        entry["requests"] += int(count)
+        entry["_tok_s"] += tok_s or 0.0
+        entry["output_tokens"] += int(output or 0)
+    out = []
+    for entry in series.values():
+        entry["avg_tok_s"] = _ratio(entry.pop("_tok_s"), entry["requests"])
+        out.append(entry)
+    return {"series": out}
+
+
+def volume(rows: Rows) -> dict[str, Any]:
+    """``rows``: (start, requests, failed, cancelled); failed excludes cancelled."""
+    buckets = [_counts(int(requests), failed, cancelled) | {"start": int(start)}
+               for start, requests, failed, cancelled in rows]  # fmt: skip
+    totals = _counts(
+        sum(b["requests"] for b in buckets),
+        sum(b["failed"] for b in buckets),
+        sum(b["cancelled"] for b in buckets),
+    )
+    return {"buckets": buckets, "totals": totals}
+
+
+def devices(counts: Rows, percentiles: Rows) -> dict[str, Any]:
+    """``counts``: (device, requests, failed, cancelled, sum of tok/s, n with tok/s,
+    last seen); ``percentiles``: (device, n, p50, p90, p99) of TTFC."""
+    ttfc_of = {row[0]: row[2:] for row in percentiles}
+    out = []
+    for device, requests, failed, cancelled, tok_s, with_tok_s, last_seen in counts:
+        p50, p90, p99 = ttfc_of.get(device, (None, None, None))
+        out.append(
+            _counts(int(requests), failed, cancelled)
+            | {
+                "device_id": device,
+                "ttfc_p50": p50,
+                "ttfc_p90": p90,
+                "ttfc_p99": p99,
+                "avg_tok_s": _ratio(tok_s, with_tok_s),
+                "last_seen": int(last_seen),
+            }
+        )
+    return {"devices": out}
+
+
+def _counts(requests: int, failed: Any, cancelled: Any) -> dict[str, Any]:
+    failed, cancelled = int(failed or 0), int(cancelled or 0)
+    return {
+        "requests": requests,
+        "completed": requests - failed - cancelled,
+        "failed": failed,
+        "cancelled": cancelled,
+        "error_rate": _ratio(failed, requests),
+        "cancelled_rate": _ratio(cancelled, requests),
+    }
