@@ -11,20 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from octomil_otel.export._transport import (
-    EVENTS_PATH,
-    MAX_BATCH_BYTES,
-    MAX_BATCH_EVENTS,
-    WHOAMI_PATH,
-)
-from octomil_otel.export.events import validate_event
-
-_REQUIRED = ("timestamp", "device_id")
+from octomil_otel.export._transport import EVENTS_PATH, WHOAMI_PATH
+from octomil_otel.ingest import BatchError, parse_batch
 
 
 class Receiver:
@@ -64,32 +56,15 @@ class Receiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def ingest(self, org_id: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    def ingest(self, org_id: str, body: bytes, encoding: str | None) -> tuple[int, dict]:
         """Validate one batch and store it whole, or nothing of it."""
-        if len(body) > MAX_BATCH_BYTES:
-            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "body over 1 MiB"}
         try:
-            batch = json.loads(body)
-        except ValueError as error:
-            return HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {error}"}
-        events = batch.get("events") if isinstance(batch, dict) else None
-        if not isinstance(events, list):
-            return HTTPStatus.BAD_REQUEST, {"error": 'body must be {"events": [...]}'}
-        if len(events) > MAX_BATCH_EVENTS:
-            return HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": "over 1000 events"}
-        checked = []
-        for index, event in enumerate(events):
-            try:
-                event = validate_event(event)
-                for name in _REQUIRED:
-                    if name not in event:
-                        raise ValueError(f"{name} is required")
-            except (TypeError, ValueError) as error:
-                return HTTPStatus.BAD_REQUEST, {"error": f"events[{index}]: {error}"}
-            checked.append({**event, "org_id": org_id})
+            events = parse_batch(body, encoding)
+        except BatchError as error:
+            return error.status, {"error": str(error)}
         with self._lock:
-            self.events.extend(checked)
-        return HTTPStatus.ACCEPTED, {"accepted": len(checked)}
+            self.events.extend({**event, "org_id": org_id} for event in events)
+        return HTTPStatus.ACCEPTED, {"accepted": len(events)}
 
 
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
@@ -139,13 +114,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             if org is None:
                 self._reply(HTTPStatus.UNAUTHORIZED, {"error": "invalid API key"})
                 return
-            if self.headers.get("Content-Encoding") == "gzip":
-                try:  # at most one byte past the limit: enough to answer 413
-                    raw = zlib.decompressobj(wbits=31).decompress(raw, MAX_BATCH_BYTES + 1)
-                except zlib.error:
-                    self._reply(HTTPStatus.BAD_REQUEST, {"error": "body is not gzip"})
-                    return
-            self._reply(*receiver.ingest(org, raw))
+            self._reply(*receiver.ingest(org, raw, self.headers.get("Content-Encoding")))
 
     return Handler
 

@@ -172,7 +172,7 @@ def test_reporter_flush_returns_false_when_its_timeout_passes_first(silent_url, 
 
 @pytest.mark.parametrize("status", [500, 503, 429, 400])
 def test_reporter_error_answers_drop_the_batch(api, make_reporter, status):
-    api.ingest = lambda org, body: (status, {"error": "nope"})
+    api.ingest = lambda org, body, encoding: (status, {"error": "nope"})
     reporter = make_reporter(api.url)
     reporter.report(event())
 
@@ -212,10 +212,10 @@ def test_reporter_full_queue_drops_exactly_the_oldest(api, make_reporter):
     entered, release = threading.Event(), threading.Event()
     ingest = api.ingest
 
-    def gated(org, body):
+    def gated(org, body, encoding):
         entered.set()
         release.wait(10)
-        return ingest(org, body)
+        return ingest(org, body, encoding)
 
     api.ingest = gated
     reporter = make_reporter(api.url, max_queue_size=10)
@@ -256,9 +256,9 @@ def test_reporter_splits_batches_at_1000_events(api, make_reporter):
     sizes = []
     ingest = api.ingest
 
-    def counting(org, body):
-        sizes.append(len(json.loads(body)["events"]))
-        return ingest(org, body)
+    def counting(org, body, encoding):
+        sizes.append(len(json.loads(gzip.decompress(body))["events"]))
+        return ingest(org, body, encoding)
 
     api.ingest = counting
     reporter = make_reporter(api.url, max_queue_size=2500)
