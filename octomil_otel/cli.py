@@ -54,8 +54,100 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="seconds a request may wait for the engine; then 503 (%(default)s)",
     )
+    serve.set_defaults(run=run_serve)
+
+    from octomil_otel.dashboard.stores import default_url
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the local Octomil API and Monitoring Dashboard",
+        description="Receive events as the Octomil API does, store them, and show them: "
+        "the ingest API, a JSON query API and the dashboard page, in one process.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (%(default)s)")
+    dashboard.add_argument("--port", type=int, default=8090, help="port (%(default)s)")
+    db_help = "sqlite:////absolute/path.db or clickhouse://user:password@host:8123/db (%(default)s)"
+    dashboard.add_argument("--db", default=default_url(), help=db_help)
+    dashboard.set_defaults(run=run_dashboard)
+
+    keys = commands.add_parser("keys", help="API keys of the local dashboard")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="a new key, shown once")
+    create.add_argument("--org", help="its org id (default: the first org; see keys list)")
+    create.add_argument("--new-org", metavar="NAME", help="create a new org for it")
+    create.add_argument("--name", default="cli", help="a label for the key (%(default)s)")
+    listing = keys_commands.add_parser("list", help="the keys (their ids, never the keys)")
+    revoke = keys_commands.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    for command in (create, listing, revoke):
+        command.add_argument("--db", default=default_url(), help=db_help)
+        command.set_defaults(run=run_keys)
+
     args = parser.parse_args(argv)
-    return run_serve(args)
+    return int(args.run(args))
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from octomil_otel.dashboard.app import create_app
+    from octomil_otel.dashboard.stores import open_store
+
+    try:
+        store = open_store(args.db)
+    except Exception as problem:
+        print(f"error: cannot open {args.db}: {problem}", file=sys.stderr)
+        return 2
+    shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    base = f"http://{shown_host}:{args.port}"
+    if not store.has_orgs():
+        org_id = store.create_org("default")
+        _, key = store.create_key(org_id, "first start")
+        print("A new org and API key. Report to this dashboard with:", flush=True)
+        print(f"OCTOMIL_API_BASE={base}")
+        print(f"OCTOMIL_API_KEY={key}")
+        print(f"Open the dashboard: {base}/?key={key}", flush=True)
+    else:
+        print(f"Open the dashboard: {base}/ (with ?key=<key>)")
+        print(f"Keys: octomil keys list --db {args.db}", flush=True)
+    uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
+    store.close()
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from octomil_otel.dashboard.stores import open_store
+
+    store = open_store(args.db)
+    try:
+        if args.keys_command == "list":
+            for key in store.list_keys():
+                state = "revoked" if key.revoked else "active"
+                print(f"{key.key_id}  {key.org_id}  {state:<7}  {key.name}")
+            return 0
+        if args.keys_command == "revoke":
+            if store.revoke_key(args.key_id):
+                print(f"revoked {args.key_id}")
+                return 0
+            print(f"error: no active key {args.key_id!r}", file=sys.stderr)
+            return 1
+        if args.new_org:
+            org_id = store.create_org(args.new_org)
+        elif args.org:
+            org_id = args.org
+        else:
+            orgs = sorted({k.org_id for k in store.list_keys()})
+            org_id = orgs[0] if orgs else store.create_org("default")
+        try:
+            key_id, key = store.create_key(org_id, args.name)
+        except ValueError as problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
+        print(f"{key_id} of {org_id}; the key (shown once):")
+        print(f"OCTOMIL_API_KEY={key}")
+        return 0
+    finally:
+        store.close()
 
 
 def run_serve(args: argparse.Namespace) -> int:

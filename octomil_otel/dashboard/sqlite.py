@@ -70,7 +70,7 @@ class SQLiteStore:
             )
         return key_id, key
 
-    def keys(self) -> list[Key]:
+    def list_keys(self) -> list[Key]:
         rows = self._all(
             "SELECT key_id, org_id, name, created, revoked FROM keys ORDER BY created, key_id"
         )

@@ -1,0 +1,139 @@
+"""The dashboard's HTTP API: ingest as the hosted API, queries as JSON, the page at ``/``.
+
+Every call but the page itself takes ``Authorization: Bearer <key>``; a key sees its own
+org's events and no other's. The page is static: it keeps the key from ``/?key=...`` for
+the browser session and calls the JSON API with it.
+
+Query API (``GET /api/v1/query/<name>``), all taking ``from`` and ``to`` (ms since the epoch
+or RFC 3339; default: the last hour), ``model``, ``engine``, ``device`` and, for series,
+``step`` (seconds; default: about 60 buckets over the range):
+
+* ``ttfc``: per bucket, completed requests' TTFC p50/p90/p99 (nearest rank), and the
+  distribution over ``bounds_ms``;
+* ``throughput``: per model and engine, requests and average tok/s, per bucket and overall;
+* ``volume``: per bucket and overall, requests, completed, failed, cancelled, error and
+  cancellation rates (failed excludes cancelled);
+* ``devices``: per device, those counts, TTFC percentiles, average tok/s, last seen;
+* ``dimensions``: the models, engines and devices seen in the range (for filters).
+"""
+
+# no ``from __future__ import annotations``: FastAPI must see the dependency types defined
+# inside create_app at run time
+import calendar
+import time
+from importlib import resources
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from octomil_otel.dashboard.model import Filters, Store, to_row
+from octomil_otel.ingest import BatchError, parse_batch
+
+MAX_BUCKETS = 1000
+
+
+class _Problem(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(store: Store) -> FastAPI:
+    app = FastAPI(title="Octomil local API and dashboard", docs_url="/api/docs")
+    static = resources.files("octomil_otel.dashboard") / "static"
+
+    @app.exception_handler(_Problem)
+    async def problem(request: Request, exc: _Problem) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    def org(authorization: Annotated[str | None, Header()] = None) -> str:
+        key = (
+            authorization[len("Bearer ") :]
+            if authorization and authorization.startswith("Bearer ")
+            else None
+        )
+        org_id = store.org_of(key) if key else None
+        if org_id is None:
+            raise _Problem(401, "a valid API key is required: Authorization: Bearer <key>")
+        return org_id
+
+    Org = Annotated[str, Depends(org)]
+
+    @app.post("/api/v1/telemetry/events", status_code=202)
+    async def ingest(request: Request, org_id: Org) -> dict[str, int]:
+        try:
+            events = parse_batch(await request.body(), request.headers.get("content-encoding"))
+        except BatchError as error:
+            raise _Problem(error.status, str(error)) from None
+        store.insert([to_row(org_id, event) for event in events])
+        return {"accepted": len(events)}
+
+    @app.get("/api/v1/auth/whoami")
+    def whoami(org_id: Org) -> dict[str, str]:
+        return {"org_id": org_id}
+
+    def filters(
+        org_id: Org,
+        start: Annotated[str | None, Query(alias="from")] = None,
+        end: Annotated[str | None, Query(alias="to")] = None,
+        model: str | None = None,
+        engine: str | None = None,
+        device: str | None = None,
+    ) -> Filters:
+        end_ms = _instant("to", end) if end else int(time.time() * 1000)
+        start_ms = _instant("from", start) if start else end_ms - 3_600_000
+        if start_ms >= end_ms:
+            raise _Problem(400, "'from' must be before 'to'")
+        return Filters(org_id, start_ms, end_ms, model, engine, device)
+
+    Scope = Annotated[Filters, Depends(filters)]
+
+    def step(scope: Scope, step: Annotated[float | None, Query(gt=0)] = None) -> int:
+        span = scope.end - scope.start
+        step_ms = int(step * 1000) if step else max(1000, -(-span // 60))
+        if -(-span // step_ms) > MAX_BUCKETS:
+            raise _Problem(400, f"'step' gives over {MAX_BUCKETS} buckets for this range")
+        return step_ms
+
+    Step = Annotated[int, Depends(step)]
+
+    @app.get("/api/v1/query/ttfc")
+    def ttfc(scope: Scope, step_ms: Step) -> dict[str, Any]:
+        return {"step_ms": step_ms, **store.ttfc(scope, step_ms)}
+
+    @app.get("/api/v1/query/throughput")
+    def throughput(scope: Scope, step_ms: Step) -> dict[str, Any]:
+        return {"step_ms": step_ms, **store.throughput(scope, step_ms)}
+
+    @app.get("/api/v1/query/volume")
+    def volume(scope: Scope, step_ms: Step) -> dict[str, Any]:
+        return {"step_ms": step_ms, **store.volume(scope, step_ms)}
+
+    @app.get("/api/v1/query/devices")
+    def devices(scope: Scope) -> dict[str, Any]:
+        return store.devices(scope)
+
+    @app.get("/api/v1/query/dimensions")
+    def dimensions(scope: Scope) -> dict[str, Any]:
+        return store.dimensions(scope)
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> Response:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    return app
+
+
+def _instant(name: str, value: str) -> int:
+    """ms since the epoch, from an integer or an RFC 3339 UTC time."""
+    if value.isdigit():
+        return int(value)
+    try:
+        seconds = calendar.timegm(time.strptime(value[:19], "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        raise _Problem(400, f"'{name}' must be ms since the epoch or RFC 3339 UTC") from None
+    fraction = value[19:].rstrip("Z")
+    return seconds * 1000 + (int((fraction[1:] + "000")[:3]) if fraction.startswith(".") else 0)
