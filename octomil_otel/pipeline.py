@@ -123,19 +123,13 @@ def init(
         otlp_args = (otlp_endpoint, otlp_protocol, otlp_headers)
 
         tracer_provider, owns_tracer = _tracer_provider(tracer_provider, resource)
+
+        def readers() -> list[MetricReader]:  # created only with a MeterProvider of our own
+            otlp = [otlp_metric_reader(*otlp_args)] if forwarding("metrics", otlp_endpoint) else []
+            return [*metric_readers, *otlp]
+
         meter_provider, owns_meter = _meter_provider(
-            meter_provider,
-            lambda: MeterProvider(
-                resource=resource,
-                metric_readers=[
-                    *metric_readers,
-                    *(
-                        [otlp_metric_reader(*otlp_args)]
-                        if forwarding("metrics", otlp_endpoint)
-                        else []
-                    ),
-                ],
-            ),
+            meter_provider, lambda: MeterProvider(resource=resource, metric_readers=readers())
         )
         if not owns_meter and (metric_readers or otlp_endpoint):
             _logger.warning(
