@@ -7,7 +7,8 @@ requests with the official ``openai`` client as the product document shows, stop
 server (which flushes its telemetry), and prints what the dashboard's query API reports.
 In a terminal it then keeps the dashboard up for you to open; otherwise it stops it.
 
-Run: ``scripts/demo.sh`` (sets everything up), or ``.venv/bin/python examples/serve_with_telemetry.py``.
+Run: ``scripts/demo.sh`` (sets everything up), or, once set up,
+``.venv/bin/python examples/serve_with_telemetry.py``.
 """
 
 from __future__ import annotations
