@@ -118,7 +118,11 @@ def run_dashboard(args: argparse.Namespace) -> int:
 def run_keys(args: argparse.Namespace) -> int:
     from octomil_otel.dashboard.stores import open_store
 
-    store = open_store(args.db)
+    try:
+        store = open_store(args.db)
+    except Exception as problem:
+        print(f"error: cannot open {args.db}: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.keys_command == "list":
             for key in store.list_keys():

@@ -6,7 +6,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import astuple
+from dataclasses import fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ _COLUMNS = (
     "ttfc_ms, throughput_tok_s, total_duration_ms, input_tokens, output_tokens, error_type, body"
 )
 _ENDS = "('generation_completed', 'generation_failed')"
+_VALUES = attrgetter(*(f.name for f in fields(Row)))  # a Row as a tuple, without deep copies
 
 
 class SQLiteStore:
@@ -102,7 +104,7 @@ class SQLiteStore:
             try:
                 self._db.executemany(
                     f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({placeholders})",
-                    [astuple(row) for row in rows],
+                    [_VALUES(row) for row in rows],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")

@@ -1,0 +1,242 @@
+"""The dashboard's store in ClickHouse, for event volumes SQLite no longer answers quickly.
+
+One client for both kinds of URL: ``clickhouse://`` (``clickhouses://`` for HTTPS) reaches a
+server, and ``chdb://PATH`` runs the same engine in this process (clickhouse-connect's chDB
+backend), so tests and CI run the very SQL a server runs, with nothing to start.
+
+ClickHouse has no unique constraints and no cheap in-place updates: ``insert`` checks which
+rows are stored, then inserts the rest as one block (atomic), both under a lock, so only this
+process may write a database; a revocation is a newer version of the key's row
+(``ReplacingMergeTree``), which ``FINAL`` reads at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import fields
+from operator import attrgetter
+from typing import Any
+
+import clickhouse_connect
+
+from octomil_otel.dashboard import keys as keymaker
+from octomil_otel.dashboard.model import PERCENTILES, TTFC_BOUNDS_MS, Filters, Key, Row
+from octomil_otel.dashboard.results import devices, throughput, ttfc, volume
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS orgs (org_id String, name String, created Int64)
+    ENGINE = MergeTree ORDER BY org_id""",
+    # revoked is the version: FINAL keeps a key's revoked row over its active one
+    """CREATE TABLE IF NOT EXISTS keys (
+        key_id String, key_hash String, org_id String, name String, created Int64,
+        revoked UInt8
+    ) ENGINE = ReplacingMergeTree(revoked) ORDER BY key_id""",
+    # tokens are Float64: the API accepts any finite non-negative number (5.5, 1e30), and
+    # SQLite stores it as given
+    """CREATE TABLE IF NOT EXISTS events (
+        org_id String, event_type LowCardinality(String), ts Int64,
+        device_id LowCardinality(String), model LowCardinality(String),
+        engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+        stream Nullable(Bool), ttfc_ms Nullable(Float64), throughput_tok_s Nullable(Float64),
+        total_duration_ms Nullable(Float64), input_tokens Nullable(Float64),
+        output_tokens Nullable(Float64), error_type LowCardinality(Nullable(String)),
+        body String
+    ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)""",  # no PARTITION BY: see _insert
+)
+_COLUMNS = [f.name for f in fields(Row)]
+_VALUES = attrgetter(*_COLUMNS)  # dataclasses.astuple deep-copies: 2/3 of an insert's time
+_KEY_COLUMNS = ["key_id", "key_hash", "org_id", "name", "created", "revoked"]
+# the existence check must see every earlier insert, and a retried block must not be dropped
+_INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 0}
+_ENDS = "('generation_completed', 'generation_failed')"
+_FAILED = "event_type = 'generation_failed' AND ifNull(error_type, '') != 'cancelled'"
+_CANCELLED = "event_type = 'generation_failed' AND ifNull(error_type, '') = 'cancelled'"
+_BUCKET = "intDiv(ts, {step:Int64}) * {step:Int64}"
+
+
+class ClickHouseStore:
+    def __init__(self, url: str) -> None:
+        self._client = clickhouse_connect.get_client(
+            dsn=url, secure=url.startswith("clickhouses://")
+        )
+        self._lock = threading.Lock()
+        with self._lock:
+            for statement in _SCHEMA:
+                self._client.command(statement)
+
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._client.query(sql, parameters=params).result_rows
+
+    def _insert(self, table: str, rows: list[tuple[Any, ...]], columns: list[str]) -> None:
+        """Stored whole or not at all: one part of one partition. (The client may send a
+        batch as several blocks; the server squashes blocks into one up to
+        min_insert_block_size_rows/_bytes, far above a batch.) The caller holds the lock."""
+        self._client.insert(table, rows, column_names=columns, settings=_INSERT_SETTINGS)
+
+    # --- orgs and keys -----------------------------------------------------------------
+
+    def create_org(self, name: str) -> str:
+        org_id = keymaker.new_org_id()
+        row = (org_id, name, int(time.time()))
+        with self._lock:
+            self._insert("orgs", [row], ["org_id", "name", "created"])
+        return org_id
+
+    def create_key(self, org_id: str, name: str) -> tuple[str, str]:
+        key_id, key = keymaker.new_key()
+        if not self._query("SELECT 1 FROM orgs WHERE org_id = {o:String}", {"o": org_id}):
+            raise ValueError(f"no org {org_id!r}")
+        row = (key_id, keymaker.digest(key), org_id, name, int(time.time()), 0)
+        with self._lock:
+            self._insert("keys", [row], _KEY_COLUMNS)
+        return key_id, key
+
+    def list_keys(self) -> list[Key]:
+        rows = self._query(
+            "SELECT key_id, org_id, name, created, revoked FROM keys FINAL ORDER BY created, key_id"
+        )
+        return [Key(k, o, n, c, bool(r)) for k, o, n, c, r in rows]
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self._lock:
+            rows = self._client.query(
+                "SELECT key_id, key_hash, org_id, name, created FROM keys FINAL"
+                " WHERE key_id = {k:String} AND revoked = 0",
+                parameters={"k": key_id},
+            ).result_rows
+            if rows:
+                self._insert("keys", [(*rows[0], 1)], _KEY_COLUMNS)
+        return bool(rows)
+
+    def org_of(self, key: str) -> str | None:
+        rows = self._query(
+            "SELECT org_id FROM keys FINAL WHERE key_hash = {h:String} AND revoked = 0",
+            {"h": keymaker.digest(key)},
+        )
+        return rows[0][0] if rows else None
+
+    def has_orgs(self) -> bool:
+        return bool(self._query("SELECT 1 FROM orgs LIMIT 1"))
+
+    # --- events ------------------------------------------------------------------------
+
+    def insert(self, rows: list[Row]) -> int:
+        with self._lock:
+            seen = self._stored([r for r in rows if r.request_id is not None])
+            new = []
+            for row in rows:
+                if row.request_id is not None:
+                    key = (row.org_id, row.request_id, row.event_type, row.chunk_index)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                new.append(_VALUES(row))
+            if new:
+                self._insert("events", new, _COLUMNS)
+        return len(new)
+
+    def _stored(self, rows: list[Row]) -> set[tuple[Any, ...]]:
+        """The (org, request id, event type, chunk index) of ``rows`` already stored.
+        The caller holds the lock."""
+        if not rows:
+            return set()
+        result = self._client.query(
+            "SELECT org_id, request_id, event_type, chunk_index FROM events"
+            " WHERE org_id IN {orgs:Array(String)} AND event_type IN {types:Array(String)}"
+            " AND request_id IN {ids:Array(String)}",
+            parameters={
+                "orgs": sorted({r.org_id for r in rows}),
+                "types": sorted({r.event_type for r in rows}),
+                "ids": sorted({r.request_id for r in rows}),
+            },
+        )
+        return set(result.result_rows)
+
+    # --- queries -----------------------------------------------------------------------
+
+    def ttfc(self, filters: Filters, step_ms: int) -> dict[str, Any]:
+        where, params = _where(
+            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
+        )
+        buckets = self._percentiles(_BUCKET, "ttfc_ms", where, {**params, "step": step_ms})
+        cases = ", ".join(f"countIf(ttfc_ms <= {b})" for b in TTFC_BOUNDS_MS)
+        cumulative = self._query(f"SELECT count(), {cases} FROM events WHERE {where}", params)
+        return ttfc(buckets, [int(c) for c in cumulative[0]])
+
+    def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]:
+        where, params = _where(
+            filters, "event_type = 'generation_completed'", "throughput_tok_s IS NOT NULL"
+        )
+        rows = self._query(
+            f"SELECT model, engine, {_BUCKET} AS start, count(), sum(throughput_tok_s),"
+            f" sum(output_tokens) FROM events WHERE {where}"
+            " GROUP BY model, engine, start ORDER BY model, engine, start",
+            {**params, "step": step_ms},
+        )
+        return throughput(rows)
+
+    def volume(self, filters: Filters, step_ms: int) -> dict[str, Any]:
+        where, params = _where(filters, f"event_type IN {_ENDS}")
+        rows = self._query(
+            f"SELECT {_BUCKET} AS start, count(), countIf({_FAILED}), countIf({_CANCELLED})"
+            f" FROM events WHERE {where} GROUP BY start ORDER BY start",
+            {**params, "step": step_ms},
+        )
+        return volume(rows)
+
+    def devices(self, filters: Filters) -> dict[str, Any]:
+        where, params = _where(filters, f"event_type IN {_ENDS}")
+        counts = self._query(
+            f"SELECT device_id, count(), countIf({_FAILED}), countIf({_CANCELLED}),"
+            " sum(throughput_tok_s), count(throughput_tok_s), max(ts)"
+            f" FROM events WHERE {where} GROUP BY device_id ORDER BY device_id",
+            params,
+        )
+        where, params = _where(
+            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
+        )
+        percentiles = self._percentiles("device_id", "ttfc_ms", where, params)
+        return devices(counts, percentiles)
+
+    def dimensions(self, filters: Filters) -> dict[str, Any]:
+        scope = Filters(filters.org_id, filters.start, filters.end)
+        where, params = _where(scope, f"event_type IN {_ENDS}")
+        out: dict[str, Any] = {}
+        for name, column in (("models", "model"), ("engines", "engine"), ("devices", "device_id")):
+            rows = self._query(
+                f"SELECT DISTINCT {column} FROM events WHERE {where} ORDER BY {column}", params
+            )
+            out[name] = [r[0] for r in rows]
+        return out
+
+    def _percentiles(
+        self, group: str, value: str, where: str, params: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """(group, count, p50, p90, p99) by nearest rank, computed in the database."""
+        ordered = f"arraySort(groupArray({value}))"
+        picks = ", ".join(
+            f"arrayElement({ordered}, toUInt64(intDiv({p} * count() + 99, 100)))"
+            for p in PERCENTILES
+        )
+        return self._query(
+            f"SELECT {group} AS g, count(), {picks} FROM events WHERE {where}"
+            " GROUP BY g ORDER BY g",
+            params,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def _where(filters: Filters, *conditions: str) -> tuple[str, dict[str, Any]]:
+    clauses = ["org_id = {org_id:String}", "ts >= {start:Int64}", "ts < {end:Int64}"]
+    params: dict[str, Any] = {"org_id": filters.org_id, "start": filters.start, "end": filters.end}
+    for column in ("model", "engine", "device_id"):
+        value = getattr(filters, column)
+        if value is not None:
+            clauses.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    return " AND ".join([*clauses, *conditions]), params
