@@ -16,15 +16,20 @@
 #   * python: a plain Python generator, no engine: our cost alone. "hot" is record_stream
 #     + generation.chunk() per chunk with the generation never stopped; "instrumented"
 #     also stops it, so it includes the per-chunk share of the one-time end (it builds a
-#     span event and a latency for every chunk); their difference is that share;
+#     span event and a latency for every chunk); their difference is that share. "naive",
+#     for comparison: a generator that calls span.add_event per chunk on a real SDK span;
 #   * engine: llama-cpp-python on the tests' tiny GGUF, n_threads=1, plain vs with
 #     LlamaCppInstrumentor (the whole path: both wrappers, record_stream twice, the end).
 #
 # Why: instruction counts are close to deterministic, so they resolve a few hundred
 # instructions per chunk that wall-clock timing on a busy machine cannot.
 # Runs are made repeatable: ASLR off (setarch -R), fixed hash seed, no OpenMP spinning.
+# What still varies between runs is CPython's allocator (_PyObject_Malloc/_PyObject_Free,
+# whose arena work depends on the heap the run starts from): python figures repeat to a
+# few Ir per chunk, the engine's to about 0.5% of its total, i.e. several thousand Ir per
+# chunk in "added"; run it twice before reading a smaller change in the engine figure.
 # The runs use 2 valgrind processes at a time by default (--jobs); the counts do not
-# depend on it. The defaults take about 3 minutes on a 2-core machine.
+# depend on it. The defaults take 3 to 4 minutes on a 2-core machine.
 #
 # Usage (from the repo root):
 #     bench/callgrind_chunk.sh                       # python, then engine
@@ -102,7 +107,7 @@ launch() {
 
 labels=()
 if [ "$source_sel" != engine ]; then
-  for mode in plain hot instrumented; do
+  for mode in plain hot instrumented naive; do
     for n in "$py_n1" "$py_n2"; do
       labels+=("python-$mode-$n")
       launch "python-$mode-$n" --source python --mode "$mode" --chunks "$n"
@@ -132,6 +137,13 @@ for label in "${labels[@]}"; do
   ir[$label]="$count"
 done
 
+per_chunk() {  # source mode -> Ir per chunk
+  local n1 n2
+  if [ "$1" = python ]; then n1="$py_n1"; n2="$py_n2"; else n1="$engine_n1"; n2="$engine_n2"; fi
+  awk -v a="${ir[$1-$2-$n1]}" -v b="${ir[$1-$2-$n2]}" -v n1="$n1" -v n2="$n2" \
+    'BEGIN { printf "%.0f", (b - a) / (n2 - n1) }'
+}
+
 echo "callgrind ($(valgrind --version)), Ir counted inside the consuming loop only;"
 echo "per chunk = (I(N2) - I(N1)) / (N2 - N1); added = mode - plain"
 table() {  # source n1 n2 mode...
@@ -150,8 +162,11 @@ table() {  # source n1 n2 mode...
 }
 if [ "$source_sel" != engine ]; then
   echo
-  table python "$py_n1" "$py_n2" plain hot instrumented
-  echo "python: hot = record_stream + chunk() only; instrumented - hot = the end's share per chunk"
+  table python "$py_n1" "$py_n2" plain hot instrumented naive
+  hot="$(per_chunk python hot)"
+  full="$(per_chunk python instrumented)"
+  echo "python: hot = record_stream + chunk() per chunk, without the end;"
+  echo "        instrumented - hot = $((full - hot)) Ir per chunk: the one-time end's share"
 fi
 if [ "$source_sel" != python ]; then
   echo

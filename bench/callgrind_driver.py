@@ -22,7 +22,9 @@ Modes (``--mode``):
     ``stop()`` when the stream is exhausted, as with an engine;
   * ``hot`` (``python`` only): as ``instrumented`` but the generation is never stopped, so
     only the per-chunk path is counted and not the one-time end's per-chunk work (the span
-    events and latencies it builds for every chunk).
+    events and latencies it builds for every chunk);
+  * ``naive`` (``python`` only): the obvious alternative for comparison, a generator that
+    re-yields each item after ``span.add_event("chunk", {"index": i})`` on a real SDK span.
 
 Providers are the real SDK (``bench/_common.py``), with the batch span processor's export
 interval made long so that a run valgrind slows down does not get more timer wake-ups.
@@ -44,6 +46,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import _common
+from opentelemetry.trace import Span
 
 from octomil_otel.generation import Generation, Recorder
 from octomil_otel.stream import record_stream
@@ -82,10 +85,24 @@ def measured(stream: Iterable[Any]) -> int:
     return next(counter)
 
 
+def add_events(span: Span, stream: Iterable[Any]) -> Iterator[Any]:
+    for index, item in enumerate(stream):
+        span.add_event("chunk", {"index": index})
+        yield item
+
+
 def run_python(mode: str, n: int) -> int:
     if mode == "plain":
         return measured(source(n))
     providers = _common.make_providers(schedule_delay_millis=EXPORT_INTERVAL_MS)
+    if mode == "naive":
+        tracer = providers.tracer_provider.get_tracer("bench-naive")
+        consume(add_events(tracer.start_span("warm-up"), source(3)))
+        span = tracer.start_span("naive")
+        count = measured(add_events(span, source(n)))
+        span.end()
+        providers.shutdown()
+        return count
     recorder = Recorder(providers.tracer_provider, providers.meter_provider)
     consume(record_stream(recorder.start(model="warm-up", engine="bench"), source(3), on_item))
     generation = recorder.start(model="bench", engine="bench", stream=True)
@@ -126,13 +143,13 @@ def run_engine(mode: str, n: int, gguf: pathlib.Path | None) -> int:
 def main() -> None:
     parser = _common.argument_parser(__doc__)
     parser.add_argument("--source", choices=["engine", "python"], required=True)
-    parser.add_argument("--mode", choices=["plain", "instrumented", "hot"], required=True)
+    parser.add_argument("--mode", choices=["plain", "instrumented", "hot", "naive"], required=True)
     parser.add_argument("--chunks", type=int, required=True, help="N: chunks to stream")
     parser.add_argument("--gguf", type=pathlib.Path, default=None, help="engine: the model")
     args = parser.parse_args()
     if args.source == "engine":
-        if args.mode == "hot":
-            parser.error("--mode hot is for --source python")
+        if args.mode in ("hot", "naive"):
+            parser.error(f"--mode {args.mode} is for --source python")
         count = run_engine(args.mode, args.chunks, args.gguf)
     else:
         count = run_python(args.mode, args.chunks)

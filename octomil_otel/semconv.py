@@ -57,11 +57,10 @@ OCTOMIL_CHUNK_LATENCY_P99_MS: Final = "octomil.chunk_latency_p99_ms"
 OCTOMIL_CHUNK_LATENCIES_MS: Final = "octomil.chunk.latencies_ms"
 """Every chunk's latency, in order: the exact data behind ``chunk_produced``.
 
-A span keeps at most ``SpanLimits.max_events`` events (128 by default), so the chunk span
-events below are for trace viewers; the Octomil exporter reads this one array attribute.
+One array attribute rather than a span event per chunk: a span keeps at most
+``SpanLimits.max_events`` events (128 by default), and building each costs more than the
+whole hot path of a chunk.
 """
-OCTOMIL_CHUNK_EVENT: Final = "octomil.chunk"
-OCTOMIL_CHUNK_INDEX: Final = "octomil.chunk.index"
 
 CANCELLED: Final = "cancelled"
 """``error.type`` of a stream the consumer closed or dropped before its end."""

@@ -54,14 +54,7 @@ def test_generation_stream_sets_documented_metrics_on_span(recorder, clock, span
         "octomil.chunk_latency_p99_ms": 41.2,
         "octomil.throughput_tok_s": 4 / 0.2435,
     }
-    assert [e.name for e in span.events] == ["octomil.chunk"] * 4
-    assert [e.attributes["octomil.chunk.index"] for e in span.events] == [0, 1, 2, 3]
-    assert [e.timestamp - WALL0_NS for e in span.events] == [
-        142_300_000,
-        162_300_000,
-        192_300_000,
-        233_500_000,
-    ]
+    assert span.events == ()  # the chunk latencies are one attribute, not 4 span events
 
 
 def test_generation_request_id_is_req_and_hex(recorder):
@@ -169,8 +162,7 @@ def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provi
     assert span.attributes["octomil.chunk.latencies_ms"] == tuple(gaps)
     assert span.attributes["octomil.chunk_latency_avg_ms"] == sum(gaps[1:]) / 499
     assert span.attributes["octomil.chunk_latency_p99_ms"] == 7.0
-    assert len(span.events) == 128
-    assert span.dropped_events == 372
+    assert span.events == ()
 
 
 @pytest.mark.parametrize(
