@@ -1,18 +1,30 @@
-"""Shared pieces of the benchmarks in ``bench/``: providers, statistics, tiny models.
+"""Shared pieces of the benchmarks in ``bench/``: providers, statistics, tiny models, and
+servers run as subprocesses.
 
 Not a benchmark itself. The providers are the real OpenTelemetry SDK, configured the way
 an application would (a ``BatchSpanProcessor`` in front of an exporter, histograms read by
 a metric reader), except that the exporter throws the spans away: the benchmarks measure
 what instrumentation costs the inference loop, not a network.
+
+``ServerProcess`` and ``ReceiverProcess`` are for the benchmarks that talk HTTP to real
+servers (``octomil serve``, ``octomil dashboard``, llama-cpp-python's server, the minimal
+Octomil API of ``octomil_otel.receiver``), all on 127.0.0.1, always stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
+import select
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -136,3 +148,239 @@ def _fmt(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+# --- servers as subprocesses: serve_vs_llama_server.py, serve_load.py, dashboard_ingest_query.py
+
+LOCALHOST = "127.0.0.1"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOCALHOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """This environment without ``OCTOMIL_*`` and ``OTEL_*``, plus ``extra``: a server then
+    reports only where its command line says (never to a default endpoint elsewhere)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOMIL_", "OTEL_"))}
+    env["NO_PROXY"] = env["no_proxy"] = LOCALHOST
+    env.update(extra)
+    return env
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for saying how busy the machine was."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "n/a"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, {os.cpu_count()} cores)"
+
+
+class ServerProcess:
+    """A server run as a subprocess, its output in a log file; ``stop()`` always ends it.
+
+    Use as a context manager (or call ``stop()`` in ``finally``): SIGTERM, up to
+    ``stop_timeout`` seconds to finish, then SIGKILL.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        stop_timeout: float = 15.0,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env if env is not None else server_env()
+        self.stop_timeout = stop_timeout
+        self.log_path = temp_dir(name) / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ServerProcess:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self.env, cwd=REPO_ROOT,
+            )  # fmt: skip
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "not started"
+        return self.process.pid
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _check_alive(self) -> None:
+        assert self.process is not None, "not started"
+        if self.process.poll() is not None:
+            tail = "\n".join(self.log_text().splitlines()[-20:])
+            raise RuntimeError(
+                f"{self.name} exited with {self.process.returncode}; its log ends:\n{tail}"
+            )
+
+    def wait_ready(self, url: str, timeout: float = 120.0) -> None:
+        """Poll ``GET url`` until it answers 200, the process exits, or ``timeout`` passes."""
+        import requests
+
+        deadline = time.monotonic() + timeout
+        with requests.Session() as session:
+            session.trust_env = False  # 127.0.0.1 directly, whatever the proxy variables say
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    if session.get(url, timeout=2.0).status_code == 200:
+                        return
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+        raise TimeoutError(f"{self.name} did not answer {url} within {timeout:g} s")
+
+    def wait_for_line(self, prefix: str, timeout: float = 60.0) -> str:
+        """The first line of the log that starts with ``prefix``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_text().splitlines():
+                if line.startswith(prefix):
+                    return line
+            self._check_alive()
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} printed no line starting with {prefix!r}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process used so far (Linux ``/proc``; nan elsewhere)."""
+        try:
+            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+                fields_ = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields_[11]) + int(fields_[12])) / _CLOCK_TICKS  # utime, stime
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL after ``stop_timeout``; the exit code (None: not started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10.0)
+        return self.process.returncode
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+_RECEIVER_CHILD = """
+import json, sys
+from collections import Counter
+from octomil_otel.receiver import Receiver
+
+receiver = Receiver({sys.argv[1]: "org_bench"}, "127.0.0.1", 0).start()
+print(receiver.url, flush=True)
+seen = Counter()
+for line in sys.stdin:
+    if line.strip() != "count":
+        break
+    with receiver._lock:
+        events, receiver.events[:] = list(receiver.events), []
+    seen.update(event["event_type"] for event in events)
+    print(json.dumps(dict(seen)), flush=True)
+receiver.stop()
+"""
+
+
+class ReceiverProcess:
+    """``octomil_otel.receiver.Receiver`` (the minimal Octomil API) in a child process on
+    127.0.0.1, so its work does not compete for the benchmark client's GIL.
+
+    ``counts()`` returns how many events of each type it accepted so far (it keeps the
+    counts, not the events).
+    """
+
+    def __init__(self, api_key: str) -> None:
+        self.api_key = api_key
+        self.url = ""
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> ReceiverProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", _RECEIVER_CHILD, self.api_key],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=server_env(),
+            cwd=REPO_ROOT,
+        )  # fmt: skip
+        self.url = self._read_line(timeout)
+        return self
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError("the receiver did not answer (exited or hung)")
+        return line.strip()
+
+    def counts(self, timeout: float = 30.0) -> dict[str, int]:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write("count\n")
+        self.process.stdin.flush()
+        return dict(json.loads(self._read_line(timeout)))
+
+    def total(self) -> int:
+        return sum(self.counts().values())
+
+    def wait_settled(self, expected: int, quiet: float, timeout: float) -> int:
+        """Wait until ``expected`` events arrived, or none arrived for ``quiet`` seconds, or
+        ``timeout`` passed; return the total."""
+        deadline = time.monotonic() + timeout
+        total, changed = self.total(), time.monotonic()
+        while total < expected and time.monotonic() < deadline:
+            time.sleep(0.25)
+            now_total = self.total()
+            if now_total != total:
+                total, changed = now_total, time.monotonic()
+            elif time.monotonic() - changed >= quiet:
+                break
+        return total
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(10.0)
+        except (OSError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait(10.0)
+
+    def __enter__(self) -> ReceiverProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest rank: the value at position ceil(p * n / 100) of the n sorted values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-p * len(ordered) // 100))
+    return ordered[int(rank) - 1]

@@ -55,9 +55,10 @@ OCTOMIL_THROUGHPUT_TOK_S: Final = "octomil.throughput_tok_s"
 OCTOMIL_CHUNK_LATENCY_AVG_MS: Final = "octomil.chunk_latency_avg_ms"
 OCTOMIL_CHUNK_LATENCY_P99_MS: Final = "octomil.chunk_latency_p99_ms"
 OCTOMIL_CHUNK_LATENCIES_MS: Final = "octomil.chunk.latencies_ms"
-"""Every chunk's latency, in order: the exact data behind ``chunk_produced``.
+"""Every chunk's latency, in order: the exact data behind ``chunk_produced``, as bytes
+(see ``chunk_latencies``).
 
-One array attribute rather than a span event per chunk: a span keeps at most
+One attribute rather than a span event per chunk: a span keeps at most
 ``SpanLimits.max_events`` events (128 by default), and building each costs more than the
 whole hot path of a chunk.
 """

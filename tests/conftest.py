@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from octomil_otel import chunk_latencies
 from octomil_otel.generation import Recorder
 from octomil_otel.receiver import Receiver
 
@@ -104,6 +105,11 @@ def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
     from .tiny_models import write_tiny_mlx_model
 
     return write_tiny_mlx_model(tmp_path_factory.mktemp("mlx") / "tiny-mlx")
+
+
+def latencies(span) -> tuple[float, ...]:
+    """Every chunk's latency recorded on a generation span."""
+    return chunk_latencies.unpack(span.attributes.get("octomil.chunk.latencies_ms", b""))
 
 
 def spans_by_name(exporter: InMemorySpanExporter) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, Final
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from octomil_otel import semconv
+from octomil_otel import chunk_latencies, semconv
 
 GENERATION_STARTED: Final = "generation_started"
 CHUNK_PRODUCED: Final = "chunk_produced"
@@ -150,7 +150,7 @@ def span_to_events(span: ReadableSpan) -> list[dict[str, Any]]:
         started_metrics["input_tokens"] = attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
     events = [event(GENERATION_STARTED, span.start_time, started_metrics)]
 
-    latencies = attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_MS, ())
+    latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_MS, b""))
     elapsed_ns = 0
     for index, latency_ms in enumerate(latencies):
         elapsed_ns += round(latency_ms * 1e6)

@@ -1,0 +1,428 @@
+"""The local dashboard (``octomil dashboard``) on SQLite and on ClickHouse (chDB), side by side.
+
+What: two dashboards run at once on 127.0.0.1, one with ``--db sqlite:////tmp/...`` and one
+with ``--db chdb:///tmp/...`` (ClickHouse in-process through chDB; fresh databases). Each
+prints its first key (``OCTOMIL_API_KEY=...``) on its first start. Then:
+
+1. Ingest over HTTP, end to end: the first ``--http-events`` generated events are POSTed to
+   ``/api/v1/telemetry/events`` in batches of ``--batch`` (gzip, ``Authorization: Bearer``),
+   one request at a time, alternating the two dashboards batch by batch (order flipping each
+   pair), the bodies built before the clock starts. Rate: events / total time of the POSTs.
+2. Bulk load, if ``--events`` is more than ``--http-events``: the dashboards are stopped and
+   the rest go straight through each store's ``insert()`` in this process (the same batches;
+   alternating; no HTTP, no JSON, no validation: clearly a different, faster path); then
+   the dashboards start again on the same databases. Printed as its own line.
+3. Queries over everything stored: every view of the query API (``ttfc``, ``throughput``,
+   ``volume``, ``devices``, ``dimensions``) over the whole 24 h range, without and with a
+   ``model`` filter; one untimed call each, then ``--repeats`` timed calls alternating the two
+   dashboards; the median latency of the whole HTTP GET. It also says whether the two stores
+   gave the same answer (floats compared to 9 significant digits).
+
+The events are generated (seeded) as an app's requests would produce them: per request a
+``generation_started``, its ``chunk_produced`` events (1 to 16 when streamed, 70% of
+requests; 1 when not) and a ``generation_completed`` (94%) or ``generation_failed`` (4% an
+error, 2% cancelled), over ``--models`` models, 3 engines and 20 devices, the requests'
+start times spread uniformly over the 24 h before the run, ingested in time order. About
+8.3 events per request: 1,000,000 events are about 120,000 requests.
+
+Why: the README says ClickHouse is for "more than one machine holds"; this measures where
+each store stands at a million events, on this machine, through the same HTTP API the page
+uses. No thresholds: numbers depend on the machine and on what else runs on it.
+
+Run (from the repo root; defaults: 1,000,000 events, 100,000 of them over HTTP, several
+minutes on 2 cores, about 2 GB in a temporary directory, deleted at the end)::
+
+    .venv/bin/python bench/dashboard_ingest_query.py
+    .venv/bin/python bench/dashboard_ingest_query.py --events 200000 --http-events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import shutil
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import _common
+import requests
+
+now = time.perf_counter
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+MODELS = ("gemma3-270m", "gemma-3-1b", "llama-3.2-1b", "qwen2.5-0.5b", "phi-3.5-mini")
+ENGINES = ("llamacpp", "mlx", "echo")
+VIEWS = ("ttfc", "throughput", "volume", "devices", "dimensions")
+STORES = ("sqlite", "chdb")
+EVENTS_PATH = "/api/v1/telemetry/events"
+EVENTS_PER_REQUEST = 8.1  # the generator's average, measured
+
+
+# --- the events ------------------------------------------------------------------------
+
+
+def _stamp(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+
+
+def generate_events(
+    seed: int, models: int, start_ms: int, end_ms: int, count: int
+) -> Iterator[dict[str, Any]]:
+    """A seeded stream of events, request by request, in order of start time: the start
+    times advance by random gaps that spread ``count`` events (about ``count / 8.1``
+    requests) over ``[start_ms, end_ms - 1 min)``; past the end they start over."""
+    rng = random.Random(seed)
+    devices = [f"{rng.getrandbits(48):012x}" for _ in range(20)]
+    names = MODELS[:models]
+    speed = {m: rng.uniform(20, 120) for m in names}  # tok/s by model
+    span = end_ms - 60_000 - start_ms
+    mean_gap = span / max(1.0, count / EVENTS_PER_REQUEST)
+    t = float(start_ms)
+    while True:
+        t += rng.expovariate(1 / mean_gap)
+        if t >= start_ms + span:
+            t = start_ms + (t - start_ms) % span
+        begin = int(t)
+        model, engine, device = rng.choice(names), rng.choice(ENGINES), rng.choice(devices)
+        stream = rng.random() < 0.7
+        common = {
+            "model": model,
+            "engine": engine,
+            "device_id": device,
+            "request_id": f"req_{rng.getrandbits(64):016x}",
+            "stream": stream,
+            "trace_id": f"{rng.getrandbits(128):032x}",
+            "span_id": f"{rng.getrandbits(64):016x}",
+        }
+        input_tokens = rng.randint(8, 400)
+        ttfc = rng.lognormvariate(4.8, 0.6)  # ms, median ~120
+        outcome = rng.random()
+        chunks = rng.randint(1, 16) if stream else 1
+        if outcome >= 0.94:  # failed or cancelled: part of the chunks
+            chunks = rng.randint(0, chunks)
+        tok_s = max(1.0, rng.gauss(speed[model], speed[model] / 8))
+        output_tokens = rng.randint(chunks, chunks * 8) if chunks else 0
+        decode_ms = 1000 * output_tokens / tok_s
+        yield {
+            "event_type": "generation_started",
+            "timestamp": _stamp(begin),
+            **common,
+            "metrics": {"input_tokens": input_tokens},
+        }
+        elapsed = ttfc
+        latencies = []
+        for index in range(chunks):
+            latency = ttfc if index == 0 else decode_ms / max(1, chunks - 1)
+            elapsed += 0 if index == 0 else latency
+            latencies.append(latency)
+            metrics: dict[str, Any] = {"chunk_index": index, "chunk_latency_ms": latency}
+            if not stream:
+                metrics["output_tokens"] = output_tokens
+            yield {
+                "event_type": "chunk_produced",
+                "timestamp": _stamp(begin + int(elapsed)),
+                **common,
+                "metrics": metrics,
+            }
+        total = elapsed + rng.uniform(0.1, 2.0)
+        end = {"timestamp": _stamp(begin + int(total)), **common}
+        if outcome < 0.94:
+            ordered = sorted(latencies)
+            yield {
+                "event_type": "generation_completed",
+                **end,
+                "metrics": {
+                    "ttfc_ms": ttfc,
+                    "throughput_tok_s": tok_s,
+                    "total_duration_ms": total,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                    "chunk_latency_avg_ms": sum(latencies) / len(latencies),
+                    "chunk_latency_p99_ms": ordered[-1],
+                },
+            }
+        else:
+            error = "cancelled" if outcome >= 0.98 else rng.choice(("RuntimeError", "ValueError"))
+            yield {
+                "event_type": "generation_failed",
+                **end,
+                "metrics": {
+                    "total_duration_ms": total,
+                    "output_tokens": output_tokens,
+                    "error_type": error,
+                },
+            }
+
+
+def batches(events: Iterator[dict[str, Any]], size: int, count: int) -> Iterator[list[dict]]:
+    """``count`` events from ``events`` in lists of at most ``size``."""
+    left = count
+    while left > 0:
+        batch = [next(events) for _ in range(min(size, left))]
+        left -= len(batch)
+        yield batch
+
+
+# --- the dashboards --------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    name: str
+    db: str
+    port: int
+    key: str = ""
+    org_id: str = ""
+    server: _common.ServerProcess | None = None
+    session: requests.Session = field(default_factory=requests.Session)
+    ingest_seconds: float = 0.0
+    ingested: int = 0
+    load_seconds: float = 0.0
+    loaded: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{_common.LOCALHOST}:{self.port}"
+
+    def start(self, stack: ExitStack) -> None:
+        argv = [sys.executable, "-m", "octomil_otel.cli", "dashboard",
+                "--port", str(self.port), "--db", self.db]  # fmt: skip
+        self.server = _common.ServerProcess(f"dashboard-{self.name}", argv)
+        stack.enter_context(self.server)
+        self.session.trust_env = False  # straight to 127.0.0.1
+        self.server.wait_ready(f"{self.url}/", timeout=120)
+        if not self.key:  # the first start prints it
+            self.key = self.server.wait_for_line("OCTOMIL_API_KEY=", 30).split("=", 1)[1]
+        self.session.headers["Authorization"] = f"Bearer {self.key}"
+        if not self.org_id:
+            self.org_id = self.get("/api/v1/auth/whoami")["org_id"]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.session.get(self.url + path, params=params, timeout=300)
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name} {path}: HTTP {response.status_code} {response.text}")
+        return response.json()
+
+    def post_events(self, body: bytes, count: int) -> None:
+        headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        start = now()
+        response = self.session.post(
+            self.url + EVENTS_PATH, data=body, headers=headers, timeout=120
+        )
+        self.ingest_seconds += now() - start
+        if response.status_code != 202 or response.json().get("accepted") != count:
+            raise RuntimeError(f"{self.name} ingest: HTTP {response.status_code} {response.text}")
+        self.ingested += count
+
+
+def _rounded(value: Any) -> Any:
+    """For comparing answers: floats to 9 significant digits, everywhere in the JSON."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _common.argument_parser(__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events stored in all")
+    parser.add_argument("--http-events", type=int, default=100_000, help="of them, over HTTP")
+    parser.add_argument("--batch", type=int, default=500, help="events per POST / insert")
+    parser.add_argument("--models", type=int, default=4, choices=range(2, 6))
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per query")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--max-seconds", type=float, default=3600.0, help="stop loading after this (says so)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the databases (path printed)")
+    args = parser.parse_args(argv)
+    http_events = min(args.http_events, args.events)
+
+    work = _common.temp_dir("dashboard")
+    dashboards = {
+        "sqlite": Dashboard("sqlite", f"sqlite:///{work / 'events.db'}", _common.free_port()),
+        "chdb": Dashboard("chdb", f"chdb://{work / 'chdb'}", _common.free_port()),
+    }
+    end_ms = int(time.time() * 1000)
+    start_ms = end_ms - DAY_MS
+    events = generate_events(args.seed, args.models, start_ms, end_ms, args.events)
+    deadline = time.monotonic() + args.max_seconds
+    print(f"load before: {_common.load_average()}")
+    print(f"databases in {work}")
+    try:
+        with ExitStack() as stack:
+            for dashboard in dashboards.values():
+                dashboard.start(stack)
+            # 1. over HTTP
+            built = now()
+            bodies = [
+                (gzip.compress(json.dumps({"events": b}).encode(), 6), len(b))
+                for b in batches(events, args.batch, http_events)
+            ]
+            print(
+                f"built {len(bodies):,} gzip bodies of up to {args.batch} events "
+                f"({sum(len(b) for b, _ in bodies) / len(bodies) / 1024:.0f} KiB on average) "
+                f"in {now() - built:.1f} s, untimed",
+                flush=True,
+            )
+            for index, (body, count) in enumerate(bodies):
+                if time.monotonic() > deadline:
+                    print("(--max-seconds reached during the HTTP ingest)")
+                    break
+                for name in STORES if index % 2 == 0 else STORES[::-1]:
+                    dashboards[name].post_events(body, count)
+            del bodies
+            for dashboard in dashboards.values():
+                dashboard.stop()
+        # 2. the rest in-process, through each store's insert(), alternating
+        rest = args.events - http_events
+        if rest > 0 and time.monotonic() < deadline:
+            bulk_load(dashboards, events, rest, args.batch, deadline)
+        # 3. queries
+        with ExitStack() as stack:
+            for dashboard in dashboards.values():
+                dashboard.start(stack)
+            results = run_queries(dashboards, start_ms, end_ms, MODELS[0], args.repeats)
+        print(f"load after: {_common.load_average()}")
+        report(dashboards, results, args, http_events)
+    finally:
+        for dashboard in dashboards.values():
+            dashboard.stop()
+            dashboard.session.close()
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def bulk_load(
+    dashboards: dict[str, Dashboard],
+    events: Iterator[dict[str, Any]],
+    count: int,
+    size: int,
+    deadline: float,
+) -> None:
+    from octomil_otel.dashboard.model import to_row
+    from octomil_otel.dashboard.stores import open_store
+
+    stores = {name: open_store(d.db) for name, d in dashboards.items()}
+    try:
+        for index, batch in enumerate(batches(events, size, count)):
+            if time.monotonic() > deadline:
+                print("(--max-seconds reached during the bulk load)")
+                break
+            for name in STORES if index % 2 == 0 else STORES[::-1]:
+                dashboard = dashboards[name]
+                start = now()
+                added = stores[name].insert([to_row(dashboard.org_id, e) for e in batch])
+                dashboard.load_seconds += now() - start
+                dashboard.loaded += added
+            if index % 200 == 199:
+                done = sum(d.loaded for d in dashboards.values()) // len(dashboards)
+                print(f"  bulk load: {done:,} of {count:,} events per store", flush=True)
+    finally:
+        for store in stores.values():
+            store.close()
+
+
+@dataclass
+class QueryResult:
+    view: str
+    filtered: bool
+    ms: dict[str, list[float]] = field(default_factory=dict)
+    same: bool = True
+
+
+def run_queries(
+    dashboards: dict[str, Dashboard], start_ms: int, end_ms: int, model: str, repeats: int
+) -> list[QueryResult]:
+    results = []
+    for view in VIEWS:
+        for filtered in (False, True):
+            params = {"from": start_ms, "to": end_ms, **({"model": model} if filtered else {})}
+            result = QueryResult(view, filtered, {name: [] for name in STORES})
+            answers = {name: d.get(f"/api/v1/query/{view}", **params)  # untimed, first call
+                       for name, d in dashboards.items()}  # fmt: skip
+            result.same = _rounded(answers["sqlite"]) == _rounded(answers["chdb"])
+            for repeat in range(repeats):
+                for name in STORES if repeat % 2 == 0 else STORES[::-1]:
+                    start = now()
+                    dashboards[name].get(f"/api/v1/query/{view}", **params)
+                    result.ms[name].append((now() - start) * 1000)
+            results.append(result)
+    return results
+
+
+def report(
+    dashboards: dict[str, Dashboard],
+    results: list[QueryResult],
+    args: argparse.Namespace,
+    http_events: int,
+) -> None:
+    sqlite, chdb = dashboards["sqlite"], dashboards["chdb"]
+    print()
+    print(f"events stored: sqlite {sqlite.ingested + sqlite.loaded:,}, "
+          f"chdb {chdb.ingested + chdb.loaded:,}")  # fmt: skip
+    rows: list[list[object]] = [
+        [
+            f"HTTP ingest, events/s ({http_events:,} events, batches of {args.batch}, gzip)",
+            _common.ratio(sqlite.ingested, sqlite.ingest_seconds),
+            _common.ratio(chdb.ingested, chdb.ingest_seconds),
+            _common.ratio(
+                _common.ratio(chdb.ingested, chdb.ingest_seconds),
+                _common.ratio(sqlite.ingested, sqlite.ingest_seconds),
+            ),
+            "",
+        ]
+    ]
+    if sqlite.loaded or chdb.loaded:
+        rows.append(
+            [
+                f"in-process to_row+insert, NOT HTTP, events/s "
+                f"({args.events - http_events:,} more)",
+                _common.ratio(sqlite.loaded, sqlite.load_seconds),
+                _common.ratio(chdb.loaded, chdb.load_seconds),
+                _common.ratio(
+                    _common.ratio(chdb.loaded, chdb.load_seconds),
+                    _common.ratio(sqlite.loaded, sqlite.load_seconds),
+                ),
+                "",
+            ]
+        )
+    for result in results:
+        mine = {name: _common.median(result.ms[name]) for name in STORES}
+        label = f"query {result.view}{' model=' + MODELS[0] if result.filtered else ''}, ms"
+        rows.append(
+            [
+                label,
+                mine["sqlite"],
+                mine["chdb"],
+                _common.ratio(mine["chdb"], mine["sqlite"]),
+                "yes" if result.same else "NO",
+            ]
+        )
+    print()
+    print(f"over 24 h, {args.models} models, 3 engines, 20 devices; query latency: median of "
+          f"{args.repeats} HTTP GETs after one untimed call")  # fmt: skip
+    _common.print_table([" ", "sqlite", "chdb", "chdb / sqlite", "same answer"], rows)
+    print("events/s: higher is better; ms: lower is better. Ingest is one request at a time.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""A load test of ``octomil serve echo``: telemetry ON (events really exported) against OFF.
+
+What: two ``octomil serve echo`` servers run at once on 127.0.0.1 (the echo engine answers
+with the prompt, so the server, not a model, is what is loaded):
+
+  * ON: ``--api-key`` and ``--api-base`` pointing at the minimal Octomil API
+    (``octomil_otel.receiver``, in a child process on 127.0.0.1): every request's spans,
+    histograms and events are built, and the events are sent over HTTP;
+  * OFF: no key and ``OTEL_SDK_DISABLED=true``: the OpenTelemetry SDK hands out no-op
+    tracers and meters, so the recorder records nothing and nothing is sent.
+
+Rounds alternate between them (ON OFF, OFF ON, ON OFF, ...), only one server loaded at a
+time. A round is N chat completions (prompts of about 50 words; every other one streamed)
+sent by C client threads, one ``requests.Session`` each, as fast as answers come. A round
+ends when its N requests are done, or ``--round-timeout`` passed. After each ON round the
+script waits (untimed) until the receiver has every event, or none came for a while, so no
+export of one round runs during the next.
+
+It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
+p99 latency (request sent to response fully read, [DONE] included for streams), the server's
+CPU seconds per 1,000 requests (from ``/proc``), and the ratios ON / OFF; then the events the
+receiver got against those expected (per request: ``generation_started``, one
+``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and the
+drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
+``octomil serve``) are not logged: they show only as events missing at the receiver.
+
+Caveat, printed with the results: the client threads run in this process on the same 2
+cores as the server; one Python process of client threads is itself near one core, so
+requests/s is partly the client's limit. The server's CPU per request is the steadier
+measure of what telemetry costs the server. Latencies include queueing behind the engine
+(one request at a time on the engine, ``--max-waiting`` may wait).
+
+Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
+this shows it where it is largest relative to the work: a server doing nearly nothing per
+token, under concurrent load, with the export really running.
+
+Run (from the repo root; a few minutes on 2 cores)::
+
+    .venv/bin/python bench/serve_load.py
+    .venv/bin/python bench/serve_load.py --requests 5000 --concurrency 16 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import _common
+import requests
+
+now = time.perf_counter
+
+ON, OFF = "telemetry ON", "telemetry OFF"
+_TEXT = (
+    "the quick brown fox jumps over a lazy dog while seven small models answer questions "
+    "about tokens latency streams caches threads queues servers clients prompts batches "
+    "metrics spans events devices engines and the time to first chunk"
+)
+WORDS = _TEXT.split()
+
+
+def prompts(count: int, words: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(words)) + "?" for _ in range(count)]
+
+
+@dataclass
+class Round:
+    server: str
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+    events_expected: int = 0
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    first_error: str = ""
+
+    @property
+    def rate(self) -> float:
+        return _common.ratio(self.requests, self.seconds)
+
+
+def one_request(
+    session: requests.Session, url: str, model: str, prompt: str, stream: bool, timeout: float
+) -> int:
+    """Send one chat completion and read all of it; the events it should produce."""
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": stream}
+    with session.post(url, json=body, stream=stream, timeout=timeout) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        if not stream:
+            response.json()
+            return 3  # started, one chunk (the whole answer), completed
+        chunks = 0
+        for line in response.iter_lines(chunk_size=None):
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            if json.loads(data)["choices"][0].get("delta", {}).get("content"):
+                chunks += 1
+        return 2 + chunks
+
+
+def run_round(
+    server: str,
+    url: str,
+    model: str,
+    texts: list[str],
+    count: int,
+    concurrency: int,
+    timeout: float,
+    round_timeout: float,
+) -> Round:
+    """``count`` requests from ``concurrency`` threads; stops early at ``round_timeout``."""
+    result = Round(server)
+    lock = threading.Lock()
+    next_index = 0
+    deadline = time.monotonic() + round_timeout
+
+    def worker() -> None:
+        nonlocal next_index
+        latencies: list[float] = []
+        expected = errors = 0
+        first_error = ""
+        with requests.Session() as session:
+            session.trust_env = False  # straight to 127.0.0.1
+            while time.monotonic() < deadline:
+                with lock:
+                    index, next_index = next_index, next_index + 1
+                if index >= count:
+                    break
+                start = now()
+                try:
+                    expected += one_request(
+                        session, url, model, texts[index % len(texts)], index % 2 == 0, timeout
+                    )
+                except Exception as problem:  # counted, the first one shown
+                    errors += 1
+                    first_error = first_error or f"{type(problem).__name__}: {problem}"
+                    continue
+                latencies.append((now() - start) * 1000)
+        with lock:
+            result.latencies_ms.extend(latencies)
+            result.events_expected += expected
+            result.errors += errors
+            result.first_error = result.first_error or first_error
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    start = now()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()) + timeout + 5)
+    result.seconds = now() - start
+    result.requests = len(result.latencies_ms)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _common.argument_parser(__doc__)
+    parser.add_argument("--requests", type=int, default=2000, help="N, per round")
+    parser.add_argument("--concurrency", type=int, default=8, help="C client threads")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per server")
+    parser.add_argument("--words", type=int, default=50, help="words per prompt")
+    parser.add_argument("--warmup", type=int, default=200, help="untimed requests per server")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--round-timeout", type=float, default=300.0, help="seconds per round")
+    args = parser.parse_args(argv)
+
+    texts = prompts(64, args.words)
+    api_key = "om_bench_serve_load"
+    ports = {ON: _common.free_port(), OFF: _common.free_port()}
+    urls = {s: f"http://{_common.LOCALHOST}:{p}" for s, p in ports.items()}
+    waiting = str(max(16, 2 * args.concurrency))  # no 429 from the client's own concurrency
+    print(f"load before: {_common.load_average()}")
+
+    rounds: list[Round] = []
+    with ExitStack() as stack:
+        receiver = stack.enter_context(_common.ReceiverProcess(api_key))
+        base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
+        servers = {
+            ON: _common.ServerProcess(
+                "serve-on",
+                [*base, "--port", str(ports[ON]), "--api-key", api_key, "--api-base", receiver.url],
+            ),
+            OFF: _common.ServerProcess(
+                "serve-off",
+                [*base, "--port", str(ports[OFF])],
+                env=_common.server_env(OTEL_SDK_DISABLED="true"),
+            ),
+        }
+        for server in servers.values():
+            stack.enter_context(server)
+        models = {}
+        with requests.Session() as session:
+            session.trust_env = False
+            for name, server in servers.items():
+                server.wait_ready(f"{urls[name]}/health", timeout=60)
+                models[name] = session.get(f"{urls[name]}/health", timeout=5).json()["model"]
+
+        expected_total = 0
+        for name in (ON, OFF):  # warm-up: imports, first-request paths, connection pools
+            warm = run_round(
+                name, f"{urls[name]}/v1/chat/completions", models[name], texts,
+                args.warmup, args.concurrency, args.timeout, args.round_timeout,
+            )  # fmt: skip
+            if name == ON:
+                expected_total += warm.events_expected
+        receiver.wait_settled(expected_total, quiet=7.0, timeout=30.0)
+
+        for pair in range(args.rounds):
+            for name in (ON, OFF) if pair % 2 == 0 else (OFF, ON):
+                cpu_before = servers[name].cpu_seconds()
+                client_before = time.process_time()
+                result = run_round(
+                    name, f"{urls[name]}/v1/chat/completions", models[name], texts,
+                    args.requests, args.concurrency, args.timeout, args.round_timeout,
+                )  # fmt: skip
+                result.server_cpu = servers[name].cpu_seconds() - cpu_before
+                result.client_cpu = time.process_time() - client_before
+                rounds.append(result)
+                if name == ON:
+                    expected_total += result.events_expected
+                    receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
+                print(
+                    f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
+                    f"{result.errors} errors in {result.seconds:.1f} s "
+                    f"({result.rate:,.0f} req/s)"
+                    + (f"; first error: {result.first_error}" if result.errors else ""),
+                    flush=True,
+                )
+        before_shutdown = receiver.total()
+        servers[ON].stop()  # SIGTERM: the server flushes what is queued
+        received = receiver.wait_settled(expected_total, quiet=3.0, timeout=15.0)
+        by_type = receiver.counts()
+        on_log = servers[ON].log_text()
+    print(f"load after: {_common.load_average()}")
+    report(rounds, args)
+    flushed = sum(int(n) for n in re.findall(r"\[telemetry\] Flushed (\d+) events", on_log))
+    dropped = sum(int(n) for n in re.findall(r"\[telemetry\] Dropped (\d+) events", on_log))
+    print()
+    print(
+        f"events at the receiver: {received:,} of {expected_total:,} expected "
+        f"({_common.ratio(received, expected_total):.1%}; warm-up included), "
+        f"{before_shutdown:,} of them before the ON server's shutdown flush; by type: {by_type}"
+    )
+    print(
+        f"ON server's log: {flushed:,} events flushed (accepted by the receiver), {dropped:,} "
+        f"reported dropped; events lost to a full queue are not logged: "
+        f"{expected_total - received:,} missing at the receiver"
+    )
+    return 0
+
+
+def report(rounds: list[Round], args: argparse.Namespace) -> None:
+    rows = []
+    summary: dict[str, dict[str, float]] = {}
+    for name in (ON, OFF):
+        mine = [r for r in rounds if r.server == name]
+        if not mine:
+            continue
+        summary[name] = {
+            "req/s": _common.median([r.rate for r in mine]),
+            "p50 ms": _common.median([_common.percentile(r.latencies_ms, 50) for r in mine]),
+            "p99 ms": _common.median([_common.percentile(r.latencies_ms, 99) for r in mine]),
+            "server CPU s / 1k req": _common.median(
+                [1000 * _common.ratio(r.server_cpu, r.requests) for r in mine]
+            ),
+            "client CPU s / 1k req": _common.median(
+                [1000 * _common.ratio(r.client_cpu, r.requests) for r in mine]
+            ),
+        }
+    metrics = list(next(iter(summary.values())))
+    for metric in metrics:
+        on, off = summary.get(ON, {}).get(metric), summary.get(OFF, {}).get(metric)
+        ratio = _common.ratio(on, off) if on is not None and off is not None else ""
+        rows.append([metric, "" if on is None else on, "" if off is None else off, ratio])
+    rows.append(
+        ["errors", *(sum(r.errors for r in rounds if r.server == n) for n in (ON, OFF)), ""]
+    )
+    print()
+    print(
+        f"medians over {args.rounds} rounds per server of {args.requests:,} requests, "
+        f"{args.concurrency} client threads, half streamed:"
+    )
+    _common.print_table([" ", ON, OFF, "ON / OFF"], rows)
+    print(
+        "note: the client threads run in this process on the same cores as the server, and a "
+        "Python client is itself about one core busy: req/s and latency are partly the "
+        "client's limit; server CPU per request is the steadier measure of telemetry's cost."
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
