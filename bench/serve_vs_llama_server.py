@@ -167,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{LLAMA}: {' '.join(llama_argv)}")
         octomil = stack.enter_context(_common.ServerProcess("octomil-serve", octomil_argv))
         llama = stack.enter_context(_common.ServerProcess("llama-cpp-server", llama_argv))
+        began = time.monotonic()
         octomil.wait_ready(f"{octomil_base}/health", timeout=180)
         llama.wait_ready(f"{llama_base}/v1/models", timeout=180)
+        print(f"both servers up after {time.monotonic() - began:.1f} s", flush=True)
 
         session = stack.enter_context(requests.Session())
         session.trust_env = False  # straight to 127.0.0.1
@@ -194,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         expected_events += 2 + chunks
                     if round_ >= 0:
                         samples.append(Sample(server, round_, index, ttfc, decode, chunks, text))
+            kind = "warm-up round" if round_ < 0 else f"round {round_ + 1}/{args.rounds}"
+            print(f"  {kind} done at {time.monotonic() - began:.0f} s", flush=True)
             if stopped_early:
                 break
         # the reporter sends every 5 s: wait for its last batch

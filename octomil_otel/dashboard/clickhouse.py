@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import fields
-from operator import attrgetter
 from typing import Any
 
 import clickhouse_connect
 
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import PERCENTILES, TTFC_BOUNDS_MS, Filters, Key, Row
-from octomil_otel.dashboard.results import devices, throughput, ttfc, volume
+from octomil_otel.dashboard.model import PERCENTILES, Key, Row
+from octomil_otel.dashboard.queries import COLUMNS, VALUES, Params, Rows, SQLQueries
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS orgs (org_id String, name String, created Int64)
@@ -44,18 +42,12 @@ _SCHEMA = (
         body String
     ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)""",  # no PARTITION BY: see _insert
 )
-_COLUMNS = [f.name for f in fields(Row)]
-_VALUES = attrgetter(*_COLUMNS)  # dataclasses.astuple deep-copies: 2/3 of an insert's time
 _KEY_COLUMNS = ["key_id", "key_hash", "org_id", "name", "created", "revoked"]
 # the existence check must see every earlier insert, and a retried block must not be dropped
 _INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 0}
-_ENDS = "('generation_completed', 'generation_failed')"
-_FAILED = "event_type = 'generation_failed' AND ifNull(error_type, '') != 'cancelled'"
-_CANCELLED = "event_type = 'generation_failed' AND ifNull(error_type, '') = 'cancelled'"
-_BUCKET = "intDiv(ts, {step:Int64}) * {step:Int64}"
 
 
-class ClickHouseStore:
+class ClickHouseStore(SQLQueries):
     def __init__(self, url: str) -> None:
         self._client = clickhouse_connect.get_client(
             dsn=url, secure=url.startswith("clickhouses://")
@@ -64,10 +56,6 @@ class ClickHouseStore:
         with self._lock:
             for statement in _SCHEMA:
                 self._client.command(statement)
-
-    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._client.query(sql, parameters=params).result_rows
 
     def _insert(self, table: str, rows: list[tuple[Any, ...]], columns: list[str]) -> None:
         """Stored whole or not at all: one part of one partition. (The client may send a
@@ -86,7 +74,7 @@ class ClickHouseStore:
 
     def create_key(self, org_id: str, name: str) -> tuple[str, str]:
         key_id, key = keymaker.new_key()
-        if not self._query("SELECT 1 FROM orgs WHERE org_id = {o:String}", {"o": org_id}):
+        if not self._rows("SELECT 1 FROM orgs WHERE org_id = {o:String}", {"o": org_id}):
             raise ValueError(f"no org {org_id!r}")
         row = (key_id, keymaker.digest(key), org_id, name, int(time.time()), 0)
         with self._lock:
@@ -94,8 +82,10 @@ class ClickHouseStore:
         return key_id, key
 
     def list_keys(self) -> list[Key]:
-        rows = self._query(
-            "SELECT key_id, org_id, name, created, revoked FROM keys FINAL ORDER BY created, key_id"
+        rows = self._rows(
+            "SELECT key_id, org_id, name, created, revoked FROM keys FINAL"
+            " ORDER BY created, key_id",
+            {},
         )
         return [Key(k, o, n, c, bool(r)) for k, o, n, c, r in rows]
 
@@ -111,14 +101,14 @@ class ClickHouseStore:
         return bool(rows)
 
     def org_of(self, key: str) -> str | None:
-        rows = self._query(
+        rows = self._rows(
             "SELECT org_id FROM keys FINAL WHERE key_hash = {h:String} AND revoked = 0",
             {"h": keymaker.digest(key)},
         )
         return rows[0][0] if rows else None
 
     def has_orgs(self) -> bool:
-        return bool(self._query("SELECT 1 FROM orgs LIMIT 1"))
+        return bool(self._rows("SELECT 1 FROM orgs LIMIT 1", {}))
 
     # --- events ------------------------------------------------------------------------
 
@@ -132,9 +122,9 @@ class ClickHouseStore:
                     if key in seen:
                         continue
                     seen.add(key)
-                new.append(_VALUES(row))
+                new.append(VALUES(row))
             if new:
-                self._insert("events", new, _COLUMNS)
+                self._insert("events", new, COLUMNS)
         return len(new)
 
     def _stored(self, rows: list[Row]) -> set[tuple[Any, ...]]:
@@ -154,73 +144,27 @@ class ClickHouseStore:
         )
         return set(result.result_rows)
 
-    # --- queries -----------------------------------------------------------------------
+    # --- what the queries need ---------------------------------------------------------
 
-    def ttfc(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
-        )
-        buckets = self._percentiles(_BUCKET, "ttfc_ms", where, {**params, "step": step_ms})
-        cases = ", ".join(f"countIf(ttfc_ms <= {b})" for b in TTFC_BOUNDS_MS)
-        cumulative = self._query(f"SELECT count(), {cases} FROM events WHERE {where}", params)
-        return ttfc(buckets, [int(c) for c in cumulative[0]])
+    def _rows(self, sql: str, params: Params) -> Rows:
+        with self._lock:
+            return self._client.query(sql, parameters=params).result_rows
 
-    def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "throughput_tok_s IS NOT NULL"
-        )
-        rows = self._query(
-            f"SELECT model, engine, {_BUCKET} AS start, count(), sum(throughput_tok_s),"
-            f" sum(output_tokens) FROM events WHERE {where}"
-            " GROUP BY model, engine, start ORDER BY model, engine, start",
-            {**params, "step": step_ms},
-        )
-        return throughput(rows)
+    def _param(self, name: str, kind: str) -> str:
+        return f"{{{name}:{'Int64' if kind == 'int' else 'String'}}}"
 
-    def volume(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(filters, f"event_type IN {_ENDS}")
-        rows = self._query(
-            f"SELECT {_BUCKET} AS start, count(), countIf({_FAILED}), countIf({_CANCELLED})"
-            f" FROM events WHERE {where} GROUP BY start ORDER BY start",
-            {**params, "step": step_ms},
-        )
-        return volume(rows)
+    def _count_if(self, condition: str) -> str:
+        return f"countIf({condition})"
 
-    def devices(self, filters: Filters) -> dict[str, Any]:
-        where, params = _where(filters, f"event_type IN {_ENDS}")
-        counts = self._query(
-            f"SELECT device_id, count(), countIf({_FAILED}), countIf({_CANCELLED}),"
-            " sum(throughput_tok_s), count(throughput_tok_s), max(ts)"
-            f" FROM events WHERE {where} GROUP BY device_id ORDER BY device_id",
-            params,
-        )
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
-        )
-        percentiles = self._percentiles("device_id", "ttfc_ms", where, params)
-        return devices(counts, percentiles)
+    def _int_div(self, a: str, b: str) -> str:
+        return f"intDiv({a}, {b})"
 
-    def dimensions(self, filters: Filters) -> dict[str, Any]:
-        scope = Filters(filters.org_id, filters.start, filters.end)
-        where, params = _where(scope, f"event_type IN {_ENDS}")
-        out: dict[str, Any] = {}
-        for name, column in (("models", "model"), ("engines", "engine"), ("devices", "device_id")):
-            rows = self._query(
-                f"SELECT DISTINCT {column} FROM events WHERE {where} ORDER BY {column}", params
-            )
-            out[name] = [r[0] for r in rows]
-        return out
-
-    def _percentiles(
-        self, group: str, value: str, where: str, params: dict[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """(group, count, p50, p90, p99) by nearest rank, computed in the database."""
+    def _percentiles(self, group: str, value: str, where: str, params: Params) -> Rows:
         ordered = f"arraySort(groupArray({value}))"
         picks = ", ".join(
-            f"arrayElement({ordered}, toUInt64(intDiv({p} * count() + 99, 100)))"
-            for p in PERCENTILES
+            f"arrayElement({ordered}, toUInt64({self._rank(p, 'count()')}))" for p in PERCENTILES
         )
-        return self._query(
+        return self._rows(
             f"SELECT {group} AS g, count(), {picks} FROM events WHERE {where}"
             " GROUP BY g ORDER BY g",
             params,
@@ -229,14 +173,3 @@ class ClickHouseStore:
     def close(self) -> None:
         with self._lock:
             self._client.close()
-
-
-def _where(filters: Filters, *conditions: str) -> tuple[str, dict[str, Any]]:
-    clauses = ["org_id = {org_id:String}", "ts >= {start:Int64}", "ts < {end:Int64}"]
-    params: dict[str, Any] = {"org_id": filters.org_id, "start": filters.start, "end": filters.end}
-    for column in ("model", "engine", "device_id"):
-        value = getattr(filters, column)
-        if value is not None:
-            clauses.append(f"{column} = {{{column}:String}}")
-            params[column] = value
-    return " AND ".join([*clauses, *conditions]), params

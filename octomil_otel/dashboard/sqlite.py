@@ -5,15 +5,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import fields
-from operator import attrgetter
 from pathlib import Path
-from typing import Any
 
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import PERCENTILES, TTFC_BOUNDS_MS, Filters, Key, Row
-from octomil_otel.dashboard.results import devices, throughput, ttfc, volume
+from octomil_otel.dashboard.model import PERCENTILES, Key, Row
+from octomil_otel.dashboard.queries import COLUMNS, VALUES, Params, Rows, SQLQueries
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orgs (org_id TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER);
@@ -31,15 +27,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_time ON events (org_id, event_type, ts);
 """
-_COLUMNS = (
-    "org_id, event_type, ts, device_id, model, engine, request_id, chunk_index, stream, "
-    "ttfc_ms, throughput_tok_s, total_duration_ms, input_tokens, output_tokens, error_type, body"
-)
-_ENDS = "('generation_completed', 'generation_failed')"
-_VALUES = attrgetter(*(f.name for f in fields(Row)))  # a Row as a tuple, without deep copies
 
 
-class SQLiteStore:
+class SQLiteStore(SQLQueries):
     def __init__(self, path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -48,10 +38,6 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
 
     # --- orgs and keys -----------------------------------------------------------------
 
@@ -73,8 +59,8 @@ class SQLiteStore:
         return key_id, key
 
     def list_keys(self) -> list[Key]:
-        rows = self._all(
-            "SELECT key_id, org_id, name, created, revoked FROM keys ORDER BY created, key_id"
+        rows = self._rows(
+            "SELECT key_id, org_id, name, created, revoked FROM keys ORDER BY created, key_id", {}
         )
         return [Key(k, o, n, c, bool(r)) for k, o, n, c, r in rows]
 
@@ -86,25 +72,26 @@ class SQLiteStore:
         return cursor.rowcount == 1
 
     def org_of(self, key: str) -> str | None:
-        rows = self._all(
-            "SELECT org_id FROM keys WHERE key_hash = ? AND revoked = 0", (keymaker.digest(key),)
+        rows = self._rows(
+            "SELECT org_id FROM keys WHERE key_hash = :hash AND revoked = 0",
+            {"hash": keymaker.digest(key)},
         )
         return rows[0][0] if rows else None
 
     def has_orgs(self) -> bool:
-        return bool(self._all("SELECT 1 FROM orgs LIMIT 1"))
+        return bool(self._rows("SELECT 1 FROM orgs LIMIT 1", {}))
 
     # --- events ------------------------------------------------------------------------
 
     def insert(self, rows: list[Row]) -> int:
-        placeholders = ", ".join("?" * 16)
+        placeholders = ", ".join("?" * len(COLUMNS))
         with self._lock:
             before = self._db.total_changes
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    f"INSERT OR IGNORE INTO events ({_COLUMNS}) VALUES ({placeholders})",
-                    [_VALUES(row) for row in rows],
+                    f"INSERT OR IGNORE INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})",
+                    [VALUES(row) for row in rows],
                 )
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -112,95 +99,33 @@ class SQLiteStore:
             self._db.execute("COMMIT")
             return self._db.total_changes - before
 
-    # --- queries -----------------------------------------------------------------------
+    # --- what the queries need ---------------------------------------------------------
 
-    def ttfc(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
-        )
-        buckets = self._percentiles(f"(ts / {step_ms}) * {step_ms}", "ttfc_ms", where, params)
-        cases = ", ".join(f"SUM(ttfc_ms <= {b})" for b in TTFC_BOUNDS_MS)
-        cumulative = self._all(f"SELECT COUNT(*), {cases} FROM events WHERE {where}", params)[0]
-        return ttfc(buckets, [int(c or 0) for c in cumulative])
+    def _rows(self, sql: str, params: Params) -> Rows:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
-    def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "throughput_tok_s IS NOT NULL"
-        )
-        rows = self._all(
-            f"SELECT model, engine, (ts / {step_ms}) * {step_ms}, COUNT(*), SUM(throughput_tok_s),"
-            f" SUM(output_tokens) FROM events WHERE {where} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            params,
-        )
-        return throughput(rows)
+    def _param(self, name: str, kind: str) -> str:
+        return f":{name}"
 
-    def volume(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = _where(filters, f"event_type IN {_ENDS}")
-        rows = self._all(
-            f"SELECT (ts / {step_ms}) * {step_ms}, COUNT(*),"
-            " SUM(event_type = 'generation_failed' AND error_type IS NOT 'cancelled'),"
-            " SUM(event_type = 'generation_failed' AND error_type IS 'cancelled')"
-            f" FROM events WHERE {where} GROUP BY 1 ORDER BY 1",
-            params,
-        )
-        return volume(rows)
+    def _count_if(self, condition: str) -> str:
+        return f"sum(CASE WHEN {condition} THEN 1 ELSE 0 END)"
 
-    def devices(self, filters: Filters) -> dict[str, Any]:
-        where, params = _where(filters, f"event_type IN {_ENDS}")
-        counts = self._all(
-            "SELECT device_id, COUNT(*),"
-            " SUM(event_type = 'generation_failed' AND error_type IS NOT 'cancelled'),"
-            " SUM(event_type = 'generation_failed' AND error_type IS 'cancelled'),"
-            " SUM(throughput_tok_s), COUNT(throughput_tok_s), MAX(ts)"
-            f" FROM events WHERE {where} GROUP BY 1 ORDER BY 1",
-            params,
-        )
-        where, params = _where(
-            filters, "event_type = 'generation_completed'", "ttfc_ms IS NOT NULL"
-        )
-        percentiles = self._percentiles("device_id", "ttfc_ms", where, params)
-        return devices(counts, percentiles)
+    def _int_div(self, a: str, b: str) -> str:
+        return f"(({a}) / ({b}))"  # integers: SQLite divides them as integers
 
-    def dimensions(self, filters: Filters) -> dict[str, Any]:
-        scope = Filters(filters.org_id, filters.start, filters.end)
-        where, params = _where(scope, f"event_type IN {_ENDS}")
-        out: dict[str, Any] = {}
-        for name, column in (("models", "model"), ("engines", "engine"), ("devices", "device_id")):
-            rows = self._all(
-                f"SELECT DISTINCT {column} FROM events WHERE {where} ORDER BY 1", params
-            )
-            out[name] = [r[0] for r in rows]
-        return out
-
-    def _percentiles(
-        self, group: str, value: str, where: str, params: list[Any]
-    ) -> list[tuple[Any, ...]]:
-        """(group, count, p50, p90, p99) by nearest rank, computed in the database."""
+    def _percentiles(self, group: str, value: str, where: str, params: Params) -> Rows:
         picks = ", ".join(
-            f"MAX(CASE WHEN rn = ({p} * n + 99) / 100 THEN v END)" for p in PERCENTILES
+            f"max(CASE WHEN rn = {self._rank(p, 'n')} THEN v END)" for p in PERCENTILES
         )
-        return self._all(
+        return self._rows(
             f"WITH ranked AS (SELECT {group} AS g, {value} AS v,"
-            f" ROW_NUMBER() OVER (PARTITION BY {group} ORDER BY {value}) AS rn,"
-            f" COUNT(*) OVER (PARTITION BY {group}) AS n FROM events WHERE {where})"
-            f" SELECT g, MAX(n), {picks} FROM ranked GROUP BY g ORDER BY g",
+            f" row_number() OVER (PARTITION BY {group} ORDER BY {value}) AS rn,"
+            f" count(*) OVER (PARTITION BY {group}) AS n FROM events WHERE {where})"
+            f" SELECT g, max(n), {picks} FROM ranked GROUP BY g ORDER BY g",
             params,
         )
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _where(filters: Filters, *conditions: str) -> tuple[str, list[Any]]:
-    clauses = ["org_id = ?", "ts >= ?", "ts < ?", *conditions]
-    params: list[Any] = [filters.org_id, filters.start, filters.end]
-    for column, value in (
-        ("model", filters.model),
-        ("engine", filters.engine),
-        ("device_id", filters.device_id),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    return " AND ".join(clauses), params
