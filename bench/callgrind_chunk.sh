@@ -15,8 +15,8 @@
 #
 #   * python: a plain Python generator, no engine: our cost alone. "hot" is record_stream
 #     + generation.chunk() per chunk with the generation never stopped; "instrumented"
-#     also stops it, so it includes the per-chunk share of the one-time end (it builds a
-#     span event and a latency for every chunk); their difference is that share. "naive",
+#     also stops it, so it includes the per-chunk share of the one-time end (a latency per
+#     chunk, packed into one attribute); their difference is that share. "naive",
 #     for comparison: a generator that calls span.add_event per chunk on a real SDK span;
 #   * engine: llama-cpp-python on the tests' tiny GGUF, n_threads=1, plain vs with
 #     LlamaCppInstrumentor (the whole path: both wrappers, record_stream twice, the end).

@@ -11,8 +11,8 @@ alternating, several repeats (min and median reported):
 
 It prints ns/chunk for each, what (b) and (c) add over (a), and the ratios (b)/(a), (c)/(a)
 and (c-a)/(b-a). The loop in (b) is timed up to the stream's last item; the generation's
-one-time end, ``generation.stop()`` (where the span attributes, the per-chunk span events
-and the histograms are built), runs after the clock stops and is reported on its own: at
+one-time end, ``generation.stop()`` (where the metrics, the span attributes with the
+packed chunk latencies, and the histograms are built), runs after the clock stops and is reported on its own: at
 the same N (also as a per-chunk total with the loop, next to (c)), and for a 500-chunk
 generation (a long streamed answer).
 
@@ -36,7 +36,6 @@ from collections.abc import Iterator
 import _common
 from opentelemetry import trace
 from opentelemetry.sdk import version as sdk_version
-from opentelemetry.sdk.trace import SpanLimits
 
 from octomil_otel.generation import Generation, Recorder
 from octomil_otel.stream import record_stream
@@ -189,9 +188,7 @@ def main() -> None:
     )
 
     print(
-        f"\nend cost: generation.stop(), {args.end_repeats} calls per size, alternating "
-        f"(SDK span event limit: {SpanLimits().max_events}; past it each event is still "
-        "built, then the oldest is dropped)"
+        f"\nend cost: generation.stop(), {args.end_repeats} calls per size, alternating"
     )
     sizes: list[int] = args.end_chunks
     end_times: dict[int, list[int]] = {size: [] for size in sizes}
