@@ -12,8 +12,8 @@ alternating, several repeats (min and median reported):
 It prints ns/chunk for each, what (b) and (c) add over (a), and the ratios (b)/(a), (c)/(a)
 and (c-a)/(b-a). The loop in (b) is timed up to the stream's last item; the generation's
 one-time end, ``generation.stop()`` (where the metrics, the span attributes with the
-packed chunk latencies, and the histograms are built), runs after the clock stops and is reported on its own: at
-the same N (also as a per-chunk total with the loop, next to (c)), and for a 500-chunk
+packed chunk latencies, and the histograms are built), runs after the clock stops and is
+reported on its own: at the same N (also as a per-chunk total with the loop, next to (c)), and for a 500-chunk
 generation (a long streamed answer).
 
 Why: the design puts one clock read and one list append per chunk on the engine's loop
@@ -187,9 +187,7 @@ def main() -> None:
         f" in total, vs (c) {mid['c'] - mid['a']:,.0f} ns"
     )
 
-    print(
-        f"\nend cost: generation.stop(), {args.end_repeats} calls per size, alternating"
-    )
+    print(f"\nend cost: generation.stop(), {args.end_repeats} calls per size, alternating")
     sizes: list[int] = args.end_chunks
     end_times: dict[int, list[int]] = {size: [] for size in sizes}
     end_cost(recorder, max(sizes), 5)  # warm-up
