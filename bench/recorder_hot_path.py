@@ -13,8 +13,8 @@ It prints ns/chunk for each, what (b) and (c) add over (a), and the ratios (b)/(
 and (c-a)/(b-a). The loop in (b) is timed up to the stream's last item; the generation's
 one-time end, ``generation.stop()`` (where the metrics, the span attributes with the
 packed chunk latencies, and the histograms are built), runs after the clock stops and is
-reported on its own: at the same N (also as a per-chunk total with the loop, next to (c)), and for a 500-chunk
-generation (a long streamed answer).
+reported on its own: at the same N (also as a per-chunk total with the loop, next to
+(c)), and for a 500-chunk generation (a long streamed answer).
 
 Why: the design puts one clock read and one list append per chunk on the engine's loop
 and defers everything else to the end. This measures whether that holds and what it buys
