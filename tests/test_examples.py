@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +19,24 @@ pytest.importorskip("llama_cpp")
 
 
 def run(example: str, *args: str, env: dict[str, str], via: tuple[str, ...] = ()) -> str:
+    """Run an example to its end; on a timeout, stop it and every process it started."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OCTOMIL_"))}
-    result = subprocess.run(
+    process = subprocess.Popen(
         [*via, sys.executable, str(EXAMPLES / example), *args],
         env={**clean, **env},
-        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
+        start_new_session=True,
     )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    try:
+        out, err = process.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, err
+    return out
 
 
 def completed(api) -> list[tuple[bool, int]]:
