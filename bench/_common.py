@@ -172,6 +172,16 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` used so far (Linux ``/proc``; nan elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields_ = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields_[11]) + int(fields_[12])) / _CLOCK_TICKS  # utime, stime
+
+
 def load_average() -> str:
     """The 1, 5 and 15 minute load averages, for saying how busy the machine was."""
     try:
@@ -259,13 +269,7 @@ class ServerProcess:
         raise TimeoutError(f"{self.name} printed no line starting with {prefix!r}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process used so far (Linux ``/proc``; nan elsewhere)."""
-        try:
-            with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
-                fields_ = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields_[11]) + int(fields_[12])) / _CLOCK_TICKS  # utime, stime
+        return process_cpu_seconds(self.pid)
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after ``stop_timeout``; the exit code (None: not started)."""
@@ -344,6 +348,10 @@ class ReceiverProcess:
 
     def total(self) -> int:
         return sum(self.counts().values())
+
+    def cpu_seconds(self) -> float:
+        assert self.process is not None, "not started"
+        return process_cpu_seconds(self.process.pid)
 
     def wait_settled(self, expected: int, quiet: float, timeout: float) -> int:
         """Wait until ``expected`` events arrived, or none arrived for ``quiet`` seconds, or

@@ -17,18 +17,19 @@ script waits (untimed) until the receiver has every event, or none came for a wh
 export of one round runs during the next.
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
-p99 latency (request sent to response fully read, [DONE] included for streams), the server's
-CPU seconds per 1,000 requests (from ``/proc``), and the ratios ON / OFF; then the events the
+p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
+per 1,000 requests of the server (from ``/proc``) and of the client, how many cores the
+server, the client and the receiver kept busy, and the ratios ON / OFF; then the events the
 receiver got against those expected (per request: ``generation_started``, one
 ``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and the
 drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
 ``octomil serve``) are not logged: they show only as events missing at the receiver.
 
-Caveat, printed with the results: the client threads run in this process on the same 2
-cores as the server; one Python process of client threads is itself near one core, so
-requests/s is partly the client's limit. The server's CPU per request is the steadier
-measure of what telemetry costs the server. Latencies include queueing behind the engine
-(one request at a time on the engine, ``--max-waiting`` may wait).
+Caveat, printed with the results: the client threads (this process) and the receiver share
+the 2 cores with the server, so requests/s and latency depend on that sharing; the server
+is one Python process, so about 1 core busy means it is saturated. The server's CPU per
+request is the steadier measure of what telemetry costs it. Latencies include queueing
+behind the engine (one request at a time on the engine; ``--max-waiting`` may wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
 this shows it where it is largest relative to the work: a server doing nearly nothing per
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -82,6 +84,7 @@ class Round:
     events_expected: int = 0
     server_cpu: float = 0.0
     client_cpu: float = 0.0
+    receiver_cpu: float = 0.0
     first_error: str = ""
 
     @property
@@ -223,12 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in (ON, OFF) if pair % 2 == 0 else (OFF, ON):
                 cpu_before = servers[name].cpu_seconds()
                 client_before = time.process_time()
+                receiver_before = receiver.cpu_seconds()
                 result = run_round(
                     name, f"{urls[name]}/v1/chat/completions", models[name], texts,
                     args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
                 result.server_cpu = servers[name].cpu_seconds() - cpu_before
                 result.client_cpu = time.process_time() - client_before
+                result.receiver_cpu = receiver.cpu_seconds() - receiver_before
                 rounds.append(result)
                 if name == ON:
                     expected_total += result.events_expected
@@ -280,6 +285,15 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
             "client CPU s / 1k req": _common.median(
                 [1000 * _common.ratio(r.client_cpu, r.requests) for r in mine]
             ),
+            "server CPU, cores busy": _common.median(
+                [_common.ratio(r.server_cpu, r.seconds) for r in mine]
+            ),
+            "client CPU, cores busy": _common.median(
+                [_common.ratio(r.client_cpu, r.seconds) for r in mine]
+            ),
+            "receiver CPU, cores busy": _common.median(
+                [_common.ratio(r.receiver_cpu, r.seconds) for r in mine]
+            ),
         }
     metrics = list(next(iter(summary.values())))
     for metric in metrics:
@@ -296,9 +310,12 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
     )
     _common.print_table([" ", ON, OFF, "ON / OFF"], rows)
     print(
-        "note: the client threads run in this process on the same cores as the server, and a "
-        "Python client is itself about one core busy: req/s and latency are partly the "
-        "client's limit; server CPU per request is the steadier measure of telemetry's cost."
+        "note: the client threads (this process) and the receiver (the Octomil API, a child "
+        "process; busy in ON rounds only, and with its own CPU in a real deployment) share "
+        f"the {os.cpu_count()} cores with the server (cores busy, above); the server is one "
+        "Python process, so about 1 core busy means it is saturated. req/s and latency "
+        "depend on that sharing; server CPU per request is the steadier measure of "
+        "telemetry's cost."
     )
 
 

@@ -120,10 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _common.argument_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (each: every prompt)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64, help="per request")
     parser.add_argument("--n-threads", type=int, default=2, help="for both servers")
     parser.add_argument("--n-ctx", type=int, default=4096, help="for both servers")
-    parser.add_argument("--prompts", type=int, default=len(PROMPTS), choices=range(1, 4))
+    parser.add_argument(
+        "--prompts", type=int, default=len(PROMPTS), choices=range(1, 4), help="how many"
+    )
     parser.add_argument(
         "--server-defaults",
         action="store_true",
