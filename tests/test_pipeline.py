@@ -226,3 +226,25 @@ def test_device_id_is_stable_12_hex():
     first = device_id()
     assert re.fullmatch("[0-9a-f]{12}", first)
     assert device_id() == first
+
+
+def test_exporter_burst_larger_than_the_queue_loses_nothing(api, clock, meter_provider):
+    """One export can carry hundreds of spans; the exporter waits for room, not drops."""
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE, max_queue_size=100)
+    provider = TracerProvider()
+    provider.add_span_processor(
+        BatchSpanProcessor(OctomilSpanExporter(reporter), schedule_delay_millis=60_000)
+    )
+    recorder = Recorder(provider, meter_provider, clock=clock, wall_clock=clock.wall)
+    for _ in range(40):
+        generation = recorder.start(model="tiny", engine="echo", stream=True)
+        for _ in range(48):
+            clock.advance_ms(1.0)
+            generation.chunk()
+        generation.stop()
+    assert provider.force_flush()  # one export of 40 spans: 2,000 events into a queue of 100
+    assert reporter.flush()
+    provider.shutdown()
+
+    assert len(api.events) == 40 * 50
+    assert reporter.dropped_events == 0

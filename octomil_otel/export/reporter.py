@@ -118,22 +118,34 @@ class TelemetryReporter:
         checked.setdefault("timestamp", format_timestamp(time.time_ns()))
         self.submit((checked,))
 
-    def submit(self, events: Iterable[dict[str, Any]]) -> None:
-        """Queue events already in the documented shape (from the span exporter)."""
+    def submit(self, events: Iterable[dict[str, Any]], *, wait_seconds: float = 0.0) -> None:
+        """Queue events already in the documented shape.
+
+        When the queue is full the oldest event is dropped, unless ``wait_seconds`` allows
+        waiting for the worker to make room first. The span exporter waits (it runs on the
+        span processor's thread, never the caller's, and one export can hold hundreds of
+        spans' events); ``report()`` does not.
+        """
+        deadline = time.monotonic() + wait_seconds
         with self._cond:
             if self._closed:
                 self._dropped += sum(1 for _ in events)
                 return
             for event in events:
                 event.setdefault("device_id", self.device_id)
-                if len(self._queue) >= self.max_queue_size:
-                    self._queue.popleft()
-                    self._dropped += 1
-                    self._handled += 1
+                while len(self._queue) >= self.max_queue_size:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._closed:
+                        self._queue.popleft()
+                        self._dropped += 1
+                        self._handled += 1
+                        break
+                    self._cond.notify_all()  # the worker takes everything queued
+                    self._cond.wait(remaining)
                 self._queue.append(event)
                 self._enqueued += 1
             if len(self._queue) >= self._wake_at:
-                self._cond.notify()
+                self._cond.notify_all()
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Wait until every event queued before this call is delivered or dropped.
@@ -203,6 +215,7 @@ class TelemetryReporter:
             with self._cond:
                 events = list(self._queue)
                 self._queue.clear()
+                self._cond.notify_all()  # room again, for an exporter waiting in submit()
             if not events:
                 return
             self._resolve_org()

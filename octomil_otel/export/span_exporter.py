@@ -24,6 +24,11 @@ from octomil_otel.export.reporter import TelemetryReporter
 
 _logger = logging.getLogger(__name__)
 
+SUBMIT_WAIT_SECONDS = 10.0
+"""How long one export may wait for room in the reporter's queue before the oldest events
+are dropped: a burst of spans is delivered instead of overflowing the queue, and a dead
+API still cannot hold the span processor's thread for long."""
+
 
 class OctomilSpanExporter(SpanExporter):
     """Args:
@@ -43,7 +48,7 @@ class OctomilSpanExporter(SpanExporter):
         except Exception:
             _logger.warning("octomil_otel: could not convert spans to events", exc_info=True)
             return SpanExportResult.FAILURE
-        self.reporter.submit(events)
+        self.reporter.submit(events, wait_seconds=SUBMIT_WAIT_SECONDS)
         return SpanExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
