@@ -10,8 +10,12 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from octomil_otel.engines.resolve import ENGINES, ModelNotFoundError, models_dir
+
+if TYPE_CHECKING:
+    from octomil_otel.dashboard.model import Store
 
 _logger = logging.getLogger("octomil_otel")
 
@@ -91,12 +95,9 @@ def run_dashboard(args: argparse.Namespace) -> int:
     import uvicorn
 
     from octomil_otel.dashboard.app import create_app
-    from octomil_otel.dashboard.stores import open_store
 
-    try:
-        store = open_store(args.db)
-    except Exception as problem:
-        print(f"error: cannot open {args.db}: {problem}", file=sys.stderr)
+    store = _open_store(args.db)
+    if store is None:
         return 2
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     base = f"http://{shown_host}:{args.port}"
@@ -116,12 +117,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
 
 
 def run_keys(args: argparse.Namespace) -> int:
-    from octomil_otel.dashboard.stores import open_store
-
-    try:
-        store = open_store(args.db)
-    except Exception as problem:
-        print(f"error: cannot open {args.db}: {problem}", file=sys.stderr)
+    store = _open_store(args.db)
+    if store is None:
         return 2
     try:
         if args.keys_command == "list":
@@ -152,6 +149,17 @@ def run_keys(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def _open_store(url: str) -> Store | None:
+    """The store at ``url``, or ``None`` after a one-line error (a bad URL, a locked file)."""
+    from octomil_otel.dashboard.stores import open_store
+
+    try:
+        return open_store(url)
+    except Exception as problem:
+        print(f"error: cannot open {url}: {problem}", file=sys.stderr)
+        return None
 
 
 def run_serve(args: argparse.Namespace) -> int:
