@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from octomil_otel.dashboard.model import Store
 
 _logger = logging.getLogger("octomil_otel")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +112,14 @@ def run_dashboard(args: argparse.Namespace) -> int:
     else:
         print(f"Open the dashboard: {base}/ (with ?key=<key>)")
         print(f"Keys: octomil keys list --db {args.db}", flush=True)
+    if args.host not in _LOOPBACK and all(key.revoked for key in store.list_keys()):
+        print(
+            f"error: refusing to listen on {args.host} with no active API key: "
+            "create one with octomil keys create, or listen on 127.0.0.1",
+            file=sys.stderr,
+        )
+        store.close()
+        return 2
     uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
     store.close()
     return 0

@@ -349,3 +349,9 @@ def test_octomil_dashboard_first_start_prints_key_then_never_again(tmp_path):
         env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert " revoked " in listing.stdout
+
+    refused = subprocess.run(
+        [*command, "--host", "0.0.0.0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "refusing to listen on 0.0.0.0 with no active API key" in refused.stderr

@@ -133,3 +133,27 @@ def test_opentelemetry_instrument_forwards_to_otlp(tiny_gguf, tmp_path):
             via=(str(instrument),),
         )
         assert_two_requests(tap)
+
+
+def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
+    import requests
+
+    from .test_serve import serve
+
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_METRIC_EXPORT_INTERVAL": "500"}
+    with Tap() as tap:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = tap.url
+        with serve("echo", None, env=env) as server:
+            response = requests.post(
+                server.url + "/v1/chat/completions",
+                json={"model": "echo", "messages": [{"role": "user", "content": "one two"}]},
+                timeout=30,
+            )
+            log = server.stop()
+        tap.wait_until(lambda: any(s.name == "chat echo" for s in tap.spans))
+        tap.wait_until(lambda: {m.name for m in tap.metrics} >= HISTOGRAMS)
+
+    (span,) = [attributes(s) for s in tap.spans if s.name == "chat echo"]
+    assert span["gen_ai.response.id"] == response.json()["id"]
+    assert (span["gen_ai.usage.input_tokens"], span["gen_ai.usage.output_tokens"]) == (2, 2)
+    assert "[telemetry] Disabled: no API key provided" in log

@@ -42,11 +42,14 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(model: str, api_url: str | None, *args: str) -> Iterator[Server]:
+def serve(
+    model: str, api_url: str | None, *args: str, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "octomil_otel.cli", "serve", model, "--port", str(port),
                "--n-threads", "1", *args]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOMIL_", "OTEL_"))}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOMIL_", "OTEL_"))}
+    env = {**clean, **(env or {})}
     if api_url is not None:
         command += ["--api-key", API_KEY, "--api-base", api_url]
     process = subprocess.Popen(
