@@ -112,5 +112,10 @@ def latencies(span) -> tuple[float, ...]:
     return chunk_latencies.unpack(span.attributes.get("octomil.chunk.latencies_ms", b""))
 
 
+def only_span(exporter: InMemorySpanExporter):
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
 def spans_by_name(exporter: InMemorySpanExporter) -> list[str]:
     return [span.name for span in exporter.get_finished_spans()]

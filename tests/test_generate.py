@@ -11,7 +11,7 @@ from octomil_otel.engines.resolve import ModelNotFoundError
 from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 from octomil_otel.instrumentation.mlx import MLXInstrumentor
 
-from .conftest import latencies, spans_by_name
+from .conftest import latencies, only_span, spans_by_name
 
 MESSAGES = [{"role": "user", "content": "hello world"}]
 
@@ -26,11 +26,6 @@ def telemetry(tracer_provider, meter_provider):
     inference._loaded.clear()
     LlamaCppInstrumentor().uninstrument()
     MLXInstrumentor().uninstrument()
-
-
-def only_span(exporter):
-    (span,) = exporter.get_finished_spans()
-    return span
 
 
 def test_generate_echo_returns_content_and_usage(span_exporter):

@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from octomil_otel.export.events import span_to_events
 from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 
-from .conftest import latencies, spans_by_name
+from .conftest import latencies, only_span, spans_by_name
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -29,11 +29,6 @@ def instrumented(tracer_provider, meter_provider):
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
     yield instrumentor
     instrumentor.uninstrument()
-
-
-def only_span(exporter):
-    (span,) = exporter.get_finished_spans()
-    return span
 
 
 def test_completion_records_one_span_with_the_engines_usage(llm, instrumented, span_exporter):

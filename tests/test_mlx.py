@@ -10,7 +10,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from octomil_otel.export.events import span_to_events
 from octomil_otel.instrumentation.mlx import MLXInstrumentor
 
-from .conftest import latencies, spans_by_name
+from .conftest import latencies, only_span, spans_by_name
 
 mlx_lm = pytest.importorskip("mlx_lm")
 generate_module = importlib.import_module("mlx_lm.generate")
@@ -29,11 +29,6 @@ def instrumented(tracer_provider, meter_provider):
 @pytest.fixture
 def loaded(instrumented, tiny_mlx_dir):
     return mlx_lm.load(str(tiny_mlx_dir))
-
-
-def only_span(exporter):
-    (span,) = exporter.get_finished_spans()
-    return span
 
 
 def test_stream_generate_records_every_token(loaded, span_exporter):

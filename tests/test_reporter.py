@@ -388,34 +388,29 @@ def test_reporter_flushes_at_interpreter_exit(api, tmp_path):
     assert [(e["event_type"], e["model"]) for e in api.events] == [("generation_completed", "m")]
 
 
-def test_receiver_rejects_a_bad_batch_whole(api):
+def post_gzip(api, body: dict):
     import requests
 
-    good = {**event(1), "timestamp": "2026-02-19T14:32:01.442Z", "device_id": DEVICE}
-    bad = {**good, "metrics": {"ttfc_ms": -1}}
-    body = gzip.compress(json.dumps({"events": [good, bad]}).encode())
-    response = requests.post(
+    return requests.post(
         api.url + "/api/v1/telemetry/events",
-        data=body,
+        data=gzip.compress(json.dumps(body).encode()),
         headers={"Authorization": f"Bearer {API_KEY}", "Content-Encoding": "gzip"},
         timeout=5,
     )
+
+
+def test_receiver_rejects_a_bad_batch_whole(api):
+    good = {**event(1), "timestamp": "2026-02-19T14:32:01.442Z", "device_id": DEVICE}
+    bad = {**good, "metrics": {"ttfc_ms": -1}}
+    response = post_gzip(api, {"events": [good, bad]})
     assert response.status_code == 400
     assert "events[1]" in response.json()["error"]
     assert api.events == []
 
 
 def test_receiver_answers_413_over_1_mib_uncompressed(api):
-    import requests
-
     padding = "x" * (1024 * 1024)
-    body = gzip.compress(json.dumps({"events": [], "padding": padding}).encode())
-    response = requests.post(
-        api.url + "/api/v1/telemetry/events",
-        data=body,
-        headers={"Authorization": f"Bearer {API_KEY}", "Content-Encoding": "gzip"},
-        timeout=5,
-    )
+    response = post_gzip(api, {"events": [], "padding": padding})
     assert response.status_code == 413
     assert api.events == []
 
