@@ -17,6 +17,13 @@ Lifecycle::
 Per chunk only ``chunk()`` runs. Everything else (the documented metrics, span attributes,
 status, histograms, ``span.end()``) happens once, in ``_finish``, which runs at most once
 whatever ends the request, and never lets a telemetry error reach the caller.
+
+Two records of each request leave ``_finish``. The application's span follows the
+application's tracing setup: its sampler, the sampling decision of a propagated parent,
+its span limits and processors. The Octomil record does not: it is a complete
+``ReadableSpan`` built from what the recorder holds, with the same trace and span ids,
+handed straight to the Octomil span processor (``BatchSpanProcessor`` on
+``OctomilSpanExporter``), so every request is reported, exactly, whatever that setup.
 """
 
 from __future__ import annotations
@@ -27,12 +34,14 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from itertools import pairwise
 from typing import Any, TypeVar
 
 from opentelemetry import context, metrics, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import INVALID_SPAN, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from octomil_otel import chunk_latencies, semconv
 from octomil_otel.version import __version__
@@ -43,6 +52,17 @@ _ACTIVE_KEY = context.create_key("octomil-generation")
 
 Clock = Callable[[], int]
 T = TypeVar("T")
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NO_RESOURCE = Resource.get_empty()  # ReadableSpan would otherwise detect one per request
+_default_octomil_processor: SpanProcessor | None = None
+
+
+def set_default_octomil_processor(processor: SpanProcessor | None) -> None:
+    """Where the Octomil records of recorders built without one go: ``init()`` sets it, so
+    instrumentors that ``opentelemetry-instrument`` loads report too."""
+    global _default_octomil_processor
+    _default_octomil_processor = processor
 
 
 def active_generation() -> Generation | None:
@@ -97,6 +117,8 @@ class Recorder:
     Args:
         tracer_provider: where spans go; the global provider when omitted.
         meter_provider: where histograms go; the global provider when omitted.
+        octomil_processor: gets every request's complete record (the Octomil events); the
+            one ``init()`` set up when omitted, none before it.
         clock: monotonic nanoseconds, for every duration.
         wall_clock: Unix-epoch nanoseconds, for span and event timestamps.
     """
@@ -106,9 +128,11 @@ class Recorder:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         *,
+        octomil_processor: SpanProcessor | None = None,
         clock: Clock = time.perf_counter_ns,
         wall_clock: Clock = time.time_ns,
     ) -> None:
+        self._octomil_processor = octomil_processor
         self.clock = clock
         self.wall_clock = wall_clock
         self.tracer = trace.get_tracer("octomil_otel", __version__, tracer_provider)
@@ -137,6 +161,12 @@ class Recorder:
             description="Time per output token generated after the first token",
             explicit_bucket_boundaries_advisory=semconv.TIME_PER_OUTPUT_TOKEN_BUCKETS,
         )
+
+    @property
+    def octomil_processor(self) -> SpanProcessor | None:
+        if self._octomil_processor is not None:
+            return self._octomil_processor
+        return _default_octomil_processor
 
     def start(
         self,
@@ -208,16 +238,16 @@ class Generation:
             semconv.GEN_AI_PROVIDER_NAME: engine,
             semconv.GEN_AI_REQUEST_MODEL: model,
         }
-        self.span = recorder.tracer.start_span(
-            f"{operation} {model}",
-            kind=SpanKind.INTERNAL,
-            attributes={
-                **self._attributes,
-                semconv.GEN_AI_REQUEST_STREAM: stream,
-                semconv.GEN_AI_RESPONSE_ID: request_id,
-            },
-            start_time=self._wall0,
-        )
+        try:
+            self.span = recorder.tracer.start_span(
+                f"{operation} {model}",
+                kind=SpanKind.INTERNAL,
+                attributes=self._span_attributes(),
+                start_time=self._wall0,
+            )
+        except Exception:  # an application's span processor failed in on_start
+            _logger.debug("octomil_otel: could not start the span", exc_info=True)
+            self.span = INVALID_SPAN
         self.set_usage(input_tokens=input_tokens)
 
     @property
@@ -290,30 +320,49 @@ class Generation:
             self._record(t_end, error_type, description)
         except Exception:  # telemetry must never reach the caller
             _logger.debug("octomil_otel: could not record generation", exc_info=True)
-            if self.span.is_recording():
+            with suppress(Exception):
                 self.span.end()
+
+    def _span_attributes(self) -> dict[str, Any]:
+        return {
+            **self._attributes,
+            semconv.GEN_AI_REQUEST_STREAM: self.stream,
+            semconv.GEN_AI_RESPONSE_ID: self.request_id,
+        }
 
     def _record(self, t_end: int, error_type: str | None, description: str | None) -> None:
         recorder = self._recorder
         summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
+        # every chunk's latency in one attribute, not a span event per chunk: an event
+        # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
+        # last 128 of a span's events anyway
+        final: dict[str, Any] = {}
+        if self._input_tokens is not None:
+            final[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self._input_tokens
+        if self._output_tokens is not None:
+            final[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self._output_tokens
+        final.update(summary)
+        if error_type is not None:
+            final[semconv.ERROR_TYPE] = error_type
+        end_time = self._wall0 + (t_end - self._t0)
+
+        processor = recorder.octomil_processor
+        if processor is not None:  # first: no application processor can stand in its way
+            processor.on_end(self._octomil_record(final, end_time))
+
+        span = self.span
+        try:
+            if span.is_recording():
+                span.set_attributes(final)
+                if error_type is not None:
+                    span.set_status(Status(StatusCode.ERROR, description))
+            span.end(end_time=end_time)
+        except Exception:  # an application's span processor failed in on_end
+            _logger.debug("octomil_otel: could not end the span", exc_info=True)
+
         metric_attrs: dict[str, Any] = dict(self._attributes)
         if error_type is not None:
             metric_attrs[semconv.ERROR_TYPE] = error_type
-
-        span = self.span
-        if span.is_recording():
-            if self._input_tokens is not None:
-                span.set_attribute(semconv.GEN_AI_USAGE_INPUT_TOKENS, self._input_tokens)
-            if self._output_tokens is not None:
-                span.set_attribute(semconv.GEN_AI_USAGE_OUTPUT_TOKENS, self._output_tokens)
-            # every chunk's latency in one attribute, not a span event per chunk: an event
-            # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
-            # last 128 of a span's events anyway
-            span.set_attributes(summary)
-            if error_type is not None:
-                span.set_attribute(semconv.ERROR_TYPE, error_type)
-                span.set_status(Status(StatusCode.ERROR, description))
-        span.end(end_time=self._wall0 + (t_end - self._t0))
 
         recorder.duration.record(summary[semconv.OCTOMIL_TOTAL_DURATION_MS] / 1000, metric_attrs)
         for token_type, count in (
@@ -332,6 +381,22 @@ class Generation:
                 recorder.time_per_output_token.record(
                     decode_s / (self._output_tokens - 1), metric_attrs
                 )
+
+    def _octomil_record(self, final: dict[str, Any], end_time: int) -> ReadableSpan:
+        """The request as the Octomil exporter reads it: every attribute, no limits, with
+        the application's span's ids (zero when it has none) and always sampled."""
+        ids = self.span.get_span_context()
+        attributes = {**self._span_attributes(), **final}
+        operation = attributes[semconv.GEN_AI_OPERATION_NAME]
+        return ReadableSpan(
+            f"{operation} {attributes[semconv.GEN_AI_REQUEST_MODEL]}",
+            context=SpanContext(ids.trace_id, ids.span_id, is_remote=False, trace_flags=_SAMPLED),
+            attributes=attributes,
+            kind=SpanKind.INTERNAL,
+            start_time=self._wall0,
+            end_time=end_time,
+            resource=_NO_RESOURCE,
+        )
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:

@@ -4,6 +4,12 @@
 creates (and sets globally) only what is missing. Without an API key it sends nothing to
 Octomil and says so in the log; spans and histograms are recorded all the same for any
 other exporter on the providers.
+
+The Octomil exporter's ``BatchSpanProcessor`` is not added to the TracerProvider: every
+recorder hands it each request's complete record (``generation.py``), so the application's
+sampler, span limits and processors never change which events are sent or what they say.
+Its queue and timing are set here, not by the ``OTEL_BSP_*`` variables meant for the
+application's spans.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
 from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
 from octomil_otel.export.span_exporter import OctomilSpanExporter
-from octomil_otel.generation import Recorder
+from octomil_otel.generation import Recorder, set_default_octomil_processor
 from octomil_otel.instrumentation import INSTRUMENTORS, instrument_installed
 from octomil_otel.version import __version__
 
@@ -42,6 +48,11 @@ DISABLED_MESSAGE = (
 )
 DEVICE_ID_ATTRIBUTE = "device.id"
 DEFAULT_SERVICE_NAME = "octomil"
+OCTOMIL_EXPORT_DELAY_MILLIS = 1000
+"""How long finished requests wait for the Octomil exporter, at most: the reporter's
+``flush_interval_seconds`` then decides when they are sent."""
+OCTOMIL_MAX_QUEUED_RECORDS = 8192
+"""Finished requests waiting for the Octomil exporter, at most (a few hundred bytes each)."""
 
 
 @dataclass
@@ -69,7 +80,8 @@ class Telemetry:
             instrumentor.uninstrument()
         if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):
             self.tracer_provider.shutdown()
-        elif self._span_processor is not None:
+        if self._span_processor is not None:
+            set_default_octomil_processor(None)
             self._span_processor.shutdown()
         if self._owns_meter_provider and isinstance(self.meter_provider, MeterProvider):
             self.meter_provider.shutdown()
@@ -151,8 +163,14 @@ def init(
                 device,
                 org_id=settings.org_id,
             )
-            processor = BatchSpanProcessor(OctomilSpanExporter(reporter))
-            _add_processor(tracer_provider, processor)
+            processor = BatchSpanProcessor(
+                OctomilSpanExporter(reporter),
+                max_queue_size=OCTOMIL_MAX_QUEUED_RECORDS,
+                schedule_delay_millis=OCTOMIL_EXPORT_DELAY_MILLIS,
+                max_export_batch_size=512,
+                export_timeout_millis=30_000,
+            )
+            set_default_octomil_processor(processor)
 
         _telemetry = Telemetry(
             recorder=Recorder(tracer_provider, meter_provider),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,9 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import octomil_otel
 from octomil_otel import chunk_latencies
+from octomil_otel.export import events
 from octomil_otel.generation import Recorder
 from octomil_otel.receiver import Receiver
 
@@ -67,10 +70,33 @@ def meter_provider(metric_reader: InMemoryMetricReader) -> Iterator[MeterProvide
 
 
 @pytest.fixture
+def octomil_records() -> InMemorySpanExporter:
+    """Where the recorder fixture's Octomil records (the events' source) go."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
 def recorder(
-    tracer_provider: TracerProvider, meter_provider: MeterProvider, clock: FakeClock
+    tracer_provider: TracerProvider,
+    meter_provider: MeterProvider,
+    clock: FakeClock,
+    octomil_records: InMemorySpanExporter,
 ) -> Recorder:
-    return Recorder(tracer_provider, meter_provider, clock=clock, wall_clock=clock.wall)
+    return Recorder(
+        tracer_provider,
+        meter_provider,
+        octomil_processor=SimpleSpanProcessor(octomil_records),
+        clock=clock,
+        wall_clock=clock.wall,
+    )
+
+
+@pytest.fixture
+def fresh_init() -> Iterator[None]:
+    """No ``init()`` before the test, and none left after it."""
+    octomil_otel.shutdown()
+    yield
+    octomil_otel.shutdown()
 
 
 @pytest.fixture
@@ -110,6 +136,12 @@ def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
 def latencies(span) -> tuple[float, ...]:
     """Every chunk's latency recorded on a generation span."""
     return chunk_latencies.unpack(span.attributes.get("octomil.chunk.latencies_ms", b""))
+
+
+def decoded_events(span) -> list[dict]:
+    """The documented events ``events.encode`` makes of a span, as the API would parse them
+    (without ``device_id`` and ``org_id``, which the reporter adds)."""
+    return [json.loads("{" + text) for text in events.encode(span)]
 
 
 def only_span(exporter: InMemorySpanExporter):

@@ -25,9 +25,19 @@ for _ in llm.create_chat_completion(
 """
 
 
-def test_opentelemetry_instrument_sends_events_for_an_unmodified_app(api, tiny_gguf, tmp_path):
+MANY = """
+import llama_cpp
+
+llm = llama_cpp.Llama(model_path={model!r}, n_ctx=256, n_threads=1, verbose=False)
+for i in range(20):
+    for _ in llm.create_completion(f"request {{i}}", max_tokens=4, stream=True):
+        pass
+"""
+
+
+def run_instrumented(app_text: str, api, tmp_path: Path, **env: str) -> None:
     app = tmp_path / "app.py"
-    app.write_text(APP.format(model=str(tiny_gguf)))
+    app.write_text(app_text)
     env = {
         **os.environ,
         "OCTOMIL_API_KEY": API_KEY,
@@ -35,11 +45,15 @@ def test_opentelemetry_instrument_sends_events_for_an_unmodified_app(api, tiny_g
         "OTEL_TRACES_EXPORTER": "none",
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
+        **env,
     }
     env.pop("OCTOMIL_ORG_ID", None)
     instrument = Path(sys.executable).with_name("opentelemetry-instrument")
-
     subprocess.run([str(instrument), sys.executable, str(app)], env=env, check=True, timeout=120)
+
+
+def test_opentelemetry_instrument_sends_events_for_an_unmodified_app(api, tiny_gguf, tmp_path):
+    run_instrumented(APP.format(model=str(tiny_gguf)), api, tmp_path)
 
     requests = {}
     for event in api.events:
@@ -61,3 +75,25 @@ def test_opentelemetry_instrument_sends_events_for_an_unmodified_app(api, tiny_g
     ]
     assert chat[-1]["metrics"]["output_tokens"] == 3
     assert {e["org_id"] for e in api.events} == {ORG_ID}
+
+
+def test_opentelemetry_instrument_with_a_ratio_sampler_reports_every_request(
+    api, tiny_gguf, tmp_path
+):
+    run_instrumented(
+        MANY.format(model=str(tiny_gguf)),
+        api,
+        tmp_path,
+        OTEL_TRACES_SAMPLER="traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.1",
+    )
+
+    requests = {}
+    for event in api.events:
+        requests.setdefault(event["request_id"], []).append(event["event_type"])
+    assert (
+        list(requests.values())
+        == [["generation_started", *["chunk_produced"] * 4, "generation_completed"]] * 20
+    )
+    completed = [e for e in api.events if e["event_type"] == "generation_completed"]
+    assert [e["metrics"]["output_tokens"] for e in completed] == [4] * 20

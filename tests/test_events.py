@@ -1,4 +1,4 @@
-"""Span to events, and the event checks, against the product document's example."""
+"""A generation's record to events, and the event checks, against the document's example."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from octomil_otel.export.events import format_timestamp, span_to_events, validate_event
+from octomil_otel.export.events import encode, format_timestamp, validate_event
 
-from .conftest import WALL0_NS
+from .conftest import WALL0_NS, decoded_events
 
 DOC_EXAMPLE = {
     "event_type": "generation_completed",
@@ -32,7 +32,8 @@ DOC_EXAMPLE = {
 }
 
 
-def finished_span(recorder, clock, span_exporter, *, stream, gaps, output_tokens, end):
+def finished_span(recorder, clock, octomil_records, *, stream, gaps, output_tokens, end):
+    """The Octomil record of one request: what the events are made from."""
     generation = recorder.start(
         model="gemma-1b", engine="mlx", stream=stream, request_id="req_7f8a9b0c", input_tokens=47
     )
@@ -43,7 +44,7 @@ def finished_span(recorder, clock, span_exporter, *, stream, gaps, output_tokens
     if output_tokens is not None:
         generation.set_usage(output_tokens=output_tokens)
     end(generation)
-    (span,) = span_exporter.get_finished_spans()
+    (span,) = octomil_records.get_finished_spans()
     return span
 
 
@@ -145,18 +146,18 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_span_to_events_gives_the_documented_events(recorder, clock, span_exporter, case):
+def test_encode_gives_the_documented_events(recorder, clock, octomil_records, case):
     span = finished_span(
         recorder,
         clock,
-        span_exporter,
+        octomil_records,
         stream=case["stream"],
         gaps=case["gaps"],
         output_tokens=case["output_tokens"],
         end=case["end"],
     )
 
-    events = span_to_events(span)
+    events = decoded_events(span)
 
     expected = [
         {
@@ -171,21 +172,21 @@ def test_span_to_events_gives_the_documented_events(recorder, clock, span_export
     assert events == expected
 
 
-def test_span_to_events_completed_has_the_documents_fields(recorder, clock, span_exporter):
+def test_encode_completed_has_the_documents_fields(recorder, clock, octomil_records):
     span = finished_span(
-        recorder, clock, span_exporter, stream=True, gaps=[1.0, 2.0], output_tokens=2,
+        recorder, clock, octomil_records, stream=True, gaps=[1.0, 2.0], output_tokens=2,
         end=lambda g: g.stop(),
     )  # fmt: skip
-    completed = span_to_events(span)[-1]
+    completed = decoded_events(span)[-1]
     documented = set(DOC_EXAMPLE) - {"device_id", "org_id"}  # the reporter fills these in
     assert set(completed) == documented | {"trace_id", "span_id"}
     assert set(completed["metrics"]) == set(DOC_EXAMPLE["metrics"])
 
 
-def test_span_to_events_ignores_other_spans(tracer_provider, span_exporter):
+def test_encode_ignores_other_spans(tracer_provider, span_exporter):
     tracer_provider.get_tracer("user").start_span("user work").end()
     (span,) = span_exporter.get_finished_spans()
-    assert span_to_events(span) == []
+    assert decoded_events(span) == []
 
 
 def test_validate_event_accepts_the_documents_example():
@@ -231,3 +232,29 @@ def test_format_timestamp_is_rfc3339_millis_utc():
     assert format_timestamp(WALL0_NS) == "2026-02-19T14:32:01.442Z"
     assert format_timestamp(WALL0_NS + 999_999) == "2026-02-19T14:32:01.442Z"
     assert format_timestamp(0) == "1970-01-01T00:00:00.000Z"
+
+
+def test_encode_escapes_names_with_quotes_percent_signs_and_non_ascii(recorder, octomil_records):
+    model = 'qwen "2.5" 100% \u00fcber \U0001f999'
+    generation = recorder.start(model=model, engine="llamacpp", stream=True)
+    generation.chunk()
+    generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    texts = encode(span)
+    assert all(text.isascii() for text in texts)
+    assert [e["model"] for e in decoded_events(span)] == [model] * 4
+
+
+def test_encode_reads_the_applications_span_as_the_record(recorder, octomil_records, span_exporter):
+    """With no limits and sampling on, the application's span says what the record says."""
+    generation = recorder.start(model="gemma-1b", engine="mlx", stream=True, input_tokens=3)
+    generation.chunk()
+    generation.set_usage(output_tokens=1)
+    generation.stop()
+    (record,) = octomil_records.get_finished_spans()
+    (span,) = span_exporter.get_finished_spans()
+
+    assert encode(record) == encode(span)
+    assert dict(record.attributes) == dict(span.attributes)

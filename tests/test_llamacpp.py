@@ -7,10 +7,9 @@ import gc
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from octomil_otel.export.events import span_to_events
 from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 
-from .conftest import latencies, only_span, spans_by_name
+from .conftest import decoded_events, latencies, only_span, spans_by_name
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -43,7 +42,7 @@ def test_completion_records_one_span_with_the_engines_usage(llm, instrumented, s
     assert span.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"] == 3
     assert span.attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"] == 12
     assert len(latencies(span)) == 1
-    events = span_to_events(span)
+    events = decoded_events(span)
     assert [e["event_type"] for e in events] == [
         "generation_started",
         "chunk_produced",
@@ -65,7 +64,7 @@ def test_completion_stream_300_tokens_chunk_for_chunk(llm, instrumented, span_ex
     assert len(latencies(span)) == 300
     assert span.attributes["gen_ai.usage.input_tokens"] == expected["prompt_tokens"]
     assert span.attributes["gen_ai.usage.output_tokens"] == expected["completion_tokens"] == 300
-    events = span_to_events(span)
+    events = decoded_events(span)
     produced = [e for e in events if e["event_type"] == "chunk_produced"]
     assert [e["metrics"]["chunk_index"] for e in produced] == list(range(300))
     assert events[-1]["event_type"] == "generation_completed"
@@ -123,7 +122,7 @@ def test_stream_closed_early_is_cancelled(llm, instrumented, span_exporter):
     span = only_span(span_exporter)
     assert span.attributes["error.type"] == "cancelled"
     assert len(latencies(span)) == 5
-    assert span_to_events(span)[-1]["event_type"] == "generation_failed"
+    assert decoded_events(span)[-1]["event_type"] == "generation_failed"
 
 
 def test_stream_dropped_unread_is_cancelled(llm, instrumented, span_exporter):
@@ -141,7 +140,7 @@ def test_engine_error_reaches_caller_unchanged_and_is_recorded(llm, instrumented
 
     span = only_span(span_exporter)
     assert span.attributes["error.type"] == "ValueError"
-    assert span_to_events(span)[-1]["metrics"]["error_type"] == "ValueError"
+    assert decoded_events(span)[-1]["metrics"]["error_type"] == "ValueError"
 
 
 def test_stream_engine_error_is_raised_on_first_read(llm, instrumented, span_exporter):

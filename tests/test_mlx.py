@@ -7,10 +7,9 @@ import importlib
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
-from octomil_otel.export.events import span_to_events
 from octomil_otel.instrumentation.mlx import MLXInstrumentor
 
-from .conftest import latencies, only_span, spans_by_name
+from .conftest import decoded_events, latencies, only_span, spans_by_name
 
 mlx_lm = pytest.importorskip("mlx_lm")
 generate_module = importlib.import_module("mlx_lm.generate")
@@ -57,7 +56,7 @@ def test_generate_is_one_request_with_the_inner_streams_usage(loaded, span_expor
     assert span.attributes["gen_ai.usage.input_tokens"] == expected[-1].prompt_tokens
     assert span.attributes["gen_ai.usage.output_tokens"] == 30
     assert len(latencies(span)) == 1
-    produced = [e for e in span_to_events(span) if e["event_type"] == "chunk_produced"]
+    produced = [e for e in decoded_events(span) if e["event_type"] == "chunk_produced"]
     assert produced[0]["metrics"]["output_tokens"] == 30
 
 

@@ -6,7 +6,7 @@ import logging
 import re
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 import octomil
@@ -24,17 +24,20 @@ DEVICE = "a1b2c3d4e5f6"
 
 @pytest.fixture
 def pipeline(api, clock: FakeClock, meter_provider):
-    """A provider whose spans go through the Octomil exporter to the real local API."""
+    """A recorder whose requests go through the Octomil exporter to the real local API."""
     reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    processor = BatchSpanProcessor(OctomilSpanExporter(reporter))
     provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OctomilSpanExporter(reporter)))
-    recorder = Recorder(provider, meter_provider, clock=clock, wall_clock=clock.wall)
+    recorder = Recorder(
+        provider, meter_provider, octomil_processor=processor, clock=clock, wall_clock=clock.wall
+    )
 
     def flush() -> None:  # a BatchSpanProcessor's force_flush ends at export()
-        assert provider.force_flush()
+        assert processor.force_flush()
         assert reporter.flush()
 
     yield flush, recorder
+    processor.shutdown()
     provider.shutdown()
 
 
@@ -125,11 +128,38 @@ def test_exporter_500_token_stream_gives_500_chunk_events(api, pipeline, clock):
     assert completed["metrics"]["throughput_tok_s"] == 500.0
 
 
-def test_exporter_ignores_spans_that_are_not_generations(api, pipeline):
-    flush, recorder = pipeline
-    recorder.tracer.start_span("user work").end()
-    flush()
-    assert api.events == []
+def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
+    api, recorder, octomil_records, caplog
+):
+    for request_id in ("req_00000001", "req_00000002"):
+        generation = recorder.start(model="tiny", engine="echo", request_id=request_id)
+        generation.chunk()
+        generation.stop()
+    first, second = octomil_records.get_finished_spans()
+    malformed = ReadableSpan(  # a generation's duration, but no model
+        "chat ?", attributes={"octomil.total_duration_ms": 1.0}, start_time=1, end_time=2
+    )
+    other = ReadableSpan("user work", attributes={"http.route": "/"}, start_time=1, end_time=2)
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    exporter = OctomilSpanExporter(reporter)
+
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        result = exporter.export([first, malformed, other, second])
+    assert reporter.flush()
+    exporter.shutdown()
+
+    assert result is SpanExportResult.FAILURE
+    assert [(e["request_id"], e["event_type"]) for e in api.events] == [
+        ("req_00000001", "generation_started"),
+        ("req_00000001", "chunk_produced"),
+        ("req_00000001", "generation_completed"),
+        ("req_00000002", "generation_started"),
+        ("req_00000002", "chunk_produced"),
+        ("req_00000002", "generation_completed"),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil_otel: could not convert span 'chat ?' to events; dropped it"
+    ]
 
 
 def test_exporter_export_after_shutdown_fails(api):
@@ -137,13 +167,6 @@ def test_exporter_export_after_shutdown_fails(api):
     exporter.shutdown()
     exporter.shutdown()
     assert exporter.export([]) is SpanExportResult.FAILURE
-
-
-@pytest.fixture
-def fresh_init():
-    octomil_otel.shutdown()
-    yield
-    octomil_otel.shutdown()
 
 
 def test_init_extends_the_users_tracer_provider(
@@ -178,7 +201,8 @@ def test_init_twice_keeps_the_first(api, fresh_init, tracer_provider, meter_prov
     )  # fmt: skip
     second = octomil_otel.init(api_key="another", tracer_provider=tracer_provider)
     assert second is first
-    assert len(tracer_provider._active_span_processor._span_processors) == 2
+    # the test's own processor only: the Octomil one is fed by the recorder, not the provider
+    assert len(tracer_provider._active_span_processor._span_processors) == 1
 
 
 def test_init_without_key_logs_disabled_and_sends_nothing(
@@ -231,20 +255,23 @@ def test_device_id_is_stable_12_hex():
 def test_exporter_burst_larger_than_the_queue_loses_nothing(api, clock, meter_provider):
     """One export can carry hundreds of spans; the exporter waits for room, not drops."""
     reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE, max_queue_size=100)
-    provider = TracerProvider()
-    provider.add_span_processor(
-        BatchSpanProcessor(OctomilSpanExporter(reporter), schedule_delay_millis=60_000)
+    processor = BatchSpanProcessor(OctomilSpanExporter(reporter), schedule_delay_millis=60_000)
+    recorder = Recorder(
+        TracerProvider(),
+        meter_provider,
+        octomil_processor=processor,
+        clock=clock,
+        wall_clock=clock.wall,
     )
-    recorder = Recorder(provider, meter_provider, clock=clock, wall_clock=clock.wall)
     for _ in range(40):
         generation = recorder.start(model="tiny", engine="echo", stream=True)
         for _ in range(48):
             clock.advance_ms(1.0)
             generation.chunk()
         generation.stop()
-    assert provider.force_flush()  # one export of 40 spans: 2,000 events into a queue of 100
+    assert processor.force_flush()  # one export of 40 spans: 2,000 events into a queue of 100
     assert reporter.flush()
-    provider.shutdown()
+    processor.shutdown()
 
     assert len(api.events) == 40 * 50
     assert reporter.dropped_events == 0

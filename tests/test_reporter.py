@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from octomil_otel.export import _transport
 from octomil_otel.export.reporter import TelemetryReporter
 
 from .conftest import API_KEY, ORG_ID
@@ -423,3 +424,54 @@ def test_reporter_event_over_1_mib_is_dropped_and_counted(api, make_reporter):
     assert reporter.flush() is True
     assert [e["metrics"]["output_tokens"] for e in api.events] == [2]
     assert (reporter.delivered_events, reporter.dropped_events) == (1, 1)
+
+
+def test_batches_prefix_each_event_and_split_at_1000():
+    texts = [f'"n":{i}}}' for i in range(2500)]
+    bodies = list(_transport.batches(texts, '{"device_id":"d",'))
+
+    assert [count for _, count in bodies] == [1000, 1000, 500]
+    parsed = [e for body, _ in bodies for e in json.loads(body)["events"]]
+    assert parsed == [{"device_id": "d", "n": i} for i in range(2500)]
+
+
+def test_batches_split_at_1_mib_and_leave_out_an_event_over_it(caplog):
+    big = '"x":"' + "a" * 400_000 + '"}'
+    huge = '"x":"' + "a" * (1024 * 1024) + '"}'
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        bodies = list(_transport.batches([big, big, huge, big, '"x":"b"}'], "{"))
+
+    assert [count for _, count in bodies] == [2, 2]
+    assert all(len(body) <= 1024 * 1024 for body, _ in bodies)
+    assert [len(e["x"]) for body, _ in bodies for e in json.loads(body)["events"]] == [
+        400_000, 400_000, 400_000, 1,
+    ]  # fmt: skip
+    assert [r.getMessage() for r in caplog.records] == [
+        f"[telemetry] Dropped an event of {len(huge)} bytes: over 1 MiB"
+    ]
+
+
+def test_reporter_mixes_exporter_events_and_reported_events_in_order(api, make_reporter):
+    sent = []
+    ingest = api.ingest
+
+    def keeping(org, body, encoding):  # as sent: the receiver stores the key's org
+        sent.extend(json.loads(gzip.decompress(body))["events"])
+        return ingest(org, body, encoding)
+
+    api.ingest = keeping
+    reporter = make_reporter(api.url)
+    reporter.submit(
+        ['"event_type":"generation_started","timestamp":"2026-02-19T14:32:01.442Z",'
+         '"model":"m","engine":"echo"}']
+    )  # fmt: skip
+    reporter.report(event(1, org_id="org_other", device_id="fedcba987654"))
+    reporter.report(event(2))
+    assert reporter.flush()
+
+    assert len(api.events) == 3
+    assert [(e["event_type"], e["device_id"], e["org_id"]) for e in sent] == [
+        ("generation_started", DEVICE, ORG_ID),
+        ("generation_completed", "fedcba987654", "org_other"),
+        ("generation_completed", DEVICE, ORG_ID),
+    ]

@@ -5,7 +5,6 @@ Only the reporter's worker thread calls this; the inference path never waits on 
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from isal import igzip
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from octomil_otel.version import __version__
@@ -24,6 +24,9 @@ WHOAMI_PATH = "/api/v1/auth/whoami"
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 1024 * 1024
 USER_AGENT = f"octomil-otel/{__version__}"
+GZIP_LEVEL = 1
+"""ISA-L's fastest gzip level: ~1.5k instructions per chunk event against ~9.7k for zlib's
+level 1 (and ~19k for its level 5), and a slightly smaller body than zlib's level 1."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ class Transport:
             self._session.close()
             self._session = None
 
-    def post_events(self, body: bytes, count: int) -> Delivery:
+    def post_events(self, body: str, count: int) -> Delivery:
+        """POST one ``{"events": [...]}`` body (ASCII JSON text), gzip-compressed."""
         headers = {
             **self._headers,
             "Content-Type": "application/json",
@@ -76,7 +80,7 @@ class Transport:
             with suppress_instrumentation():
                 response = self._http().post(
                     self._api_base + EVENTS_PATH,
-                    data=gzip.compress(body, compresslevel=5),
+                    data=igzip.compress(body.encode("ascii"), compresslevel=GZIP_LEVEL),
                     headers=headers,
                     timeout=self._timeout,
                 )
@@ -107,26 +111,40 @@ def _accepted(response: requests.Response, count: int) -> int:
     return accepted if isinstance(accepted, int) and 0 <= accepted <= count else count
 
 
-def encode(event: dict[str, Any]) -> bytes:
-    return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
+def encode(event: dict[str, Any]) -> str:
+    """Compact JSON, ASCII only (so its length is its size in bytes); NaN and inf refused."""
+    return json.dumps(event, separators=(",", ":"), allow_nan=False)
 
 
-def batches(encoded: Sequence[bytes]) -> Iterator[tuple[bytes, int]]:
+def batches(texts: Sequence[str], prefix: str = "") -> Iterator[tuple[str, int]]:
     """``{"events": [...]}`` bodies within the API's limits, with their event counts.
 
-    An event too large to fit any batch on its own is left out (the caller counts it).
+    Each event is ``prefix + text``: ASCII JSON (so a length is a size in bytes). The prefix
+    is written by ``join``, not by a concatenation per event. An event too large to fit any
+    batch on its own is left out (the caller counts it).
     """
-    head, tail = b'{"events":[', b"]}"
-    parts: list[bytes] = []
+    head, tail, separator = '{"events":[' + prefix, "]}", "," + prefix
+    for start in range(0, len(texts), MAX_BATCH_EVENTS):
+        part = texts[start : start + MAX_BATCH_EVENTS]
+        size = len(head) + len(tail) + sum(map(len, part)) + len(separator) * (len(part) - 1)
+        if size <= MAX_BATCH_BYTES:  # the usual case: 1,000 events of a few hundred bytes
+            yield head + separator.join(part) + tail, len(part)
+        else:
+            yield from _split(part, head, tail, separator)
+
+
+def _split(texts: Sequence[str], head: str, tail: str, separator: str) -> Iterator[tuple[str, int]]:
+    """Bodies of at most 1 MiB, one event at a time."""
+    parts: list[str] = []
     size = len(head) + len(tail)
-    for item in encoded:
-        if len(head) + len(item) + len(tail) > MAX_BATCH_BYTES:
-            _logger.warning("[telemetry] Dropped an event of %d bytes: over 1 MiB", len(item))
+    for text in texts:
+        if len(head) + len(text) + len(tail) > MAX_BATCH_BYTES:
+            _logger.warning("[telemetry] Dropped an event of %d bytes: over 1 MiB", len(text))
             continue
-        if parts and (len(parts) >= MAX_BATCH_EVENTS or size + len(item) + 1 > MAX_BATCH_BYTES):
-            yield head + b",".join(parts) + tail, len(parts)
+        if parts and size + len(separator) + len(text) > MAX_BATCH_BYTES:
+            yield head + separator.join(parts) + tail, len(parts)
             parts, size = [], len(head) + len(tail)
-        parts.append(item)
-        size += len(item) + 1
+        size += len(text) + (len(separator) if parts else 0)
+        parts.append(text)
     if parts:
-        yield head + b",".join(parts) + tail, len(parts)
+        yield head + separator.join(parts) + tail, len(parts)

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from octomil_otel.config import Settings
@@ -94,7 +94,9 @@ class TelemetryReporter:
         )
 
     def _init_state(self) -> None:
-        self._queue: deque[dict[str, Any]] = deque()
+        # events from the span exporter, encoded (``events.encode``), and checked events
+        # from report(), encoded by the worker once the org is known
+        self._queue: deque[str | dict[str, Any]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._enqueued = 0  # events ever queued
         self._handled = 0  # events ever delivered or dropped: flush waits on this
@@ -116,10 +118,13 @@ class TelemetryReporter:
         checked = validate_event(event)
         _transport.encode(checked)  # a value JSON cannot carry fails here, not in the worker
         checked.setdefault("timestamp", format_timestamp(time.time_ns()))
+        checked.setdefault("device_id", self.device_id)
         self.submit((checked,))
 
-    def submit(self, events: Iterable[dict[str, Any]], *, wait_seconds: float = 0.0) -> None:
-        """Queue events already in the documented shape.
+    def submit(
+        self, events: Collection[str | dict[str, Any]], *, wait_seconds: float = 0.0
+    ) -> None:
+        """Queue events: encoded by ``events.encode`` (``str``), or checked (``dict``).
 
         When the queue is full the oldest event is dropped, unless ``wait_seconds`` allows
         waiting for the worker to make room first. The span exporter waits (it runs on the
@@ -129,23 +134,30 @@ class TelemetryReporter:
         deadline = time.monotonic() + wait_seconds
         with self._cond:
             if self._closed:
-                self._dropped += sum(1 for _ in events)
+                self._dropped += len(events)
                 return
-            for event in events:
-                event.setdefault("device_id", self.device_id)
-                while len(self._queue) >= self.max_queue_size:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._closed:
-                        self._queue.popleft()
-                        self._dropped += 1
-                        self._handled += 1
-                        break
-                    self._cond.notify_all()  # the worker takes everything queued
-                    self._cond.wait(remaining)
-                self._queue.append(event)
-                self._enqueued += 1
+            if len(self._queue) + len(events) <= self.max_queue_size:  # the usual case
+                self._queue.extend(events)
+                self._enqueued += len(events)
+            else:
+                for event in events:
+                    self._wait_for_room(deadline)
+                    self._queue.append(event)
+                    self._enqueued += 1
             if len(self._queue) >= self._wake_at:
                 self._cond.notify_all()
+
+    def _wait_for_room(self, deadline: float) -> None:
+        """Holding the lock: until the queue has room or ``deadline``, then drop the oldest."""
+        while len(self._queue) >= self.max_queue_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                self._queue.popleft()
+                self._dropped += 1
+                self._handled += 1
+                return
+            self._cond.notify_all()  # the worker takes everything queued
+            self._cond.wait(remaining)
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Wait until every event queued before this call is delivered or dropped.
@@ -219,9 +231,8 @@ class TelemetryReporter:
             if not events:
                 return
             self._resolve_org()
-            encoded = [_transport.encode(self._with_org(e)) for e in events]
             sent, unreachable = 0, False
-            for body, count in _transport.batches(encoded):
+            for body, count in self._bodies(events):
                 delivery = self._transport.post_events(body, count)
                 sent += count
                 self._account(count, delivery)
@@ -270,10 +281,24 @@ class TelemetryReporter:
         self._whoami_at = now
         self.org_id = self._transport.whoami()
 
-    def _with_org(self, event: dict[str, Any]) -> dict[str, Any]:
-        if self.org_id is not None and "org_id" not in event:
-            event["org_id"] = self.org_id
-        return event
+    def _bodies(self, events: list[str | dict[str, Any]]) -> Iterator[tuple[str, int]]:
+        """The POST bodies of ``events``, with this device and the org (when known) filled in.
+
+        The exporter's events are text that follows ``{"device_id":...,"org_id":...,``:
+        joined with that, at C speed. A ``report()`` event is encoded whole here, its own
+        ``device_id`` or ``org_id`` kept if it gave one.
+        """
+        known = {"device_id": self.device_id}
+        if self.org_id is not None:
+            known["org_id"] = self.org_id
+        head = _transport.encode(known)[:-1] + ","  # '{"device_id":"...","org_id":"...",'
+        if all(type(event) is str for event in events):
+            return _transport.batches(events, head)  # type: ignore[arg-type]
+        texts = [
+            head + event if type(event) is str else _transport.encode({**known, **event})
+            for event in events
+        ]
+        return _transport.batches(texts)
 
     def _after_fork(self) -> None:
         """In a forked child: the parent delivers what it queued; start empty, own thread."""

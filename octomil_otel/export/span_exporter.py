@@ -1,14 +1,17 @@
-"""``OctomilSpanExporter``: finished generation spans become documented events.
+"""``OctomilSpanExporter``: finished generation records become documented events.
 
-It runs on a ``BatchSpanProcessor`` like any exporter, converts each generation span with
-the pure ``span_to_events`` and hands the events to a ``TelemetryReporter``, so spans and
+It runs on a ``BatchSpanProcessor`` like any exporter, encodes each generation with the
+pure ``events.encode`` and hands the events to a ``TelemetryReporter``, so spans and
 ``reporter.report()`` share one queue, one worker and one HTTP client. Spans that are not
-generations (the user's own, on the same provider) are ignored.
+generations are ignored; a span that cannot be encoded is dropped alone (logged), the rest
+of its batch is delivered.
 
-Usage::
+Its processor is not one of the TracerProvider's: the recorder hands it every request's
+complete record (``Generation``), sampled or not, whatever the span limits, so the events
+never depend on the application's tracing setup. Usage::
 
     reporter = TelemetryReporter(api_key="...")
-    provider.add_span_processor(BatchSpanProcessor(OctomilSpanExporter(reporter)))
+    recorder = Recorder(octomil_processor=BatchSpanProcessor(OctomilSpanExporter(reporter)))
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from octomil_otel.export.events import span_to_events
+from octomil_otel.export import events
 from octomil_otel.export.reporter import TelemetryReporter
 
 _logger = logging.getLogger(__name__)
@@ -43,13 +46,20 @@ class OctomilSpanExporter(SpanExporter):
         if self._shutdown:
             _logger.warning("octomil_otel: export called after shutdown")
             return SpanExportResult.FAILURE
-        try:
-            events = [event for span in spans for event in span_to_events(span)]
-        except Exception:
-            _logger.warning("octomil_otel: could not convert spans to events", exc_info=True)
-            return SpanExportResult.FAILURE
-        self.reporter.submit(events, wait_seconds=SUBMIT_WAIT_SECONDS)
-        return SpanExportResult.SUCCESS
+        encoded: list[str] = []
+        result = SpanExportResult.SUCCESS
+        for span in spans:
+            try:
+                encoded += events.encode(span)
+            except Exception:
+                _logger.warning(
+                    "octomil_otel: could not convert span %r to events; dropped it",
+                    span.name,
+                    exc_info=True,
+                )
+                result = SpanExportResult.FAILURE
+        self.reporter.submit(encoded, wait_seconds=SUBMIT_WAIT_SECONDS)
+        return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.reporter.flush(timeout_millis / 1000)

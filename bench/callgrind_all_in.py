@@ -1,0 +1,133 @@
+"""What a streamed chunk costs all in: every instruction of the whole process, export included.
+
+What: ``bench/all_in_driver.py`` runs under valgrind's callgrind with collection on from the
+first instruction to the last, on every thread: the application's, the span processor's,
+the reporter's. The instrumented program calls ``octomil.init(api_key=...)`` and delivers
+its events, encoded, gzip-compressed and POSTed, to a real Octomil API on 127.0.0.1 (the
+minimal ``octomil_otel.receiver`` in a child process, outside valgrind) before it exits;
+the plain program is the same without ``init``. Each runs at two generation lengths, and
+
+    all-in per chunk = (I_instr(N2) - I_instr(N1) - (I_plain(N2) - I_plain(N1))) / (N2 - N1)
+
+so start-up, imports, model load, ``init`` and everything a request costs once cancel, and
+what is left is what each chunk adds: the hot path, and building, encoding, compressing
+and sending its ``chunk_produced`` event. Instruction counts move by a few thousand with
+nothing but the process's memory layout (CPython's allocator), so every configuration runs
+under several layouts (``--pads``: the length of an ignored argument) and the median is the
+figure; the spread is printed too.
+
+Sources (``--source``): ``engine``, llama-cpp-python on the tests' tiny GGUF (the figure the
+README publishes, next to the ~2.1M instructions a token of that model costs), and
+``python``, a bare generator through ``record_stream`` (our cost without an engine's noise).
+
+Why: ``callgrind_chunk.sh`` counts only the consuming loop; this counts what a user's
+process really spends, threads and export included.
+
+Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
+AVX-512 (``scripts/setup.sh``). The defaults take about 15 minutes on 2 cores.
+
+Run (from the repo root)::
+
+    .venv/bin/python bench/callgrind_all_in.py
+    .venv/bin/python bench/callgrind_all_in.py --source python --n1 200 --n2 2200
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import _common
+from all_in_driver import API_KEY
+
+DRIVER = pathlib.Path(__file__).with_name("all_in_driver.py")
+DEFAULT_N = {"engine": (64, 576), "python": (200, 4200)}
+
+
+def count_instructions(work: pathlib.Path, label: str, driver_args: list[str]) -> int:
+    """Run the driver under callgrind; the instructions of the whole process."""
+    log = work / f"{label}.log"
+    env = {
+        **_common.server_env(),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "GOMP_SPINCOUNT": "0",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+    }
+    command = [
+        "setarch", platform.machine(), "-R",
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={work / label}.callgrind",
+        f"--log-file={log}", sys.executable, str(DRIVER), *driver_args,
+    ]  # fmt: skip
+    run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=_common.REPO_ROOT)
+    found = re.search(r"Collected : (\d+)", log.read_text()) if log.exists() else None
+    if run.returncode != 0 or found is None:
+        raise SystemExit(f"run {label} failed:\n{run.stdout}{run.stderr}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = _common.argument_parser(__doc__)
+    parser.add_argument("--source", choices=["engine", "python", "all"], default="all")
+    parser.add_argument("--n1", type=int, help="chunks in the short run (default per source)")
+    parser.add_argument("--n2", type=int, help="chunks in the long run (default per source)")
+    parser.add_argument("--pads", default="0,1500,4000", help="memory layouts: argument lengths")
+    parser.add_argument("--jobs", type=int, default=2, help="valgrind processes at a time")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind not found: apt-get install -y valgrind")
+    pads = [int(p) for p in args.pads.split(",")]
+    sources = ["engine", "python"] if args.source == "all" else [args.source]
+    work = pathlib.Path(tempfile.mkdtemp(prefix="octomil-callgrind-"))
+
+    with _common.ReceiverProcess(API_KEY) as api:
+        gguf = _common.tiny_gguf(work)
+        runs = {}
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            for src in sources:
+                n1, n2 = args.n1 or DEFAULT_N[src][0], args.n2 or DEFAULT_N[src][1]
+                for pad in pads:
+                    for mode in ("plain", "instrumented"):
+                        for n in (n1, n2):
+                            label = f"{src}-{mode}-{n}-pad{pad}"
+                            driver_args = [
+                                "--source", src, "--mode", mode, "--chunks", str(n),
+                                "--gguf", str(gguf), "--api-base", api.url, "--pad", "x" * pad,
+                            ]  # fmt: skip
+                            runs[src, mode, n, pad] = pool.submit(
+                                count_instructions, work, label, driver_args
+                            )
+        counts = {key: future.result() for key, future in runs.items()}
+        received = api.total()
+
+    print(f"callgrind, whole process, every thread; {os.cpu_count()} cores; work in {work}")
+    print("per chunk = (I(N2) - I(N1)) / (N2 - N1); all-in = instrumented - plain\n")
+    rows = []
+    for src in sources:
+        n1, n2 = args.n1 or DEFAULT_N[src][0], args.n2 or DEFAULT_N[src][1]
+        added = []
+        for pad in pads:
+            per = {
+                mode: (counts[src, mode, n2, pad] - counts[src, mode, n1, pad]) / (n2 - n1)
+                for mode in ("plain", "instrumented")
+            }
+            added.append(per["instrumented"] - per["plain"])
+            rows.append((src, pad, n1, n2, *map(round, (*per.values(), added[-1]))))
+        rows.append((src, "median", n1, n2, "", "", round(statistics.median(added))))
+    _common.print_table(
+        ["source", "layout", "N1", "N2", "plain Ir/chunk", "instr. Ir/chunk", "all-in added"],
+        rows,
+    )
+    print(f"\nevents the API accepted from the instrumented runs: {received}")
+
+
+if __name__ == "__main__":
+    main()
