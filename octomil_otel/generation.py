@@ -29,13 +29,14 @@ handed straight to the Octomil span processor (``BatchSpanProcessor`` on
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import math
+import operator
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from itertools import pairwise
 from typing import Any, TypeVar
 
 from opentelemetry import context, metrics, trace
@@ -90,22 +91,23 @@ def summarize(
     Follows ``octomil-api.md``: ``ttfc_ms = c_0 - t0``; ``total_duration_ms = t_end - t0``;
     ``throughput_tok_s = output_tokens / (total_duration_ms / 1000)``; the chunk latency
     average and p99 (nearest rank) over the ``n - 1`` gaps between chunks, absent when
-    ``n < 2``; and each chunk's latency (its gap, or ``c_0 - t0`` for the first), packed.
-    Values that cannot be known are left out.
+    ``n < 2``; and each chunk's latency in nanoseconds (its gap, or ``c_0 - t0`` for the
+    first), packed. Values that cannot be known are left out.
     """
     total_ms = (t_end - t0) / 1e6
     out: dict[str, Any] = {semconv.OCTOMIL_TOTAL_DURATION_MS: total_ms}
     if chunk_times:
-        latencies = [(b - a) / 1e6 for a, b in pairwise((t0, *chunk_times))]
-        out[semconv.OCTOMIL_TTFC_MS] = latencies[0]
-        out[semconv.OCTOMIL_CHUNK_LATENCIES_MS] = chunk_latencies.pack(latencies)
-        gaps = latencies[1:]
+        latencies = list(map(operator.sub, chunk_times, (t0, *chunk_times[:-1])))
+        out[semconv.OCTOMIL_TTFC_MS] = latencies[0] / 1e6
+        out[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = chunk_latencies.pack(latencies)
+        gaps = len(latencies) - 1
         if gaps:
-            out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = sum(gaps) / len(gaps)
-            rank = math.ceil(0.99 * len(gaps))  # nearest rank: the k-th largest, k small
-            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = heapq.nlargest(len(gaps) - rank + 1, gaps)[
-                -1
-            ]
+            out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = (sum(latencies) - latencies[0]) / (
+                gaps * 1e6
+            )
+            rank = math.ceil(0.99 * gaps)  # nearest rank: the k-th largest, k small
+            kth_largest = heapq.nlargest(gaps - rank + 1, itertools.islice(latencies, 1, None))
+            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = kth_largest[-1] / 1e6
     if output_tokens is not None and total_ms > 0:
         out[semconv.OCTOMIL_THROUGHPUT_TOK_S] = output_tokens / (total_ms / 1000)
     return out

@@ -54,7 +54,7 @@ OCTOMIL_TOTAL_DURATION_MS: Final = "octomil.total_duration_ms"
 OCTOMIL_THROUGHPUT_TOK_S: Final = "octomil.throughput_tok_s"
 OCTOMIL_CHUNK_LATENCY_AVG_MS: Final = "octomil.chunk_latency_avg_ms"
 OCTOMIL_CHUNK_LATENCY_P99_MS: Final = "octomil.chunk_latency_p99_ms"
-OCTOMIL_CHUNK_LATENCIES_MS: Final = "octomil.chunk.latencies_ms"
+OCTOMIL_CHUNK_LATENCIES_NS: Final = "octomil.chunk.latencies_ns"
 """Every chunk's latency, in order: the exact data behind ``chunk_produced``, as bytes
 (see ``chunk_latencies``).
 

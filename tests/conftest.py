@@ -134,8 +134,9 @@ def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 def latencies(span) -> tuple[float, ...]:
-    """Every chunk's latency recorded on a generation span."""
-    return chunk_latencies.unpack(span.attributes.get("octomil.chunk.latencies_ms", b""))
+    """Every chunk's latency recorded on a generation span, in milliseconds."""
+    packed = span.attributes.get("octomil.chunk.latencies_ns", b"")
+    return tuple(ns / 1e6 for ns in chunk_latencies.unpack(packed))
 
 
 def decoded_events(span) -> list[dict]:

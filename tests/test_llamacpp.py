@@ -110,7 +110,7 @@ def test_stream_ending_at_end_of_generation_does_not_count_it(llm, instrumented,
     span = only_span(span_exporter)
     assert expected["completion_tokens"] == 0
     assert span.attributes["gen_ai.usage.output_tokens"] == 0
-    assert "octomil.chunk.latencies_ms" not in span.attributes
+    assert "octomil.chunk.latencies_ns" not in span.attributes
 
 
 def test_stream_closed_early_is_cancelled(llm, instrumented, span_exporter):
