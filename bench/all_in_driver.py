@@ -82,7 +82,7 @@ def main() -> None:
             from octomil_otel.stream import record_stream
 
             generation = telemetry.recorder.start(model="bench", engine="echo", stream=True)
-            count = consume(record_stream(generation, source(args.chunks), lambda g, _: g.chunk()))
+            count = consume(record_stream(generation, source(args.chunks)))
         expected_events = args.chunks + 2
     if count != args.chunks:
         sys.exit(f"streamed {count} chunks, expected {args.chunks}")

@@ -18,7 +18,7 @@ Modes (``--mode``):
   * ``plain``: the loop alone (``for item in stream: pass``);
   * ``instrumented``: with ``engine``, ``LlamaCppInstrumentor`` is instrumented before the
     warm-up; with ``python``, the generator goes through ``record_stream(generation, gen,
-    on_item)`` with ``on_item`` calling ``generation.chunk()``, and the generation ends with
+    is_chunk)`` with ``is_chunk`` checking each item, and the generation ends with
     ``stop()`` when the stream is exhausted, as with an engine;
   * ``hot`` (``python`` only): as ``instrumented`` but the generation is never stopped, so
     only the per-chunk path is counted and not the one-time end's per-chunk work (the span
@@ -48,7 +48,7 @@ from typing import Any
 import _common
 from opentelemetry.trace import Span
 
-from octomil_otel.generation import Generation, Recorder
+from octomil_otel.generation import Recorder
 from octomil_otel.stream import record_stream
 
 EXPORT_INTERVAL_MS = 3_600_000.0  # one hour: the export thread stays asleep until shutdown
@@ -60,8 +60,9 @@ def source(n: int) -> Iterator[int]:
         yield i
 
 
-def on_item(generation: Generation, item: object) -> None:
-    generation.chunk()
+def is_chunk(item: object) -> bool:
+    """What the llama.cpp instrumentation does per item: check that it carries output."""
+    return item is not None
 
 
 def consume(stream: Iterable[Any]) -> int:
@@ -104,9 +105,9 @@ def run_python(mode: str, n: int) -> int:
         providers.shutdown()
         return count
     recorder = Recorder(providers.tracer_provider, providers.meter_provider)
-    consume(record_stream(recorder.start(model="warm-up", engine="bench"), source(3), on_item))
+    consume(record_stream(recorder.start(model="warm-up", engine="bench"), source(3), is_chunk))
     generation = recorder.start(model="bench", engine="bench", stream=True)
-    count = measured(record_stream(generation, source(n), on_item, owner=mode == "instrumented"))
+    count = measured(record_stream(generation, source(n), is_chunk, owner=mode == "instrumented"))
     if mode == "instrumented" and not generation.finished:
         raise SystemExit("the generation did not end with its stream")
     providers.shutdown()

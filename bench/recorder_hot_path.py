@@ -4,8 +4,8 @@ What: three loops over the same plain Python generator of N items, each in this 
 alternating, several repeats (min and median reported):
 
   (a) bare:      ``for item in gen(): pass``
-  (b) recorded:  ``for item in record_stream(generation, gen(), on_item): pass`` where
-                 ``on_item`` calls ``generation.chunk()``, as the engine instrumentations do,
+  (b) recorded:  ``for item in record_stream(generation, gen(), is_chunk): pass`` where
+                 ``is_chunk`` checks each item, as the llama.cpp instrumentation does,
                  with a real SDK tracer and meter provider behind the generation
   (c) naive:     ``for i in gen(): span.add_event("chunk", {"index": i})`` on a real SDK span
 
@@ -37,7 +37,7 @@ import _common
 from opentelemetry import trace
 from opentelemetry.sdk import version as sdk_version
 
-from octomil_otel.generation import Generation, Recorder
+from octomil_otel.generation import Recorder
 from octomil_otel.stream import record_stream
 
 now = time.perf_counter_ns
@@ -49,9 +49,9 @@ def source(n: int) -> Iterator[int]:
         yield i
 
 
-def on_item(generation: Generation, item: object) -> None:
-    """What the engine instrumentations do per item that carries output."""
-    generation.chunk()
+def is_chunk(item: object) -> bool:
+    """What the llama.cpp instrumentation does per item: check that it carries output."""
+    return item is not None
 
 
 def run_bare(n: int) -> int:
@@ -66,7 +66,7 @@ def run_recorded(recorder: Recorder, n: int) -> tuple[int, int]:
     """(loop ns, end ns). ``owner=False`` keeps ``stop()`` out of the timed loop; the
     per-item code of the proxy is the same either way (``owner`` is read only at the end)."""
     generation = recorder.start(model="bench", engine="bench", stream=True)
-    stream = record_stream(generation, source(n), on_item, owner=False)
+    stream = record_stream(generation, source(n), is_chunk, owner=False)
     gc.collect()
     t0 = now()
     for _item in stream:

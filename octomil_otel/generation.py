@@ -268,6 +268,10 @@ class Generation:
         """Mark that one output chunk reached the caller, now."""
         self._chunk_times.append(self._clock())
 
+    def chunk_marker(self) -> tuple[Callable[[int], None], Clock]:
+        """``chunk()`` in two C calls, for stream proxies: ``mark(clock())`` per chunk."""
+        return self._chunk_times.append, self._clock
+
     def set_usage(
         self, *, input_tokens: int | None = None, output_tokens: int | None = None
     ) -> None:

@@ -26,9 +26,9 @@ from octomil_otel.generation import Generation
 _logger = logging.getLogger(__name__)
 
 ChunkT = TypeVar("ChunkT")
-OnItem = Callable[[Generation, ChunkT], None]
-"""Called with each item before it reaches the caller: calls ``generation.chunk()`` when
-the item carries output. Must be cheap: it runs per chunk."""
+IsChunk = Callable[[ChunkT], bool]
+"""Whether an item carries output (``octomil-api.md``: an item with only a role or only a
+finish reason is not a chunk). Must be cheap: it runs per item."""
 OnEnd = Callable[[Generation, "ChunkT | None", int], None]
 """Called once when the stream ends, however it ends, with the last item and the number
 of items: where an engine reports usage on its last item, or usage is a count of items."""
@@ -37,17 +37,20 @@ of items: where an engine reports usage on its last item, or usage is a count of
 def record_stream(
     generation: Generation,
     stream: Iterable[ChunkT],
-    on_item: OnItem[ChunkT] | None = None,
+    chunks: IsChunk[ChunkT] | bool = True,
     on_end: OnEnd[ChunkT] | None = None,
     *,
     owner: bool = True,
 ) -> Iterator[ChunkT]:
-    """Re-yield ``stream``, letting the hooks see it; end ``generation`` once if ``owner``.
+    """Re-yield ``stream``, marking its chunks; end ``generation`` once if ``owner``.
 
-    A stream inside a request that another call owns (``owner=False``) only reports what
-    it sees (usage, typically); the owner decides how the request ends.
+    ``chunks``: ``True`` when every item is a chunk (no call per item at all), a predicate,
+    or ``False`` for a stream whose items the caller does not see as they are (an engine's
+    token stream inside a request that another call streams). A stream inside a request
+    that another call owns (``owner=False``) only reports what it sees (usage, typically);
+    the owner decides how the request ends.
     """
-    proxy = _proxy(generation, stream, on_item, on_end, owner)
+    proxy = _proxy(generation, stream, chunks, on_end, owner)
     next(proxy)  # run up to the priming yield, inside the try below
     return proxy
 
@@ -55,19 +58,23 @@ def record_stream(
 def _proxy(
     generation: Generation,
     stream: Iterable[ChunkT],
-    on_item: OnItem[ChunkT] | None,
+    chunks: IsChunk[ChunkT] | bool,
     on_end: OnEnd[ChunkT] | None,
     owner: bool,
 ) -> Iterator[ChunkT]:
     last: ChunkT | None = None
     count = 0
+    mark, clock = generation.chunk_marker()  # the hot path, without a call into Python
     try:
         yield  # type: ignore[misc]  # priming point: see record_stream
         for last in stream:  # the last item is for on_end
             count += 1
-            if on_item is not None:
+            if chunks is True:
+                mark(clock())
+            elif chunks is not False:
                 try:
-                    on_item(generation, last)
+                    if chunks(last):
+                        mark(clock())
                 except Exception:
                     _logger.debug("octomil_otel: could not record a chunk", exc_info=True)
             yield last

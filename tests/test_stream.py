@@ -13,9 +13,8 @@ from octomil_otel.stream import record_stream
 from .conftest import latencies
 
 
-def mark_chunk(generation, item):
-    if item:
-        generation.chunk()
+def mark_chunk(item):
+    return bool(item)
 
 
 def items(values, error=None):
@@ -93,8 +92,8 @@ def test_record_stream_abandoned_midway_is_cancelled(recorder, span_exporter):
     assert span.attributes["error.type"] == "cancelled"
 
 
-def test_record_stream_swallows_on_item_errors(recorder, span_exporter, caplog):
-    def broken(generation, item):
+def test_record_stream_swallows_chunk_predicate_errors(recorder, span_exporter, caplog):
+    def broken(item):
         raise KeyError("telemetry bug")
 
     generation = recorder.start(model="tiny", engine="echo", stream=True)

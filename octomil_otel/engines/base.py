@@ -62,9 +62,8 @@ class Engine(ABC):
         """The output of ``request``, piece by piece, as the engine produces it."""
 
 
-def _piece_chunk(generation: Generation, piece: Piece) -> None:
-    if piece.text:
-        generation.chunk()
+def _piece_chunk(piece: Piece) -> bool:
+    return bool(piece.text)
 
 
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:

@@ -142,9 +142,10 @@ def encode(span: ReadableSpan) -> list[str]:
     (the org may be resolved only then). All text is ASCII, so its length is its size.
 
     Encoded straight from the span, not through a dict per event: a 500-token stream is
-    500 ``chunk_produced`` events, and the fields they share (model, engine, request and
-    trace ids, stream) are serialized once per request; each chunk adds a timestamp, its
-    index and its latency to a template.
+    500 ``chunk_produced`` events, and the fields they share (model, engine, request id,
+    stream) are serialized once per request; each chunk adds a timestamp, its index and
+    its latency. ``trace_id`` and ``span_id`` (optional in the contract) are on the
+    request's first and last event, not on each chunk: ``request_id`` ties those to them.
 
     Raises:
         KeyError, TypeError, ValueError: the span lacks a field or holds a value JSON cannot
@@ -160,17 +161,19 @@ def encode(span: ReadableSpan) -> list[str]:
         "request_id": attributes[semconv.GEN_AI_RESPONSE_ID],
         "stream": stream,
     }
-    context = span.context
-    if context is not None and context.trace_id and context.span_id:
-        shared["trace_id"] = format_trace_id(context.trace_id)
-        shared["span_id"] = format_span_id(context.span_id)
-    # ',"model":...,"span_id":"..."': every event's fields after its timestamp
+    # ',"model":...,"stream":true': every event's fields after its timestamp
     fields = "," + _json(shared)[1:-1]
+    context = span.context
+    link = ""  # not on every chunk
+    if context is not None and context.trace_id and context.span_id:
+        ids = {"trace_id": format_trace_id(context.trace_id)}
+        ids["span_id"] = format_span_id(context.span_id)
+        link = "," + _json(ids)[1:-1]
 
     def event(event_type: str, unix_ns: int, metrics: dict[str, Any]) -> str:
         return (
             f'"event_type":"{event_type}","timestamp":"{format_timestamp(unix_ns)}"'
-            f'{fields},"metrics":{_json(metrics)}}}'
+            f'{fields}{link},"metrics":{_json(metrics)}}}'
         )
 
     started_metrics = {}
@@ -227,9 +230,9 @@ def _chunk_events(
             map(_utc_second, map(operator.floordiv, at_ms, itertools.repeat(1000))),
             map(_MILLIS.__getitem__, map(operator.mod, at_ms, itertools.repeat(1000))),
             itertools.repeat(f'"{fields},"metrics":{{"chunk_index":'),
-            map(str, itertools.count()),
+            map(repr, itertools.count()),
             itertools.repeat(',"chunk_latency_ms":'),
-            map(str, latencies),
+            map(repr, latencies),
             itertools.repeat(f"e-6{output_tokens}}}}}"),
         ),
     )

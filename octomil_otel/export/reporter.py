@@ -99,6 +99,7 @@ class TelemetryReporter:
         self._queue: deque[str | dict[str, Any]] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._enqueued = 0  # events ever queued
+        self._reported = 0  # report()'s events (dicts) that may be in the queue
         self._handled = 0  # events ever delivered or dropped: flush waits on this
         self._dropped = 0
         self._delivered = 0
@@ -119,23 +120,27 @@ class TelemetryReporter:
         _transport.encode(checked)  # a value JSON cannot carry fails here, not in the worker
         checked.setdefault("timestamp", format_timestamp(time.time_ns()))
         checked.setdefault("device_id", self.device_id)
-        self.submit((checked,))
+        self._enqueue((checked,), 0.0, reported=1)
 
-    def submit(
-        self, events: Collection[str | dict[str, Any]], *, wait_seconds: float = 0.0
-    ) -> None:
-        """Queue events: encoded by ``events.encode`` (``str``), or checked (``dict``).
+    def submit(self, events: Collection[str], *, wait_seconds: float = 0.0) -> None:
+        """Queue events encoded by ``events.encode``.
 
         When the queue is full the oldest event is dropped, unless ``wait_seconds`` allows
         waiting for the worker to make room first. The span exporter waits (it runs on the
         span processor's thread, never the caller's, and one export can hold hundreds of
         spans' events); ``report()`` does not.
         """
+        self._enqueue(events, wait_seconds, reported=0)
+
+    def _enqueue(
+        self, events: Collection[str | dict[str, Any]], wait_seconds: float, reported: int
+    ) -> None:
         deadline = time.monotonic() + wait_seconds
         with self._cond:
             if self._closed:
                 self._dropped += len(events)
                 return
+            self._reported += reported
             if len(self._queue) + len(events) <= self.max_queue_size:  # the usual case
                 self._queue.extend(events)
                 self._enqueued += len(events)
@@ -227,12 +232,13 @@ class TelemetryReporter:
             with self._cond:
                 events = list(self._queue)
                 self._queue.clear()
+                reported, self._reported = self._reported, 0
                 self._cond.notify_all()  # room again, for an exporter waiting in submit()
             if not events:
                 return
             self._resolve_org()
             sent, unreachable = 0, False
-            for body, count in self._bodies(events):
+            for body, count in self._bodies(events, reported > 0):
                 delivery = self._transport.post_events(body, count)
                 sent += count
                 self._account(count, delivery)
@@ -281,7 +287,9 @@ class TelemetryReporter:
         self._whoami_at = now
         self.org_id = self._transport.whoami()
 
-    def _bodies(self, events: list[str | dict[str, Any]]) -> Iterator[tuple[str, int]]:
+    def _bodies(
+        self, events: list[str | dict[str, Any]], any_reported: bool
+    ) -> Iterator[tuple[str, int]]:
         """The POST bodies of ``events``, with this device and the org (when known) filled in.
 
         The exporter's events are text that follows ``{"device_id":...,"org_id":...,``:
@@ -292,7 +300,7 @@ class TelemetryReporter:
         if self.org_id is not None:
             known["org_id"] = self.org_id
         head = _transport.encode(known)[:-1] + ","  # '{"device_id":"...","org_id":"...",'
-        if all(type(event) is str for event in events):
+        if not any_reported:
             return _transport.batches(events, head)  # type: ignore[arg-type]
         texts = [
             head + event if type(event) is str else _transport.encode({**known, **event})

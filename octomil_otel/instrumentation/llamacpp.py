@@ -90,7 +90,7 @@ def _traced(
     stream_at: int,
     streams: weakref.WeakKeyDictionary[Llama, Generation],
 ) -> _Wrapper:
-    on_chunk = _on_chat_chunk if operation == semconv.OPERATION_CHAT else _on_completion_chunk
+    is_chunk = _is_chat_chunk if operation == semconv.OPERATION_CHAT else _is_completion_chunk
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
         if not is_instrumentation_enabled():
@@ -107,7 +107,7 @@ def _traced(
         _expect_stream(streams, instance, generation if stream else None)
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            return record_stream(generation, result, on_chunk)
+            return record_stream(generation, result, is_chunk)
         generation.chunk()
         try:
             usage = result["usage"]
@@ -136,7 +136,7 @@ def _counted(streams: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:
             eog = last is not None and llama_cpp.llama_vocab_is_eog(instance._model.vocab, last)
             generation.set_usage(input_tokens=prompt_tokens, output_tokens=count - bool(eog))
 
-        return record_stream(generation, wrapped(*args, **kwargs), on_end=on_end, owner=False)
+        return record_stream(generation, wrapped(*args, **kwargs), False, on_end, owner=False)
 
     return traced
 
@@ -152,15 +152,13 @@ def _expect_stream(
         streams[llm] = generation
 
 
-def _on_completion_chunk(generation: Generation, chunk: Any) -> None:
-    if chunk["choices"][0]["text"]:
-        generation.chunk()
+def _is_completion_chunk(chunk: Any) -> bool:
+    return bool(chunk["choices"][0]["text"])
 
 
-def _on_chat_chunk(generation: Generation, chunk: Any) -> None:
+def _is_chat_chunk(chunk: Any) -> bool:
     delta = chunk["choices"][0]["delta"]
-    if delta.get("content") or delta.get("tool_calls"):
-        generation.chunk()
+    return bool(delta.get("content") or delta.get("tool_calls"))
 
 
 def _positional_index(method: Callable[..., Any], name: str) -> int:

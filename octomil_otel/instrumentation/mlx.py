@@ -95,7 +95,7 @@ def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
         if active is not None:  # generate() -> stream_generate(): report usage to the outer
             if not stream:
                 return wrapped(*args, **kwargs)
-            return record_stream(active, wrapped(*args, **kwargs), on_end=_usage, owner=False)
+            return record_stream(active, wrapped(*args, **kwargs), False, _usage, owner=False)
 
         model = args[0] if args else kwargs.get("model")
         generation = recorder.start(
@@ -106,16 +106,12 @@ def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
         )
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            return record_stream(generation, result, _chunk, _usage)
+            return record_stream(generation, result, True, _usage)
         generation.chunk()
         generation.stop()
         return result
 
     return traced
-
-
-def _chunk(generation: Generation, response: Any) -> None:
-    generation.chunk()
 
 
 def _usage(generation: Generation, last: Any, count: int) -> None:
