@@ -475,3 +475,35 @@ def test_reporter_mixes_exporter_events_and_reported_events_in_order(api, make_r
         ("generation_completed", "fedcba987654", "org_other"),
         ("generation_completed", DEVICE, ORG_ID),
     ]
+
+
+def test_reporter_submit_past_a_full_queue_keeps_the_newest(api, make_reporter):
+    entered, release = threading.Event(), threading.Event()
+    ingest = api.ingest
+
+    def gated(org, body, encoding):
+        entered.set()
+        release.wait(10)
+        return ingest(org, body, encoding)
+
+    api.ingest = gated
+    reporter = make_reporter(api.url, max_queue_size=10)
+    reporter.report(event(0))
+    reporter.flush(timeout_seconds=0.0)  # wake the worker: it waits inside the first POST
+    assert entered.wait(10)
+    for i in range(1, 4):
+        reporter.report(event(i))
+    reporter.submit(
+        [
+            '"event_type":"generation_completed","timestamp":"2026-02-19T14:32:01.442Z",'
+            f'"model":"m","engine":"echo","metrics":{{"output_tokens":{i}}}}}'
+            for i in range(100, 112)
+        ]
+    )  # 3 queued + 12 new into room for 10: the 5 oldest go, 3 queued and 2 new
+    assert (reporter.queue_size, reporter.dropped_events) == (10, 5)
+
+    release.set()
+    assert reporter.flush() is True
+    delivered = [e["metrics"]["output_tokens"] for e in api.events]
+    assert delivered == [0, *range(102, 112)]
+    assert (reporter.delivered_events, reporter.dropped_events) == (11, 5)

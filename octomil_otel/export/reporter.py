@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from octomil_otel.config import Settings
@@ -122,7 +122,7 @@ class TelemetryReporter:
         checked.setdefault("device_id", self.device_id)
         self._enqueue((checked,), 0.0, reported=1)
 
-    def submit(self, events: Collection[str], *, wait_seconds: float = 0.0) -> None:
+    def submit(self, events: Sequence[str], *, wait_seconds: float = 0.0) -> None:
         """Queue events encoded by ``events.encode``.
 
         When the queue is full the oldest event is dropped, unless ``wait_seconds`` allows
@@ -133,36 +133,38 @@ class TelemetryReporter:
         self._enqueue(events, wait_seconds, reported=0)
 
     def _enqueue(
-        self, events: Collection[str | dict[str, Any]], wait_seconds: float, reported: int
+        self, events: Sequence[str | dict[str, Any]], wait_seconds: float, reported: int
     ) -> None:
+        """Append ``events`` in order, as many at a time as there is room for; waiting up
+        to ``wait_seconds`` for room, then dropping the oldest, queued or not yet."""
         deadline = time.monotonic() + wait_seconds
+        queue, limit = self._queue, self.max_queue_size
         with self._cond:
             if self._closed:
                 self._dropped += len(events)
                 return
             self._reported += reported
-            if len(self._queue) + len(events) <= self.max_queue_size:  # the usual case
-                self._queue.extend(events)
-                self._enqueued += len(events)
-            else:
-                for event in events:
-                    self._wait_for_room(deadline)
-                    self._queue.append(event)
-                    self._enqueued += 1
-            if len(self._queue) >= self._wake_at:
+            self._enqueued += len(events)
+            start = 0
+            while len(queue) + len(events) - start > limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:  # no more waiting: the oldest go
+                    overflow = len(queue) + len(events) - start - limit
+                    from_queue = min(overflow, len(queue))
+                    for _ in range(from_queue):
+                        queue.popleft()
+                    start += overflow - from_queue
+                    self._dropped += overflow
+                    self._handled += overflow
+                    break
+                room = limit - len(queue)
+                queue.extend(events[start : start + room])
+                start += room
+                self._cond.notify_all()  # the worker takes everything queued
+                self._cond.wait(remaining)
+            queue.extend(events[start:] if start else events)
+            if len(queue) >= self._wake_at:
                 self._cond.notify_all()
-
-    def _wait_for_room(self, deadline: float) -> None:
-        """Holding the lock: until the queue has room or ``deadline``, then drop the oldest."""
-        while len(self._queue) >= self.max_queue_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._closed:
-                self._queue.popleft()
-                self._dropped += 1
-                self._handled += 1
-                return
-            self._cond.notify_all()  # the worker takes everything queued
-            self._cond.wait(remaining)
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Wait until every event queued before this call is delivered or dropped.
