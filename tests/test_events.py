@@ -260,3 +260,28 @@ def test_encode_reads_the_applications_span_as_the_record(recorder, octomil_reco
 
     assert encode(record) == encode(span)
     assert dict(record.attributes) == dict(span.attributes)
+
+
+def test_encode_chunk_timestamps_cross_seconds_exactly(recorder, clock, octomil_records):
+    gaps_ms = [0.0, 557.999, 0.001, 1000.0, 2500.5, 0.25]  # from .442 s: .442, 1.000, 1.000 ...
+    generation = recorder.start(model="tiny", engine="llamacpp", stream=True)
+    for gap in gaps_ms:
+        clock.advance_ms(gap)
+        generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    chunks = [e for e in decoded_events(span) if e["event_type"] == "chunk_produced"]
+    offsets = [sum(gaps_ms[: i + 1]) for i in range(len(gaps_ms))]
+    assert [e["timestamp"] for e in chunks] == [
+        format_timestamp(WALL0_NS + round(offset * 1e6)) for offset in offsets
+    ]
+    assert [e["timestamp"] for e in chunks] == [
+        "2026-02-19T14:32:01.442Z",
+        "2026-02-19T14:32:01.999Z",
+        "2026-02-19T14:32:02.000Z",
+        "2026-02-19T14:32:03.000Z",
+        "2026-02-19T14:32:05.500Z",
+        "2026-02-19T14:32:05.500Z",
+    ]
+    assert [e["metrics"]["chunk_latency_ms"] for e in chunks] == gaps_ms

@@ -6,6 +6,7 @@ request), so the same span always gives the same events, byte for byte.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 import json
@@ -216,26 +217,48 @@ def _chunk_events(
     output_tokens = ""
     if not stream and semconv.GEN_AI_USAGE_OUTPUT_TOKENS in attributes:
         output_tokens = ',"output_tokens":' + _json(attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS])
+    # each chunk's time in ms from the start's whole second: small ints, and the chunks of
+    # one second share its text (a long answer spans a few seconds, not one per chunk)
+    start_second, start_ns_in_second = divmod(start_ns, 1_000_000_000)
     at_ms = list(
         map(
             operator.floordiv,
-            itertools.islice(itertools.accumulate(latencies, initial=start_ns), 1, None),
+            itertools.islice(itertools.accumulate(latencies, initial=start_ns_in_second), 1, None),
             itertools.repeat(1_000_000),
         )
     )
+    seconds, done = [], 0
+    while done < len(at_ms):
+        second = at_ms[done] // 1000
+        end = bisect.bisect_left(at_ms, (second + 1) * 1000, done)
+        seconds.append(itertools.repeat(_utc_second(start_second + second), end - done))
+        done = end
     return map(
         "".join,
         zip(
             itertools.repeat(f'"event_type":"{CHUNK_PRODUCED}","timestamp":"'),
-            map(_utc_second, map(operator.floordiv, at_ms, itertools.repeat(1000))),
+            itertools.chain.from_iterable(seconds),
             map(_MILLIS.__getitem__, map(operator.mod, at_ms, itertools.repeat(1000))),
             itertools.repeat(f'"{fields},"metrics":{{"chunk_index":'),
-            map(repr, itertools.count()),
+            _decimals(len(latencies)),
             itertools.repeat(',"chunk_latency_ms":'),
             map(repr, latencies),
             itertools.repeat(f"e-6{output_tokens}}}}}"),
         ),
     )
+
+
+_DECIMALS: tuple[str, ...] = ()
+
+
+def _decimals(n: int) -> tuple[str, ...]:
+    """``"0"``, ``"1"``, ... at least up to ``n - 1``: the chunk indexes, written once per
+    process (up to the longest answer yet, doubling) rather than once per chunk."""
+    global _DECIMALS
+    decimals = _DECIMALS
+    if len(decimals) < n:  # a race only builds the same tuple twice
+        decimals = _DECIMALS = tuple(map(repr, range(max(n, 2 * len(decimals), 1024))))
+    return decimals
 
 
 _json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
