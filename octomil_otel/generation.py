@@ -311,7 +311,11 @@ class Generation:
 
     def fail(self, error: BaseException) -> None:
         """The engine raised ``error``; the caller gets it untouched, we record its type."""
-        self._finish(type(error).__qualname__, str(error))
+        try:
+            description = str(error)
+        except Exception:  # an exception whose __str__ fails is still the caller's to get
+            description = type(error).__qualname__
+        self._finish(type(error).__qualname__, description)
 
     def cancel(self) -> None:
         """The consumer closed or dropped the stream before its end."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ DEFAULT_SERVICE_NAME = "octomil"
 OCTOMIL_EXPORT_DELAY_MILLIS = 1000
 """How long finished requests wait for the Octomil exporter, at most: the reporter's
 ``flush_interval_seconds`` then decides when they are sent."""
+SHUTDOWN_SECONDS = 10.0
+"""What ``shutdown()`` may take, at most, to deliver what is left, whatever the API does."""
 OCTOMIL_MAX_QUEUED_RECORDS = 8192
 """Finished requests waiting for the Octomil exporter, at most (a few hundred bytes each)."""
 
@@ -69,11 +72,15 @@ class Telemetry:
     _owns_meter_provider: bool
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
-        """Export finished spans and deliver their events, within about ``timeout_seconds``."""
+        """Export finished requests and deliver their events, within about
+        ``timeout_seconds``; ``False`` if that was not enough."""
         if self._span_processor is None or self.reporter is None:
             return True
-        exported = self._span_processor.force_flush(int(timeout_seconds * 1000))
-        return self.reporter.flush(timeout_seconds) and exported
+        deadline = time.monotonic() + timeout_seconds
+        with self._span_processor.span_exporter.bounded(timeout_seconds):
+            exported = self._span_processor.force_flush(int(timeout_seconds * 1000))
+        remaining = max(0.0, deadline - time.monotonic())
+        return self.reporter.flush(remaining) and exported
 
     def shutdown(self) -> None:
         for instrumentor in self.instrumentors:
@@ -82,7 +89,8 @@ class Telemetry:
             self.tracer_provider.shutdown()
         if self._span_processor is not None:
             set_default_octomil_processor(None)
-            self._span_processor.shutdown()
+            with self._span_processor.span_exporter.bounded(SHUTDOWN_SECONDS):
+                self._span_processor.shutdown()
         if self._owns_meter_provider and isinstance(self.meter_provider, MeterProvider):
             self.meter_provider.shutdown()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -89,6 +90,15 @@ def recorder(
         clock=clock,
         wall_clock=clock.wall,
     )
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """An API that accepts connections (the kernel does) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 @pytest.fixture

@@ -285,3 +285,9 @@ def test_encode_chunk_timestamps_cross_seconds_exactly(recorder, clock, octomil_
         "2026-02-19T14:32:05.500Z",
     ]
     assert [e["metrics"]["chunk_latency_ms"] for e in chunks] == gaps_ms
+
+
+def test_validate_event_refuses_an_int_too_large_for_a_double():
+    event = {**DOC_EXAMPLE, "metrics": {"output_tokens": 10**400}}
+    with pytest.raises(ValueError, match="metrics.output_tokens must be finite"):
+        validate_event(event)

@@ -256,3 +256,21 @@ def test_generation_non_recording_span_gets_no_attributes(clock, meter_provider,
     generation.chunk()
     generation.stop()
     assert calls == []
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be printed")
+
+
+def test_generation_call_keeps_an_error_whose_str_raises(recorder, octomil_records):
+    generation = recorder.start(model="tiny", engine="echo")
+
+    def engine():
+        raise UnprintableError
+
+    with pytest.raises(UnprintableError):
+        generation.call(engine)
+
+    (record,) = octomil_records.get_finished_spans()
+    assert record.attributes["error.type"] == "UnprintableError"

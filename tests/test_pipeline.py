@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -272,3 +273,43 @@ def test_exporter_burst_larger_than_the_queue_loses_nothing(api, clock, meter_pr
 
     assert len(api.events) == 40 * 50
     assert reporter.dropped_events == 0
+
+
+def test_exporter_drops_alone_a_request_that_breaks_the_contract(api, fresh_init, caplog):
+    telemetry = octomil.init(api_key=API_KEY, api_base=api.url, device_id=DEVICE)
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        octomil.generate(model="echo", prompt="good one")
+        octomil.generate(model="", engine="echo", prompt="no model name")  # still answered
+        octomil.generate(model="echo", prompt="good two")
+        assert telemetry.flush()
+
+    assert [(e["model"], e["event_type"]) for e in api.events] == [
+        ("echo", "generation_started"),
+        ("echo", "chunk_produced"),
+        ("echo", "generation_completed"),
+    ] * 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil_otel: could not convert span 'text_completion ' to events; dropped it"
+    ]
+
+
+def test_flush_and_shutdown_are_bounded_when_the_api_hangs(silent_url, fresh_init):
+    telemetry = octomil.init(api_key=API_KEY, api_base=silent_url, org_id=ORG_ID, device_id=DEVICE)
+    for _ in range(30):  # more events than the queue holds: the exporter waits for room
+        list(octomil.generate(model="echo", prompt=" ".join(["w"] * 200), stream=True))
+
+    started = time.monotonic()
+    assert telemetry.flush(timeout_seconds=1.0) is False
+    flushed = time.monotonic()
+    octomil_otel.shutdown()
+    # generous margins on a shared machine; unbounded, these took 10 s and 20 s
+    assert flushed - started < 4.0
+    assert time.monotonic() - flushed < 13.0
+
+
+def test_api_key_that_cannot_be_a_header_is_refused_without_echoing_it(api, fresh_init):
+    with pytest.raises(ValueError) as refused:
+        octomil.init(api_key="SECRETKEY\nX-Injected: 1", api_base=api.url)
+    assert str(refused.value) == (
+        "api_key must be printable ASCII without spaces: it travels in an HTTP header"
+    )

@@ -64,15 +64,6 @@ def refused_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-@pytest.fixture
-def silent_url() -> Iterator[str]:
-    """Accepts connections (the kernel does) and never answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        yield f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
 def test_reporter_delivers_event_with_filled_fields(api, make_reporter):
     reporter = make_reporter(api.url)
     reporter.report(event(7, stream=True, timestamp="2026-02-19T14:32:01.442Z"))

@@ -125,7 +125,11 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"metrics.{name} must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an int too large for a double
+            finite = False
+        if not finite or value < 0:
             raise ValueError(f"metrics.{name} must be finite and non-negative, got {value!r}")
     return dict(metrics)
 
@@ -162,6 +166,9 @@ def encode(span: ReadableSpan) -> list[str]:
         "request_id": attributes[semconv.GEN_AI_RESPONSE_ID],
         "stream": stream,
     }
+    # the fields every event shares, checked once: a request that breaks the contract is
+    # dropped alone here, rather than have the API refuse the whole batch it is in
+    validate_event({"event_type": GENERATION_STARTED, **shared})
     # ',"model":...,"stream":true': every event's fields after its timestamp
     fields = "," + _json(shared)[1:-1]
     context = span.context

@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import threading
 import time
 import weakref
@@ -41,6 +42,7 @@ from octomil_otel.export.events import format_timestamp, validate_event
 _logger = logging.getLogger("octomil_otel.telemetry")
 
 _WHOAMI_RETRY_SECONDS = 60.0
+_HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
 
 
 class TelemetryReporter:
@@ -70,6 +72,10 @@ class TelemetryReporter:
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         if not isinstance(api_key, str) or settings.api_key is None:
             raise ValueError("api_key is required: pass your Octomil API key")
+        if not _HEADER_TOKEN.fullmatch(settings.api_key):  # never echo the key itself
+            raise ValueError(
+                "api_key must be printable ASCII without spaces: it travels in an HTTP header"
+            )
         _check_positive("flush_interval_seconds", flush_interval_seconds)
         _check_positive("timeout_seconds", timeout_seconds)
         if isinstance(max_queue_size, bool) or not isinstance(max_queue_size, int):

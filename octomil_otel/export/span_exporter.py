@@ -17,7 +17,9 @@ never depend on the application's tracing setup. Usage::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -41,6 +43,22 @@ class OctomilSpanExporter(SpanExporter):
     def __init__(self, reporter: TelemetryReporter) -> None:
         self.reporter = reporter
         self._shutdown = False
+        self._deadline: float | None = None  # time.monotonic() by which a flush must end
+
+    @contextmanager
+    def bounded(self, timeout_seconds: float) -> Iterator[None]:
+        """Exports and a shutdown within this block wait for the queue only up to
+        ``timeout_seconds`` from now (a ``BatchSpanProcessor`` cannot pass its own)."""
+        self._deadline = time.monotonic() + timeout_seconds
+        try:
+            yield
+        finally:
+            self._deadline = None
+
+    def _wait_seconds(self, longest: float) -> float:
+        if self._deadline is None:
+            return longest
+        return max(0.0, min(longest, self._deadline - time.monotonic()))
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
@@ -58,7 +76,7 @@ class OctomilSpanExporter(SpanExporter):
                     exc_info=True,
                 )
                 result = SpanExportResult.FAILURE
-        self.reporter.submit(encoded, wait_seconds=SUBMIT_WAIT_SECONDS)
+        self.reporter.submit(encoded, wait_seconds=self._wait_seconds(SUBMIT_WAIT_SECONDS))
         return result
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -68,4 +86,4 @@ class OctomilSpanExporter(SpanExporter):
         if self._shutdown:
             return
         self._shutdown = True
-        self.reporter.shutdown()
+        self.reporter.shutdown(self._wait_seconds(10.0))
