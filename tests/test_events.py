@@ -289,5 +289,5 @@ def test_encode_chunk_timestamps_cross_seconds_exactly(recorder, clock, octomil_
 
 def test_validate_event_refuses_an_int_too_large_for_a_double():
     event = {**DOC_EXAMPLE, "metrics": {"output_tokens": 10**400}}
-    with pytest.raises(ValueError, match="metrics.output_tokens must be finite"):
+    with pytest.raises(ValueError, match=r"metrics\.output_tokens must be finite"):
         validate_event(event)
