@@ -200,7 +200,10 @@ def test_reporter_never_logs_the_key_at_debug(api, refused_url, silent_url, repo
         assert API_KEY not in (record.exc_text or "")
 
 
-def test_reporter_full_queue_drops_exactly_the_oldest(api, make_reporter):
+@pytest.fixture
+def stalled_reporter(api, make_reporter):
+    """A reporter with a queue of 10 whose worker is held inside its first POST (of event
+    0) until the test calls the returned ``release``."""
     entered, release = threading.Event(), threading.Event()
     ingest = api.ingest
 
@@ -214,11 +217,16 @@ def test_reporter_full_queue_drops_exactly_the_oldest(api, make_reporter):
     reporter.report(event(0))
     reporter.flush(timeout_seconds=0.0)  # wake the worker: it waits inside the first POST
     assert entered.wait(10)
+    return reporter, release.set
+
+
+def test_reporter_full_queue_drops_exactly_the_oldest(api, stalled_reporter):
+    reporter, release = stalled_reporter
     for i in range(1, 16):
         reporter.report(event(i))
     assert (reporter.queue_size, reporter.dropped_events) == (10, 5)
 
-    release.set()
+    release()
     assert reporter.flush() is True
     delivered = [e["metrics"]["output_tokens"] for e in api.events]
     assert delivered == [0, *range(6, 16)]
@@ -468,20 +476,8 @@ def test_reporter_mixes_exporter_events_and_reported_events_in_order(api, make_r
     ]
 
 
-def test_reporter_submit_past_a_full_queue_keeps_the_newest(api, make_reporter):
-    entered, release = threading.Event(), threading.Event()
-    ingest = api.ingest
-
-    def gated(org, body, encoding):
-        entered.set()
-        release.wait(10)
-        return ingest(org, body, encoding)
-
-    api.ingest = gated
-    reporter = make_reporter(api.url, max_queue_size=10)
-    reporter.report(event(0))
-    reporter.flush(timeout_seconds=0.0)  # wake the worker: it waits inside the first POST
-    assert entered.wait(10)
+def test_reporter_submit_past_a_full_queue_keeps_the_newest(api, stalled_reporter):
+    reporter, release = stalled_reporter
     for i in range(1, 4):
         reporter.report(event(i))
     reporter.submit(
@@ -493,7 +489,7 @@ def test_reporter_submit_past_a_full_queue_keeps_the_newest(api, make_reporter):
     )  # 3 queued + 12 new into room for 10: the 5 oldest go, 3 queued and 2 new
     assert (reporter.queue_size, reporter.dropped_events) == (10, 5)
 
-    release.set()
+    release()
     assert reporter.flush() is True
     delivered = [e["metrics"]["output_tokens"] for e in api.events]
     assert delivered == [0, *range(102, 112)]
