@@ -23,8 +23,14 @@ README publishes, next to the ~2.1M instructions a token of that model costs), a
 Why: ``callgrind_chunk.sh`` counts only the consuming loop; this counts what a user's
 process really spends, threads and export included.
 
+Caveat: with the engine, the figure moves between runs far more than with the Python source
+(+11k to +85k per chunk were seen for the same code): almost all of the spread is CPython's
+allocator (``_PyObject_Malloc``/``_PyObject_Free`` and glibc's ``_int_malloc``), whose arena
+work per call depends on the heap the loaded model left. Read ``callgrind_annotate`` on the
+kept profiles (the work directory is printed) before reading a change into it.
+
 Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
-AVX-512 (``scripts/setup.sh``). The defaults take about 15 minutes on 2 cores.
+AVX-512 (``scripts/setup.sh``). The defaults take 15 to 25 minutes on 2 cores.
 
 Run (from the repo root)::
 
