@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from octomil_otel.engines.resolve import ENGINES, ModelNotFoundError, models_dir
+from octomil_otel.extras import EXTRAS, MissingExtraError, require
 
 if TYPE_CHECKING:
     from octomil_otel.dashboard.model import Store
@@ -89,10 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.set_defaults(run=run_keys)
 
     args = parser.parse_args(argv)
-    return int(args.run(args))
+    try:
+        return int(args.run(args))
+    except MissingExtraError as missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
+    require("dashboard", "octomil dashboard")
     import uvicorn
 
     from octomil_otel.dashboard.app import create_app
@@ -166,12 +172,15 @@ def _open_store(url: str) -> Store | None:
 
     try:
         return open_store(url)
+    except MissingExtraError:
+        raise
     except Exception as problem:
         print(f"error: cannot open {url}: {problem}", file=sys.stderr)
         return None
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    require("serve", "octomil serve")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     import uvicorn
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -186,6 +195,8 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ModelNotFoundError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if source.engine in EXTRAS:
+        require(source.engine, f"octomil serve {args.model}")
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,16 @@ for i in range(20):
 """
 
 
-def run_instrumented(app_text: str, api, tmp_path: Path, **env: str) -> None:
+def run_instrumented(
+    app_text: str,
+    api,
+    tmp_path: Path,
+    *,
+    before: Callable[[], None] | None = None,
+    **env: str,
+) -> None:
+    """Run ``app_text`` under ``opentelemetry-instrument``; ``before`` runs in the child
+    before Python starts (a resource limit, say)."""
     app = tmp_path / "app.py"
     app.write_text(app_text)
     env = {
@@ -49,7 +59,13 @@ def run_instrumented(app_text: str, api, tmp_path: Path, **env: str) -> None:
     }
     env.pop("OCTOMIL_ORG_ID", None)
     instrument = Path(sys.executable).with_name("opentelemetry-instrument")
-    subprocess.run([str(instrument), sys.executable, str(app)], env=env, check=True, timeout=120)
+    subprocess.run(
+        [str(instrument), sys.executable, str(app)],
+        env=env,
+        preexec_fn=before,
+        check=True,
+        timeout=120,
+    )
 
 
 def test_opentelemetry_instrument_sends_events_for_an_unmodified_app(api, tiny_gguf, tmp_path):

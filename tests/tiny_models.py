@@ -118,8 +118,14 @@ def _spm_vocab() -> tuple[list[str], list[int]]:
     return tokens, [int(t) for t in types]
 
 
-def write_tiny_gguf(path: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
-    """Write a ~0.5 MB F32 llama GGUF with an SPM vocab and a chat template."""
+def write_tiny_gguf(
+    path: pathlib.Path, *, seed: int = 0, end_word: str | None = None
+) -> pathlib.Path:
+    """Write a ~0.5 MB F32 llama GGUF with an SPM vocab and a chat template.
+
+    ``end_word``: declare that word (one of ``WORDS``) the end-of-generation token, so that
+    the same weights end an answer on their own where they would have said it.
+    """
     import gguf
 
     tokens, types = _spm_vocab()
@@ -141,7 +147,7 @@ def write_tiny_gguf(path: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
     writer.add_token_types(types)
     writer.add_unk_token_id(0)
     writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    writer.add_eos_token_id(2 if end_word is None else tokens.index("▁" + end_word))
     writer.add_add_bos_token(True)
     writer.add_add_eos_token(False)
     writer.add_chat_template(CHAT_TEMPLATE)
@@ -176,8 +182,13 @@ def _train_bpe_tokenizer() -> Tokenizer:
     return tok
 
 
-def write_tiny_mlx_model(path: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
-    """Write a ~0.5 MB mlx-lm llama model directory loadable with ``mlx_lm.load``."""
+def write_tiny_mlx_model(
+    path: pathlib.Path, *, seed: int = 0, end_word: str | None = None
+) -> pathlib.Path:
+    """Write a ~0.5 MB mlx-lm llama model directory loadable with ``mlx_lm.load``.
+
+    ``end_word``: as for ``write_tiny_gguf``.
+    """
     import mlx.core as mx
     from mlx.utils import tree_flatten
     from mlx_lm.models.llama import Model, ModelArgs
@@ -199,7 +210,7 @@ def write_tiny_mlx_model(path: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
         "max_position_embeddings": CONTEXT,
         "tie_word_embeddings": False,
         "bos_token_id": vocab["<s>"],
-        "eos_token_id": eos_id,
+        "eos_token_id": eos_id if end_word is None else vocab["Ġ" + end_word],
     }
     (path / "config.json").write_text(json.dumps(config, indent=2))
     tok_config = {

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from octomil_otel.dashboard.model import Store
+from octomil_otel.extras import require
 
 
 def data_dir() -> Path:
@@ -23,6 +24,7 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url[len("sqlite:///") :])
     if url.startswith(("clickhouse://", "clickhouses://", "chdb://")):
+        require("clickhouse", "a ClickHouse --db")
         from octomil_otel.dashboard.clickhouse import ClickHouseStore
 
         return ClickHouseStore(url)

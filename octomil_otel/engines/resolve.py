@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from octomil_otel.engines.base import Engine
+from octomil_otel.extras import EXTRAS, require
 
 ENGINES = ("llamacpp", "mlx", "echo")
 
@@ -82,7 +83,10 @@ def available() -> list[str]:
 
 
 def load(source: ModelSource, *, n_ctx: int = 4096, n_threads: int | None = None) -> Engine:
-    """Load the model: the slow part, done once per process."""
+    """Load the model: the slow part, done once per process. ``MissingExtraError`` when
+    its engine is not installed."""
+    if source.engine in EXTRAS:
+        require(source.engine, f"the model {source.name!r}")
     if source.engine == "echo":
         from octomil_otel.engines.echo import EchoEngine
 

@@ -1,6 +1,7 @@
 """One small module per engine: where to hook and how to read its tokens, nothing more.
 
-The engines are optional: an instrumentor is only loaded when its library is installed.
+The engines are optional: an instrumentor is only loaded when its library is installed,
+and it wraps its engine only when the application imports it (``on_import.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ def instrument_installed(
     meter_provider: metrics.MeterProvider,
     engines: Collection[str] = tuple(INSTRUMENTORS),
 ) -> list[BaseInstrumentor]:
-    """Instrument those of ``engines`` that are installed; returns the ones done now.
-
-    Importing an engine is slow (mlx-lm imports transformers): name only those you use.
-    """
+    """Instrument those of ``engines`` that are installed and not instrumented yet;
+    returns their instrumentors. Imports no engine: each is wrapped when the application
+    imports it, or now if it has."""
     done = []
     for engine in engines:
         if engine not in INSTRUMENTORS:

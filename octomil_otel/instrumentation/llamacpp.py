@@ -31,12 +31,12 @@ import weakref
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
 from octomil_otel.generation import Generation, Recorder, active_generation
+from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
 
 if TYPE_CHECKING:
@@ -53,13 +53,16 @@ _TARGETS = (
 _Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
-class LlamaCppInstrumentor(BaseInstrumentor):
+class LlamaCppInstrumentor(OnImportInstrumentor):
     """One span and one set of Octomil events per llama-cpp-python request."""
+
+    engine = ENGINE
+    module = "llama_cpp"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap(self, **kwargs: Any) -> None:
         from llama_cpp import Llama
 
         recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
@@ -71,7 +74,7 @@ class LlamaCppInstrumentor(BaseInstrumentor):
             wrap_function_wrapper(Llama, method, wrapper)
         wrap_function_wrapper(Llama, "generate", _counted(streams))
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _unwrap(self) -> None:
         from llama_cpp import Llama
 
         for method, _ in _TARGETS:

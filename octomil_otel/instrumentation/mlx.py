@@ -12,12 +12,15 @@ Usage::
 ``octomil.init()`` and ``opentelemetry-instrument`` do this for you.
 
 What is wrapped: ``generate`` and ``stream_generate`` both in ``mlx_lm.generate`` and where
-``mlx_lm`` re-binds them, so ``mlx_lm.generate(...)`` and ``from mlx_lm import
-stream_generate`` are covered when instrumentation runs before that import. ``generate``
-loops over ``stream_generate``: the inner stream joins the outer request. Each
-``GenerationResponse`` is one token, so one chunk; the counts are the last response's
-``prompt_tokens`` and ``generation_tokens``. ``load`` is wrapped only to name the model
-(the last part of the path it was loaded from).
+``mlx_lm`` re-binds them, right after the application imports ``mlx_lm`` (or at once if it
+has), so ``mlx_lm.generate(...)`` and ``from mlx_lm import stream_generate`` are covered
+unless that name was bound before instrumentation. ``generate`` loops over
+``stream_generate``: the inner stream joins the outer request. A ``GenerationResponse`` with
+text is a chunk. The counts are the last response's ``prompt_tokens`` and
+``generation_tokens``, less the end-of-generation token that a ``"stop"`` response carries
+(the caller never receives it; llama.cpp does not count it either), so the same answer counts
+the same on both engines. ``load`` is wrapped only to name the model (the last part of the
+path it was loaded from).
 
 Configuration: none of its own; suppression is honoured. Message content is never recorded.
 """
@@ -30,12 +33,12 @@ import weakref
 from collections.abc import Callable, Collection
 from typing import Any
 
-from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
 from octomil_otel.generation import Generation, Recorder, active_generation
+from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
 
 ENGINE = "mlx"
@@ -45,13 +48,16 @@ _LOADERS = ("mlx_lm.utils", "mlx_lm")
 _Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
-class MLXInstrumentor(BaseInstrumentor):
+class MLXInstrumentor(OnImportInstrumentor):
     """One span and one set of Octomil events per mlx-lm generation."""
+
+    engine = ENGINE
+    module = "mlx_lm"
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return _instruments
 
-    def _instrument(self, **kwargs: Any) -> None:
+    def _wrap(self, **kwargs: Any) -> None:
         recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
         for name in _MODULES:
             module = importlib.import_module(name)
@@ -60,7 +66,7 @@ class MLXInstrumentor(BaseInstrumentor):
         for name in _LOADERS:
             wrap_function_wrapper(importlib.import_module(name), "load", _named)
 
-    def _uninstrument(self, **kwargs: Any) -> None:
+    def _unwrap(self) -> None:
         for name in _MODULES:
             module = importlib.import_module(name)
             unwrap(module, "stream_generate")
@@ -106,7 +112,7 @@ def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
         )
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            return record_stream(generation, result, True, _usage)
+            return record_stream(generation, result, _has_text, _usage)
         generation.chunk()
         generation.stop()
         return result
@@ -114,6 +120,13 @@ def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
     return traced
 
 
+def _has_text(response: Any) -> bool:
+    return bool(response.text)
+
+
 def _usage(generation: Generation, last: Any, count: int) -> None:
     if last is not None:
-        generation.set_usage(input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens)
+        end_token = last.finish_reason == "stop"
+        generation.set_usage(
+            input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens - end_token
+        )
