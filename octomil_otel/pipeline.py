@@ -130,7 +130,9 @@ def init(
         metric_readers: more readers for the MeterProvider that ``init()`` creates (for
             example a Prometheus reader).
         instrument: instrument every installed engine (llama-cpp-python, mlx-lm), or only
-            those named (``"llamacpp"``, ``"mlx"``), or none.
+            those named (``"llamacpp"``, ``"mlx"``), or none. Each is instrumented when the
+            application imports it (at once if it has): ``init()`` imports no engine, and
+            an engine that cannot be instrumented is logged, never raised.
     """
     global _telemetry
     with _lock:
