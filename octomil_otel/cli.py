@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from octomil_otel.engines.resolve import ENGINES, ModelNotFoundError, models_dir
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger("octomil_otel")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SHUTDOWN_GRACE_SECONDS = 5
+"""After SIGINT/SIGTERM, how long answers in flight may take to reach their clients."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=float,
         default=60.0,
         help="seconds a request may wait for the engine; then 503 (%(default)s)",
+    )
+    serve.add_argument(
+        "--send-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a streamed answer waits for a client that stopped reading; then the "
+        "stream is closed and reported cancelled (%(default)s)",
     )
     serve.set_defaults(run=run_serve)
 
@@ -210,18 +220,32 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"error: cannot load {source.name}: {problem}", file=sys.stderr)
         octomil_otel.shutdown()
         return 1
-    app = create_app(
+    served = create_app(
         engine,
         telemetry.recorder,
         max_waiting=args.max_waiting,
         queue_timeout=args.queue_timeout,
+        send_timeout=args.send_timeout,
         metrics=lambda: generate_latest(REGISTRY),
         on_shutdown=octomil_otel.shutdown,
     )
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            served.begin_shutdown()  # at the signal: stop the engine, fail those waiting
+            super().handle_exit(sig, frame)
+
     _logger.info(
         "Serving %s (%s) on http://%s:%d/v1", source.name, source.engine, args.host, args.port
     )
-    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=5, log_level="info")
+    config = uvicorn.Config(
+        served.app,
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        log_level="info",
+    )
+    Server(config).run()
     return 0
 
 

@@ -309,13 +309,14 @@ class Generation:
         """The request finished normally."""
         self._finish(None, None)
 
-    def fail(self, error: BaseException) -> None:
-        """The engine raised ``error``; the caller gets it untouched, we record its type."""
+    def fail(self, error: BaseException, *, error_type: str | None = None) -> None:
+        """The request failed with ``error``; the caller gets it untouched. Recorded as
+        ``error_type``, by default the error's class name."""
         try:
             description = str(error)
         except Exception:  # an exception whose __str__ fails is still the caller's to get
             description = type(error).__qualname__
-        self._finish(type(error).__qualname__, description)
+        self._finish(error_type or type(error).__qualname__, description)
 
     def cancel(self) -> None:
         """The consumer closed or dropped the stream before its end."""

@@ -64,4 +64,7 @@ whole hot path of a chunk.
 """
 
 CANCELLED: Final = "cancelled"
-"""``error.type`` of a stream the consumer closed or dropped before its end."""
+"""``error.type`` of a request stopped before its end: its consumer closed or dropped the
+stream, its client left, or the server stopped while it ran."""
+SHUTDOWN: Final = "shutdown"
+"""``error.type`` of a request that waited for the engine while the server stopped."""

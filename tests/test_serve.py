@@ -153,10 +153,21 @@ def test_completions_endpoint_answers_with_usage(api, tiny_server):
 
 def test_models_and_health(tiny_server):
     assert [m.id for m in client(tiny_server).models.list()] == ["tiny-llama"]
+    retrieved = client(tiny_server).models.retrieve("tiny-llama")
+    assert retrieved.model_dump(exclude_none=True) == {
+        "id": "tiny-llama",
+        "object": "model",
+        "created": 0,
+        "owned_by": "octomil",
+    }
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(tiny_server).models.retrieve("gpt-4o")
+    assert missing.value.body["code"] == "model_not_found"
     assert requests.get(tiny_server.url + "/health", timeout=5).json() == {
         "status": "ok",
         "model": "tiny-llama",
         "engine": "llamacpp",
+        "requests": {"running": 0, "waiting": 0},
     }
 
 

@@ -9,8 +9,10 @@ counts itself. How a request is timed and ended is ``run``'s job, the same for e
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -71,15 +73,35 @@ def stream(engine: Engine, generation: Generation, request: Request) -> Iterator
     return record_stream(generation, engine.pieces(generation, request), _piece_chunk)
 
 
-def complete(engine: Engine, generation: Generation, request: Request) -> Completion:
-    """A request answered whole: one chunk, when the whole answer is there."""
+class Cancelled(Exception):
+    """The request was stopped before its end (its client left, or the server is stopping);
+    it is reported ``cancelled``."""
+
+
+def complete(
+    engine: Engine,
+    generation: Generation,
+    request: Request,
+    cancel: threading.Event | None = None,
+) -> Completion:
+    """A request answered whole: one chunk, when the whole answer is there.
+
+    ``cancel``, once set, stops the engine at its next piece: the request ends
+    ``cancelled`` and ``Cancelled`` is raised.
+    """
     texts, finish = [], "stop"
+    pieces = engine.pieces(generation, request)
     try:
-        for piece in engine.pieces(generation, request):
-            texts.append(piece.text)
-            finish = piece.finish_reason or finish
+        with closing(pieces):
+            for piece in pieces:
+                if cancel is not None and cancel.is_set():
+                    pieces.close()  # first: the engine's counts so far reach the request
+                    generation.cancel()
+                    raise Cancelled("the request was stopped before its end")
+                texts.append(piece.text)
+                finish = piece.finish_reason or finish
     except BaseException as error:
-        generation.fail(error)
+        generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
     generation.chunk()
     generation.stop()

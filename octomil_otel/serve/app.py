@@ -3,9 +3,19 @@
 Each request is one ``Generation``, opened when the request arrives, so its TTFC includes
 any wait for the engine. The engine is not thread-safe: requests take turns on one engine
 thread, at most ``max_waiting`` wait for their turn and none for longer than
-``queue_timeout`` (429 and 503 then). A streamed answer is computed one chunk at a time,
-as the client reads it: a client that disconnects stops the engine at the next chunk, and
-its request is reported as cancelled.
+``queue_timeout`` (429 and 503 then).
+
+Every request ends, and is reported, exactly once, however its client or the operator
+behaves:
+
+* a client that disconnects stops the engine at the next token, streamed or not, and its
+  request is ``cancelled``;
+* a streamed answer is computed one chunk at a time, as the client reads it; a client that
+  stops reading for ``send_timeout`` seconds has its stream closed (``cancelled``), so it
+  cannot hold the engine;
+* ``begin_shutdown()`` (``octomil serve`` calls it on SIGINT/SIGTERM) stops the running
+  request at its next token (``cancelled``; its client gets a 503, or an error event in its
+  stream) and fails those waiting for the engine (``error.type`` ``shutdown``, a 503).
 """
 
 from __future__ import annotations
@@ -13,23 +23,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Message, Send
 
 from octomil_otel import semconv
-from octomil_otel.engines.base import Completion, Engine, Piece, complete, stream
+from octomil_otel.engines.base import Cancelled, Completion, Engine, Piece, complete, stream
 from octomil_otel.generation import Recorder
 from octomil_otel.serve.schemas import ChatCompletionBody, CompletionBody
 
 _logger = logging.getLogger(__name__)
+
+SHUTTING_DOWN = "the server is shutting down"
 
 
 class Overloaded(Exception):
@@ -38,30 +53,73 @@ class Overloaded(Exception):
         self.status = status
 
 
+class ShuttingDown(Exception):
+    """The server stopped while the request waited for the engine."""
+
+    def __init__(self) -> None:
+        super().__init__(SHUTTING_DOWN)
+
+
 class EngineSlot:
-    """One request at a time on the engine; a bounded number waiting, for a bounded time."""
+    """One request at a time on the engine; a bounded number waiting, for a bounded time;
+    none once ``close()`` was called."""
 
     def __init__(self, max_waiting: int, timeout: float) -> None:
         self._semaphore = asyncio.Semaphore(1)
+        self._closed = asyncio.Event()
         self._waiting = 0
         self._max_waiting = max_waiting
         self._timeout = timeout
 
     async def acquire(self) -> None:
+        """Raises ``Overloaded`` (too many waiting, waited too long) or ``ShuttingDown``."""
+        if self._closed.is_set():
+            raise ShuttingDown()
         if self._waiting >= self._max_waiting:
             raise Overloaded(f"{self._waiting} requests are already waiting for the engine", 429)
         self._waiting += 1
+        acquiring = asyncio.ensure_future(self._semaphore.acquire())
+        closed = asyncio.ensure_future(self._closed.wait())
+        keep = False
         try:
-            await asyncio.wait_for(self._semaphore.acquire(), self._timeout)
-        except asyncio.TimeoutError:  # not the builtin before 3.11
-            raise Overloaded(
-                f"the engine stayed busy for {self._timeout:g} s; try again later", 503
-            ) from None
-        finally:
+            await asyncio.wait(
+                (acquiring, closed), timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            keep = acquiring.done() and not self._closed.is_set()
+        finally:  # also when the waiting request itself is cancelled
             self._waiting -= 1
+            closed.cancel()
+            if not acquiring.cancel() and not acquiring.cancelled() and not keep:
+                self._semaphore.release()  # acquired, but not for a request that will run
+        if keep:
+            return
+        if self._closed.is_set():
+            raise ShuttingDown()
+        raise Overloaded(f"the engine stayed busy for {self._timeout:g} s; try again later", 503)
 
     def release(self) -> None:
         self._semaphore.release()
+
+    @property
+    def running(self) -> int:
+        return int(self._semaphore.locked())
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def close(self) -> None:
+        """Fail every waiting request and every later one with ``ShuttingDown``."""
+        self._closed.set()
+
+
+class Server:
+    """The app, and how to stop it: ``begin_shutdown()`` may be called from a signal
+    handler or any thread, any number of times."""
+
+    def __init__(self, app: FastAPI, begin_shutdown: Callable[[], None]) -> None:
+        self.app = app
+        self.begin_shutdown = begin_shutdown
 
 
 def create_app(
@@ -70,23 +128,40 @@ def create_app(
     *,
     max_waiting: int = 16,
     queue_timeout: float = 60.0,
+    send_timeout: float = 30.0,
     metrics: Callable[[], bytes] | None = None,
     on_shutdown: Callable[[], None] | None = None,
-) -> FastAPI:
+) -> Server:
     """Args:
     engine: the loaded model.
     recorder: where each request is recorded.
     max_waiting, queue_timeout: the bound on waiting for the engine.
+    send_timeout: seconds a streamed answer waits for a client that stopped reading.
     metrics: the Prometheus text for ``/metrics``.
     on_shutdown: runs when the server stops, after the engine thread finished.
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="octomil-engine")
     slot = EngineSlot(max_waiting, queue_timeout)
     streams: set[_OpenStream] = set()
+    stopping = threading.Event()
+    running: set[threading.Event] = set()  # the cancel flag of each non-streamed request
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def begin_shutdown() -> None:
+        stopping.set()
+        for cancel in list(running):
+            cancel.set()
+        if loop is not None:
+            loop.call_soon_threadsafe(slot.close)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        if stopping.is_set():
+            slot.close()
         yield
+        begin_shutdown()  # however the server was stopped
         # streams the server cancelled may not have been finalized yet: close them now, so
         # they are reported (as cancelled) before telemetry shuts down
         for open_stream in list(streams):
@@ -100,7 +175,9 @@ def create_app(
     async def on_engine(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
 
-    async def answer(body: ChatCompletionBody | CompletionBody, operation: str) -> Response:
+    async def answer(
+        body: ChatCompletionBody | CompletionBody, operation: str, http: Request
+    ) -> Response:
         if body.model != engine.model:
             return error(404, f"model {body.model!r} not found; this server has {engine.model!r}",
                          "invalid_request_error", "model", "model_not_found")  # fmt: skip
@@ -109,17 +186,33 @@ def create_app(
         )
         try:
             await slot.acquire()
+        except ShuttingDown as refused:
+            generation.fail(refused, error_type=semconv.SHUTDOWN)
+            return shutting_down()
         except Overloaded as overloaded:
             generation.fail(overloaded)
             return error(overloaded.status, str(overloaded), "server_overloaded")
         shape = _Shape(operation, generation.request_id, engine.model)
         request = body.to_request()
         if not body.stream:
+            cancel = threading.Event()
+            running.add(cancel)
+            if stopping.is_set():
+                cancel.set()
+            work = asyncio.ensure_future(on_engine(complete, engine, generation, request, cancel))
+            client_left = asyncio.ensure_future(_disconnected(http))
             try:
-                done = await on_engine(complete, engine, generation, request)
+                await asyncio.wait((work, client_left), return_when=asyncio.FIRST_COMPLETED)
+                cancel.set()  # a no-op once the answer is whole: stops it if the client left
+                done = await work
+            except Cancelled:
+                return shutting_down() if stopping.is_set() else Response(status_code=499)
             except Exception as failure:
                 return engine_error(failure)
             finally:
+                cancel.set()  # this handler may itself be cancelled: the engine stops too
+                client_left.cancel()
+                running.discard(cancel)
                 slot.release()
             return JSONResponse(shape.whole(done))
         pieces = stream(engine, generation, request)
@@ -129,30 +222,43 @@ def create_app(
             slot.release()
             return engine_error(failure)
         open_stream = _OpenStream(pieces, executor, slot, streams)
-        return StreamingResponse(
-            _events(shape, first, pieces, on_engine, open_stream.close),
+        return _BoundedStreamingResponse(
+            _events(shape, first, pieces, on_engine, open_stream.close, stopping),
+            send_timeout=send_timeout,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(body: ChatCompletionBody) -> Response:
-        return await answer(body, semconv.OPERATION_CHAT)
+    async def chat_completions(body: ChatCompletionBody, http: Request) -> Response:
+        return await answer(body, semconv.OPERATION_CHAT, http)
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionBody) -> Response:
-        return await answer(body, semconv.OPERATION_TEXT_COMPLETION)
+    async def completions(body: CompletionBody, http: Request) -> Response:
+        return await answer(body, semconv.OPERATION_TEXT_COMPLETION, http)
+
+    served_model = {"id": engine.model, "object": "model", "created": 0, "owned_by": "octomil"}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": engine.model, "object": "model", "created": 0, "owned_by": "octomil"}],
-        }
+        return {"object": "list", "data": [served_model]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(model: str) -> Response:
+        if model != engine.model:
+            return error(404, f"model {model!r} not found; this server has {engine.model!r}",
+                         "invalid_request_error", "model", "model_not_found")  # fmt: skip
+        return JSONResponse(served_model)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "model": engine.model, "engine": engine.name}
+    async def health() -> dict[str, Any]:
+        """The requests on the engine (0 or 1) and waiting for it, as operators poll them."""
+        return {
+            "status": "stopping" if stopping.is_set() else "ok",
+            "model": engine.model,
+            "engine": engine.name,
+            "requests": {"running": slot.running, "waiting": slot.waiting},
+        }
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -174,7 +280,7 @@ def create_app(
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return error(exc.status_code, str(exc.detail), "invalid_request_error")
 
-    return app
+    return Server(app, begin_shutdown)
 
 
 def error(
@@ -183,6 +289,16 @@ def error(
     """An error body as OpenAI writes them."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
+
+
+def shutting_down() -> JSONResponse:
+    return error(503, SHUTTING_DOWN, "server_error", code=semconv.SHUTDOWN)
+
+
+async def _disconnected(http: Request) -> None:
+    """Returns when the client closes its connection (its body was read already)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
 
 
 def engine_error(failure: Exception) -> JSONResponse:
@@ -240,22 +356,60 @@ async def _events(
     pieces: Iterator[Piece],
     on_engine: Callable[..., Any],
     close: Callable[[], None],
+    stopping: threading.Event,
 ) -> AsyncIterator[str]:
-    """Server-sent events, one chunk computed per chunk sent; ``close`` runs however it ends."""
+    """Server-sent events, one chunk computed per chunk sent; ``close`` runs however it ends
+    (and ends the request ``cancelled`` if the engine had more to say)."""
     try:
         piece, is_first = first, True
         while piece is not None:
             yield shape.chunk(piece, first=is_first)
+            if stopping.is_set():
+                yield _error_event(SHUTTING_DOWN, semconv.SHUTDOWN)
+                return
             piece, is_first = await on_engine(next, pieces, None), False
         yield "data: [DONE]\n\n"
     except Exception as failure:  # after the headers: the error goes in the stream
         if not isinstance(failure, ValueError):
             _logger.exception("engine error in a stream", exc_info=failure)
-        body = {"error": {"message": str(failure), "type": "server_error", "param": None,
-                          "code": type(failure).__name__}}  # fmt: skip
-        yield f"data: {json.dumps(body)}\n\n"
+        yield _error_event(str(failure), type(failure).__name__)
     finally:
         close()
+
+
+def _error_event(message: str, code: str) -> str:
+    body = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+class _Stalled(Exception):
+    pass
+
+
+class _BoundedStreamingResponse(StreamingResponse):
+    """A ``StreamingResponse`` whose client must keep reading: a send that waits more than
+    ``send_timeout`` seconds (the client's socket full, its reader stopped) ends the stream,
+    which closes the engine stream and frees the engine; the connection is then closed."""
+
+    def __init__(self, content: AsyncIterator[str], *, send_timeout: float, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self._send_timeout = send_timeout
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            try:
+                with anyio.fail_after(self._send_timeout):
+                    await send(message)
+            except TimeoutError:
+                raise _Stalled from None
+
+        try:
+            await super().stream_response(bounded)
+        except _Stalled:
+            _logger.warning(
+                "closing a stream whose client read nothing for %g s", self._send_timeout
+            )
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 class _OpenStream:
