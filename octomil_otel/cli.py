@@ -70,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="seconds a streamed answer waits for a client that stopped reading; then the "
         "stream is closed and reported cancelled (%(default)s)",
     )
+    serve.add_argument(
+        "--cors-origin",
+        action="append",
+        dest="cors_origins",
+        metavar="ORIGIN",
+        help="a browser origin allowed to call the API, e.g. http://localhost:3000 (repeat "
+        "for more; '*' for any). Default: any origin when listening on a loopback address, "
+        "none otherwise",
+    )
     serve.set_defaults(run=run_serve)
 
     from octomil_otel.dashboard.stores import default_url
@@ -189,6 +198,13 @@ def _open_store(url: str) -> Store | None:
         return None
 
 
+def _cors_origins(args: argparse.Namespace) -> list[str]:
+    """As asked; else any origin on loopback (what local servers do), none elsewhere."""
+    if args.cors_origins is not None:
+        return args.cors_origins
+    return ["*"] if args.host in _LOOPBACK else []
+
+
 def run_serve(args: argparse.Namespace) -> int:
     require("serve", "octomil serve")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -226,6 +242,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_waiting=args.max_waiting,
         queue_timeout=args.queue_timeout,
         send_timeout=args.send_timeout,
+        cors_origins=_cors_origins(args),
         metrics=lambda: generate_latest(REGISTRY),
         on_shutdown=octomil_otel.shutdown,
     )

@@ -227,9 +227,28 @@ def test_context_overflow_is_a_400_and_reported_failed(api, tiny_server):
     tiny_server.stop()
 
     assert response.status_code == 400
-    assert "exceed context window" in response.json()["error"]["message"]
+    assert response.json()["error"] == {
+        "message": "This model's maximum context length is 2048 tokens. However, you requested "
+        "3002 tokens. Please reduce the length of the prompt or the messages.",
+        "type": "invalid_request_error",
+        "param": "prompt",
+        "code": "context_length_exceeded",
+    }
     (failed,) = [e for e in api.events if e["event_type"] == "generation_failed"]
-    assert failed["metrics"]["error_type"] == "ValueError"
+    assert failed["metrics"]["error_type"] == "ContextLengthExceeded"
+
+
+def test_chat_past_the_context_window_is_the_clients_context_error(api, tiny_server):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(tiny_server).chat.completions.create(
+            model="tiny-llama", messages=[{"role": "user", "content": "hello " * 3000}]
+        )
+    tiny_server.stop()
+
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "messages")
+    assert "maximum context length is 2048 tokens" in refused.value.message
+    (failed,) = [e for e in api.events if e["event_type"] == "generation_failed"]
+    assert failed["metrics"]["error_type"] == "ContextLengthExceeded"
 
 
 def test_client_disconnect_mid_stream_is_cancelled_and_stops_the_engine(api, tiny_server):

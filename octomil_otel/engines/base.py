@@ -73,6 +73,18 @@ def stream(engine: Engine, generation: Generation, request: Request) -> Iterator
     return record_stream(generation, engine.pieces(generation, request), _piece_chunk)
 
 
+class ContextLengthExceeded(ValueError):
+    """The prompt and the room asked for the answer do not fit the model's context window.
+    Worded as OpenAI words it, so client libraries map it to their context-window error."""
+
+    def __init__(self, requested: int, context: int) -> None:
+        super().__init__(
+            f"This model's maximum context length is {context} tokens. However, you requested "
+            f"{requested} tokens. Please reduce the length of the prompt or the messages."
+        )
+        self.requested, self.context = requested, context
+
+
 class Cancelled(Exception):
     """The request was stopped before its end (its client left, or the server is stopping);
     it is reported ``cancelled``."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
-from octomil_otel.engines.base import Engine, Piece, Request
+from octomil_otel.engines.base import ContextLengthExceeded, Engine, Piece, Request
 from octomil_otel.generation import Generation
+
+# llama-cpp-python's words for a prompt that does not fit (a ValueError)
+_CONTEXT_EXCEEDED = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 
 
 class LlamaCppEngine(Engine):
@@ -52,19 +56,29 @@ class LlamaCppEngine(Engine):
             for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
             if value is not None
         )
-        if request.messages is not None:
-            chunks = generation.call(
-                self.llm.create_chat_completion, messages=request.messages, stream=True, **options
-            )
-            with closing(chunks):
-                for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    yield Piece(choice["delta"].get("content") or "", choice.get("finish_reason"))
-        else:
-            chunks = generation.call(
-                self.llm.create_completion, request.prompt, stream=True, **options
-            )
-            with closing(chunks):
-                for chunk in chunks:
-                    choice = chunk["choices"][0]
-                    yield Piece(choice["text"], choice.get("finish_reason"))
+        try:
+            if request.messages is not None:
+                chunks = generation.call(
+                    self.llm.create_chat_completion,
+                    messages=request.messages,
+                    stream=True,
+                    **options,
+                )
+                with closing(chunks):
+                    for chunk in chunks:
+                        choice = chunk["choices"][0]
+                        content = choice["delta"].get("content") or ""
+                        yield Piece(content, choice.get("finish_reason"))
+            else:
+                chunks = generation.call(
+                    self.llm.create_completion, request.prompt, stream=True, **options
+                )
+                with closing(chunks):
+                    for chunk in chunks:
+                        choice = chunk["choices"][0]
+                        yield Piece(choice["text"], choice.get("finish_reason"))
+        except ValueError as error:
+            too_long = _CONTEXT_EXCEEDED.search(str(error))
+            if too_long is None:
+                raise
+            raise ContextLengthExceeded(*map(int, too_long.groups())) from error

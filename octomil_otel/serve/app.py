@@ -25,7 +25,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,11 +35,20 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import Message, Send
 
 from octomil_otel import semconv
-from octomil_otel.engines.base import Cancelled, Completion, Engine, Piece, complete, stream
-from octomil_otel.generation import Recorder
+from octomil_otel.engines.base import (
+    Cancelled,
+    Completion,
+    ContextLengthExceeded,
+    Engine,
+    Piece,
+    complete,
+    stream,
+)
+from octomil_otel.generation import Generation, Recorder
 from octomil_otel.serve.schemas import ChatCompletionBody, CompletionBody
 
 _logger = logging.getLogger(__name__)
@@ -129,6 +138,7 @@ def create_app(
     max_waiting: int = 16,
     queue_timeout: float = 60.0,
     send_timeout: float = 30.0,
+    cors_origins: Sequence[str] = (),
     metrics: Callable[[], bytes] | None = None,
     on_shutdown: Callable[[], None] | None = None,
 ) -> Server:
@@ -137,6 +147,8 @@ def create_app(
     recorder: where each request is recorded.
     max_waiting, queue_timeout: the bound on waiting for the engine.
     send_timeout: seconds a streamed answer waits for a client that stopped reading.
+    cors_origins: the browser origins allowed to call the API (``*``: any), preflight
+        ``OPTIONS`` included; none by default.
     metrics: the Prometheus text for ``/metrics``.
     on_shutdown: runs when the server stops, after the engine thread finished.
     """
@@ -171,6 +183,13 @@ def create_app(
             on_shutdown()
 
     app = FastAPI(title="octomil serve", lifespan=lifespan)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
 
     async def on_engine(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, fn, *args)
@@ -208,7 +227,7 @@ def create_app(
             except Cancelled:
                 return shutting_down() if stopping.is_set() else Response(status_code=499)
             except Exception as failure:
-                return engine_error(failure)
+                return engine_error(failure, chat=shape.chat)
             finally:
                 cancel.set()  # this handler may itself be cancelled: the engine stops too
                 client_left.cancel()
@@ -220,10 +239,18 @@ def create_app(
             first = await on_engine(next, pieces, None)
         except Exception as failure:
             slot.release()
-            return engine_error(failure)
+            return engine_error(failure, chat=shape.chat)
         open_stream = _OpenStream(pieces, executor, slot, streams)
         return _BoundedStreamingResponse(
-            _events(shape, first, pieces, on_engine, open_stream.close, stopping),
+            _events(
+                shape,
+                first,
+                pieces,
+                on_engine,
+                open_stream.close,
+                stopping,
+                generation if body.include_usage else None,
+            ),
             send_timeout=send_timeout,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -301,12 +328,25 @@ async def _disconnected(http: Request) -> None:
         pass
 
 
-def engine_error(failure: Exception) -> JSONResponse:
+def engine_error(failure: Exception, *, chat: bool) -> JSONResponse:
     """The engine refused the request (a ``ValueError``: 400) or failed (500)."""
+    if isinstance(failure, ContextLengthExceeded):
+        return error(400, str(failure), "invalid_request_error",
+                     "messages" if chat else "prompt", "context_length_exceeded")  # fmt: skip
     if isinstance(failure, ValueError):
         return error(400, str(failure), "invalid_request_error")
     _logger.exception("engine error", exc_info=failure)
     return error(500, f"the engine failed: {type(failure).__name__}", "server_error")
+
+
+def _usage(input_tokens: int | None, output_tokens: int | None) -> dict[str, int] | None:
+    if input_tokens is None or output_tokens is None:
+        return None
+    return {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 class _Shape:
@@ -328,13 +368,17 @@ class _Shape:
         else:
             choice.update(text=done.text, logprobs=None)
         body = {**self.head, "choices": [choice]}
-        if done.input_tokens is not None and done.output_tokens is not None:
-            body["usage"] = {
-                "prompt_tokens": done.input_tokens,
-                "completion_tokens": done.output_tokens,
-                "total_tokens": done.input_tokens + done.output_tokens,
-            }
+        usage = _usage(done.input_tokens, done.output_tokens)
+        if usage is not None:
+            body["usage"] = usage
         return body
+
+    def usage_chunk(self, generation: Generation) -> str:
+        """``stream_options.include_usage``'s last chunk: no choices, the request's usage
+        (``null`` where the engine gave no count), the numbers its telemetry reports."""
+        usage = _usage(generation.input_tokens, generation.output_tokens)
+        head = {**self.head, "object": "chat.completion.chunk"} if self.chat else self.head
+        return f"data: {json.dumps({**head, 'choices': [], 'usage': usage})}\n\n"
 
     def chunk(self, piece: Piece, *, first: bool = False) -> str:
         choice: dict[str, Any] = {"index": 0, "finish_reason": piece.finish_reason}
@@ -357,9 +401,11 @@ async def _events(
     on_engine: Callable[..., Any],
     close: Callable[[], None],
     stopping: threading.Event,
+    usage_of: Generation | None,
 ) -> AsyncIterator[str]:
     """Server-sent events, one chunk computed per chunk sent; ``close`` runs however it ends
-    (and ends the request ``cancelled`` if the engine had more to say)."""
+    (and ends the request ``cancelled`` if the engine had more to say). With ``usage_of``,
+    a last chunk carries that request's usage."""
     try:
         piece, is_first = first, True
         while piece is not None:
@@ -368,6 +414,8 @@ async def _events(
                 yield _error_event(SHUTTING_DOWN, semconv.SHUTDOWN)
                 return
             piece, is_first = await on_engine(next, pieces, None), False
+        if usage_of is not None:  # the stream is exhausted: the request has ended
+            yield shape.usage_chunk(usage_of)
         yield "data: [DONE]\n\n"
     except Exception as failure:  # after the headers: the error goes in the stream
         if not isinstance(failure, ValueError):
