@@ -99,6 +99,7 @@ def generate(
         seed=seed,
     )
     loaded = _load(model, engine)
+    loaded.engine.check(request)
     generation = _recorder().start(
         model=loaded.engine.model,
         engine=loaded.engine.name,

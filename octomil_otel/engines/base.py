@@ -22,25 +22,81 @@ from octomil_otel.stream import record_stream
 
 @dataclass(frozen=True)
 class Request:
-    """One inference request, engine-neutral. Exactly one of ``messages`` and ``prompt``."""
+    """One inference request, engine-neutral. Exactly one of ``messages`` and ``prompt``.
+
+    The fields after ``seed`` are options (``OPTIONS``) that an engine honours only if it
+    names them in ``Engine.options``; a request that sets another is refused.
+    ``response_format`` is ``{"type": "json_object"}``, optionally with ``"schema"`` (a JSON
+    schema the answer must follow); ``tools`` and ``tool_choice`` are OpenAI's, with
+    ``"required"`` already resolved to the one tool it can mean.
+    """
 
     messages: list[dict[str, Any]] | None = None
     prompt: str | None = None
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
-    stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[int, float] | None = None
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    echo: bool = False
+    suffix: str | None = None
 
     @property
     def is_chat(self) -> bool:
         return self.messages is not None
 
 
+OPTIONS = (
+    "stop",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "echo",
+    "suffix",
+)
+"""The ``Request`` fields an engine may or may not honour."""
+
+
+class UnsupportedOption(ValueError):
+    """The request sets an option the engine cannot honour; ``param`` names it."""
+
+    def __init__(self, param: str, engine: str) -> None:
+        super().__init__(f"{param!r} is not supported by the {engine} engine")
+        self.param = param
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of one tool call: ``id`` and ``name`` on its first piece only, then more of
+    its ``arguments`` (JSON text) per piece, as OpenAI streams them."""
+
+    index: int
+    arguments: str
+    id: str | None = None
+    name: str | None = None
+
+
 @dataclass(frozen=True)
 class Piece:
     text: str
     finish_reason: str | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -49,23 +105,45 @@ class Completion:
     finish_reason: str
     input_tokens: int | None
     output_tokens: int | None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class Engine(ABC):
     """A loaded model. Not thread-safe: callers serialize requests."""
 
     name: ClassVar[str]
+    options: ClassVar[frozenset[str]] = frozenset()
+    """The ``OPTIONS`` it honours."""
 
     def __init__(self, model: str) -> None:
         self.model = model
+
+    def check(self, request: Request) -> None:
+        """``UnsupportedOption`` if ``request`` sets an option this engine cannot honour."""
+        defaults = _DEFAULT_REQUEST
+        for option in OPTIONS:
+            if option not in self.options and getattr(request, option) != getattr(defaults, option):
+                raise UnsupportedOption(option, self.name)
 
     @abstractmethod
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         """The output of ``request``, piece by piece, as the engine produces it."""
 
 
+_DEFAULT_REQUEST = Request()
+
+
 def _piece_chunk(piece: Piece) -> bool:
-    return bool(piece.text)
+    return bool(piece.text or piece.tool_calls)
+
+
+def _tool_calls(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
+    """Whole tool calls from their streamed pieces, in index order."""
+    calls: dict[int, list[str]] = {}
+    for delta in deltas:
+        call = calls.setdefault(delta.index, [delta.id or "", delta.name or "", ""])
+        call[2] += delta.arguments
+    return tuple(ToolCall(*calls[index]) for index in sorted(calls))
 
 
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
@@ -101,7 +179,9 @@ def complete(
     ``cancel``, once set, stops the engine at its next piece: the request ends
     ``cancelled`` and ``Cancelled`` is raised.
     """
-    texts, finish = [], "stop"
+    texts: list[str] = []
+    deltas: list[ToolCallDelta] = []
+    finish = "stop"
     pieces = engine.pieces(generation, request)
     try:
         with closing(pieces):
@@ -111,10 +191,17 @@ def complete(
                     generation.cancel()
                     raise Cancelled("the request was stopped before its end")
                 texts.append(piece.text)
+                deltas.extend(piece.tool_calls)
                 finish = piece.finish_reason or finish
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
     generation.chunk()
     generation.stop()
-    return Completion("".join(texts), finish, generation.input_tokens, generation.output_tokens)
+    return Completion(
+        "".join(texts),
+        finish,
+        generation.input_tokens,
+        generation.output_tokens,
+        _tool_calls(deltas),
+    )

@@ -8,7 +8,14 @@ from collections.abc import Iterator
 from contextlib import closing
 from typing import Any
 
-from octomil_otel.engines.base import ContextLengthExceeded, Engine, Piece, Request
+from octomil_otel.engines.base import (
+    OPTIONS,
+    ContextLengthExceeded,
+    Engine,
+    Piece,
+    Request,
+    ToolCallDelta,
+)
 from octomil_otel.generation import Generation
 
 # llama-cpp-python's words for a prompt that does not fit (a ValueError)
@@ -24,6 +31,7 @@ class LlamaCppEngine(Engine):
     """
 
     name = "llamacpp"
+    options = frozenset(OPTIONS)
 
     def __init__(
         self,
@@ -51,10 +59,13 @@ class LlamaCppEngine(Engine):
             "stop": request.stop or None,
             "seed": request.seed,
         }
+        optional = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias")
+        if request.is_chat:
+            optional += ("response_format", "tools", "tool_choice")
+        else:
+            optional += ("echo", "suffix")
         options.update(
-            (name, value)
-            for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
-            if value is not None
+            (name, getattr(request, name)) for name in optional if getattr(request, name) is not None
         )
         try:
             if request.messages is not None:
@@ -65,10 +76,7 @@ class LlamaCppEngine(Engine):
                     **options,
                 )
                 with closing(chunks):
-                    for chunk in chunks:
-                        choice = chunk["choices"][0]
-                        content = choice["delta"].get("content") or ""
-                        yield Piece(content, choice.get("finish_reason"))
+                    yield from _chat_pieces(chunks)
             else:
                 chunks = generation.call(
                     self.llm.create_completion, request.prompt, stream=True, **options
@@ -82,3 +90,25 @@ class LlamaCppEngine(Engine):
             if too_long is None:
                 raise
             raise ContextLengthExceeded(*map(int, too_long.groups())) from error
+
+
+def _chat_pieces(chunks: Iterator[dict[str, Any]]) -> Iterator[Piece]:
+    """Chat chunks as pieces; a tool call's id and name only on its first piece (llama-cpp-
+    python repeats them on every chunk, which clients that merge deltas would concatenate)."""
+    named: set[int] = set()
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        delta = choice["delta"]
+        calls = []
+        for call in delta.get("tool_calls") or ():
+            first = call["index"] not in named
+            named.add(call["index"])
+            calls.append(
+                ToolCallDelta(
+                    call["index"],
+                    call["function"]["arguments"] or "",
+                    call["id"] if first else None,
+                    call["function"]["name"] if first else None,
+                )
+            )
+        yield Piece(delta.get("content") or "", choice.get("finish_reason"), tuple(calls))

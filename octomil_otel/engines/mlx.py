@@ -9,6 +9,9 @@ from octomil_otel.engines.base import Engine, Piece, Request
 from octomil_otel.generation import Generation
 
 DEFAULT_MAX_TOKENS = 512
+PENALTY_LAST_N = 64
+"""Tokens the presence and frequency penalties look back over: llama.cpp's default, so the
+same request is penalized alike on both engines."""
 
 
 class MLXEngine(Engine):
@@ -18,6 +21,7 @@ class MLXEngine(Engine):
     """
 
     name = "mlx"
+    options = frozenset({"frequency_penalty", "presence_penalty", "logit_bias"})
 
     def __init__(self, path: str, model: str) -> None:
         import mlx_lm
@@ -27,10 +31,8 @@ class MLXEngine(Engine):
 
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         import mlx_lm
-        from mlx_lm.sample_utils import make_sampler
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        if request.stop:
-            raise ValueError("'stop' is not supported by the mlx engine")
         prompt = (
             self._tokenizer.apply_chat_template(
                 request.messages, add_generation_prompt=True, tokenize=False
@@ -42,6 +44,13 @@ class MLXEngine(Engine):
             temp=request.temperature if request.temperature is not None else 0.0,
             top_p=request.top_p if request.top_p is not None else 0.0,
         )
+        processors = make_logits_processors(
+            logit_bias=request.logit_bias,
+            presence_penalty=request.presence_penalty,
+            presence_context_size=PENALTY_LAST_N,
+            frequency_penalty=request.frequency_penalty,
+            frequency_context_size=PENALTY_LAST_N,
+        )
         responses = generation.call(
             mlx_lm.stream_generate,
             self._model,
@@ -49,6 +58,7 @@ class MLXEngine(Engine):
             prompt,
             max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
             sampler=sampler,
+            logits_processors=processors,
         )
         with closing(responses):
             for response in responses:

@@ -45,6 +45,8 @@ from octomil_otel.engines.base import (
     ContextLengthExceeded,
     Engine,
     Piece,
+    ToolCallDelta,
+    UnsupportedOption,
     complete,
     stream,
 )
@@ -200,6 +202,11 @@ def create_app(
         if body.model != engine.model:
             return error(404, f"model {body.model!r} not found; this server has {engine.model!r}",
                          "invalid_request_error", "model", "model_not_found")  # fmt: skip
+        request = body.to_request()
+        try:
+            engine.check(request)
+        except UnsupportedOption as refused:
+            return error(400, str(refused), "invalid_request_error", refused.param)
         generation = recorder.start(
             model=engine.model, engine=engine.name, operation=operation, stream=body.stream
         )
@@ -212,7 +219,6 @@ def create_app(
             generation.fail(overloaded)
             return error(overloaded.status, str(overloaded), "server_overloaded")
         shape = _Shape(operation, generation.request_id, engine.model)
-        request = body.to_request()
         if not body.stream:
             cancel = threading.Event()
             running.add(cancel)
@@ -339,6 +345,16 @@ def engine_error(failure: Exception, *, chat: bool) -> JSONResponse:
     return error(500, f"the engine failed: {type(failure).__name__}", "server_error")
 
 
+def _tool_call_delta(call: ToolCallDelta) -> dict[str, Any]:
+    function: dict[str, str] = {"arguments": call.arguments}
+    delta: dict[str, Any] = {"index": call.index, "function": function}
+    if call.id is not None:
+        delta.update(id=call.id, type="function")
+    if call.name is not None:
+        function["name"] = call.name
+    return delta
+
+
 def _usage(input_tokens: int | None, output_tokens: int | None) -> dict[str, int] | None:
     if input_tokens is None or output_tokens is None:
         return None
@@ -364,7 +380,15 @@ class _Shape:
     def whole(self, done: Completion) -> dict[str, Any]:
         choice: dict[str, Any] = {"index": 0, "finish_reason": done.finish_reason}
         if self.chat:
-            choice["message"] = {"role": "assistant", "content": done.text}
+            message: dict[str, Any] = {"role": "assistant", "content": done.text}
+            if done.tool_calls:
+                message["content"] = done.text or None
+                message["tool_calls"] = [
+                    {"id": call.id, "type": "function",
+                     "function": {"name": call.name, "arguments": call.arguments}}
+                    for call in done.tool_calls
+                ]  # fmt: skip
+            choice["message"] = message
         else:
             choice.update(text=done.text, logprobs=None)
         body = {**self.head, "choices": [choice]}
@@ -384,8 +408,10 @@ class _Shape:
         choice: dict[str, Any] = {"index": 0, "finish_reason": piece.finish_reason}
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant"} if first else {}
-            if piece.text or first:
+            if piece.text or (first and not piece.tool_calls):
                 delta["content"] = piece.text
+            if piece.tool_calls:
+                delta["tool_calls"] = [_tool_call_delta(call) for call in piece.tool_calls]
             choice["delta"] = delta
             head = {**self.head, "object": "chat.completion.chunk"}
         else:

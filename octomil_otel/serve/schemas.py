@@ -1,29 +1,40 @@
 """The OpenAI request bodies ``octomil serve`` accepts, validated with pydantic.
 
 Fields that change nothing about the answer (``user``, ``metadata``, ``store``...) are
-accepted and ignored, as OpenAI clients send many. A field that would change the answer is
-honoured, or refused: a known field of the wrong type or out of range, or one this server
-cannot honour (``n`` above 1), is a 400 naming it.
+accepted and ignored, as OpenAI clients send many. Every field that changes the answer is
+declared here and is honoured, or refused with a 400 naming it: a known field of the wrong
+type or out of range; one this server never honours (``n`` or ``best_of`` above 1, log
+probabilities); one the engine cannot honour (``Engine.check``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from octomil_otel.engines.base import Request
 
 
-class StreamOptions(BaseModel):
-    include_usage: bool = False
+def _unsupported(message: str, **context: Any) -> PydanticCustomError:
+    return PydanticCustomError("unsupported", message, context)
 
 
 def _only_one(value: int | None) -> int | None:
     if value is not None and value != 1:
-        raise PydanticCustomError("unsupported", "only one choice per request is supported")
+        raise _unsupported("only one choice per request is supported")
     return value
+
+
+def _no_logprobs(value: bool | int | None) -> bool | int | None:
+    if value:  # llama.cpp computes them only for a model loaded with logits for every token
+        raise _unsupported("log probabilities are not available from this server")
+    return value
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
 
 
 class _Body(BaseModel):
@@ -38,22 +49,42 @@ class _Body(BaseModel):
     top_p: float | None = Field(default=None, ge=0, le=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    logit_bias: dict[int, float] | None = None  # JSON keys are token ids as strings
+
+    _n = field_validator("n")(_only_one)
 
     @field_validator("stream", mode="before")
     @classmethod
     def _null_is_not_streamed(cls, value: Any) -> Any:
         return False if value is None else value  # the API defines stream as nullable
 
-    _n = field_validator("n")(_only_one)
+    @field_validator("logit_bias")
+    @classmethod
+    def _bias_in_range(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        for token, bias in (value or {}).items():
+            if not -100 <= bias <= 100:
+                raise _unsupported("the bias of token {token} is outside -100..100", token=token)
+        return value or None
 
     @property
     def include_usage(self) -> bool:
         return self.stream and self.stream_options is not None and self.stream_options.include_usage
 
-    def _stop(self) -> list[str]:
-        if self.stop is None:
-            return []
-        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+    def _options(self) -> dict[str, Any]:
+        """The ``Request`` fields both endpoints share."""
+        return {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": [] if self.stop is None else [self.stop] if isinstance(self.stop, str)
+            else list(self.stop),
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
+            "logit_bias": self.logit_bias,
+        }  # fmt: skip
 
 
 class TextPart(BaseModel):
@@ -72,19 +103,99 @@ class Message(BaseModel):
             return "".join(part.text for part in self.content)
         return self.content or ""
 
+    def to_dict(self) -> dict[str, Any]:
+        """Role and text, and what ties a tool conversation together."""
+        extra = self.model_extra or {}
+        kept = {key: extra[key] for key in ("name", "tool_calls", "tool_call_id") if key in extra}
+        return {"role": self.role, "content": self.text(), **kept}
+
+
+class JSONSchema(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchema | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise _unsupported("a json_schema response format needs its json_schema")
+        return self
+
+    def to_request(self) -> dict[str, Any] | None:
+        if self.type == "text":
+            return None
+        if self.json_schema is None:
+            return {"type": "json_object"}
+        return {"type": "json_object", "schema": self.json_schema.schema_}
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: FunctionName
+
 
 class ChatCompletionBody(_Body):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+
+    _logprobs = field_validator("logprobs", "top_logprobs")(_no_logprobs)
+
+    @model_validator(mode="after")
+    def _choice_among_tools(self) -> ChatCompletionBody:
+        names = [tool.function.name for tool in self.tools or ()]
+        if isinstance(self.tool_choice, NamedToolChoice):
+            if self.tool_choice.function.name not in names:
+                raise _unsupported("{name!r} is not among the tools",
+                                   name=self.tool_choice.function.name)  # fmt: skip
+        elif self.tool_choice == "required" and len(names) != 1:
+            raise _unsupported(
+                "'required' needs exactly one tool here (name the function to call instead)"
+            )
+        return self
 
     def to_request(self) -> Request:
+        tool_choice: str | dict[str, Any] | None
+        if self.tool_choice == "required":  # the one tool there is: validated above
+            tool_choice = {"type": "function", "function": {"name": self.tools[0].function.name}}  # type: ignore[index]
+        elif isinstance(self.tool_choice, NamedToolChoice):
+            tool_choice = self.tool_choice.model_dump()
+        else:
+            tool_choice = self.tool_choice
         return Request(
-            messages=[{"role": m.role, "content": m.text()} for m in self.messages],
-            max_tokens=self.max_completion_tokens or self.max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            stop=self._stop(),
-            seed=self.seed,
+            messages=[m.to_dict() for m in self.messages],
+            **{**self._options(), "max_tokens": self.max_completion_tokens or self.max_tokens},
+            response_format=self.response_format.to_request() if self.response_format else None,
+            tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
+            tool_choice=tool_choice,
         )
 
 
@@ -92,8 +203,12 @@ class CompletionBody(_Body):
     prompt: str | list[str]
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for completions
     best_of: int | None = None
+    echo: bool = False
+    suffix: str | None = None
+    logprobs: int | None = None
 
     _best_of = field_validator("best_of")(_only_one)
+    _logprobs = field_validator("logprobs")(_no_logprobs)
 
     @field_validator("prompt")
     @classmethod
@@ -102,18 +217,14 @@ class CompletionBody(_Body):
         if isinstance(value, str):
             return value
         if len(value) != 1:
-            raise PydanticCustomError(
-                "unsupported", "one prompt per request is supported, got {count}",
-                {"count": len(value)},
-            )  # fmt: skip
+            raise _unsupported("one prompt per request is supported, got {count}",
+                               count=len(value))  # fmt: skip
         return value[0]
 
     def to_request(self) -> Request:
         return Request(
-            prompt=self.prompt,
-            max_tokens=self.max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            stop=self._stop(),
-            seed=self.seed,
+            prompt=self.prompt,  # type: ignore[arg-type]  # one str, after validation
+            **self._options(),
+            echo=self.echo,
+            suffix=self.suffix,
         )
