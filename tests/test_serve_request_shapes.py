@@ -3,6 +3,7 @@ LiteLLM, browser front-ends): each honoured exactly, or a 400 naming what it can
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 
@@ -165,3 +166,215 @@ def test_cors_origins_can_be_named(api):
     )
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
+
+
+# ---------------------------------------------------------------- sampling and output options
+
+
+@pytest.fixture(scope="module")
+def mlx_server(api, tiny_mlx_dir) -> Iterator[Server]:
+    pytest.importorskip("mlx_lm")
+    with serve(str(tiny_mlx_dir), api.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def echo_server(api) -> Iterator[Server]:
+    with serve("echo", api.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tiny_gguf):
+    """The served model, loaded here too: the reference for what the engine does itself."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    return llama_cpp.Llama(str(tiny_gguf), n_ctx=2048, n_threads=1, verbose=False)
+
+
+def test_a_logit_bias_that_bans_all_tokens_but_one_yields_only_that_one(server, tiny_llama):
+    (fox,) = tiny_llama.tokenize(b"fox", add_bos=False)
+    bias = {str(token): -100 for token in range(tiny_llama.n_vocab()) if token != fox}
+    answer = client(server).completions.create(
+        model="tiny-llama", prompt="hello world", max_tokens=5, temperature=0, logit_bias=bias
+    )
+
+    assert answer.choices[0].text == " fox fox fox fox fox"
+
+
+def test_a_logit_bias_on_mlx_too(mlx_server, tiny_mlx_dir):
+    vocab = json.loads((tiny_mlx_dir / "tokenizer.json").read_text())["model"]["vocab"]
+    bias = {str(token): -100 for token in vocab.values() if token != vocab["Ġfox"]}
+    answer = client(mlx_server).completions.create(
+        model="tiny-mlx", prompt="hello world", max_tokens=5, temperature=0, logit_bias=bias
+    )
+
+    assert answer.choices[0].text.split() == ["fox"] * 5
+
+
+PENALIZED = {"prompt": "river stone", "max_tokens": 8, "temperature": 0}  # it repeats itself
+
+
+@pytest.mark.parametrize("penalty", ["presence_penalty", "frequency_penalty"])
+def test_penalties_are_llama_cpps_own(server, tiny_llama, penalty):
+    served = client(server).completions.create(model="tiny-llama", **PENALIZED, **{penalty: 2.0})
+    reference = tiny_llama.create_completion(**PENALIZED, **{penalty: 2.0})
+    unpenalized = tiny_llama.create_completion(**PENALIZED)
+
+    assert served.choices[0].text == reference["choices"][0]["text"]
+    assert served.choices[0].text != unpenalized["choices"][0]["text"]
+
+
+@pytest.mark.parametrize("penalty", ["presence_penalty", "frequency_penalty"])
+def test_penalties_on_mlx_are_mlx_lms_own(mlx_server, tiny_mlx_dir, penalty):
+    import mlx_lm
+    from mlx_lm.sample_utils import make_logits_processors
+
+    from octomil_otel.engines.mlx import PENALTY_LAST_N
+
+    served = client(mlx_server).completions.create(model="tiny-mlx", **PENALIZED, **{penalty: 2})
+    model, tokenizer = mlx_lm.load(str(tiny_mlx_dir))
+    context = penalty.replace("penalty", "context_size")
+    processors = make_logits_processors(**{penalty: 2.0, context: PENALTY_LAST_N})
+    reference = mlx_lm.generate(model, tokenizer, "river stone", max_tokens=8,
+                                logits_processors=processors)  # fmt: skip
+    unpenalized = mlx_lm.generate(model, tokenizer, "river stone", max_tokens=8)
+
+    assert served.choices[0].text == reference
+    assert reference != unpenalized
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize(
+    "tool_choice",
+    [{"type": "function", "function": {"name": "get_weather"}}, "required"],
+    ids=["named", "required"],
+)
+def test_a_forced_tool_call_returns_tool_calls(server, tool_choice):
+    common = {"model": "tiny-llama", "messages": MESSAGES, "temperature": 0, "max_tokens": 40}
+    whole = client(server).chat.completions.create(
+        **common, tools=[WEATHER], tool_choice=tool_choice
+    )
+    streamed = list(
+        client(server).chat.completions.create(
+            **common, tools=[WEATHER], tool_choice=tool_choice, stream=True
+        )
+    )
+
+    choice = whole.choices[0]
+    assert (choice.finish_reason, choice.message.content) == ("tool_calls", None)
+    (call,) = choice.message.tool_calls
+    assert (call.type, call.function.name) == ("function", "get_weather")
+    assert json.loads(call.function.arguments) in ({"city": "Paris"}, {"city": "Rome"})
+    deltas = [d for c in streamed for d in c.choices[0].delta.tool_calls or ()]
+    assert [d.function.name for d in deltas if d.function.name] == ["get_weather"]
+    assert "".join(d.function.arguments for d in deltas) == call.function.arguments
+    assert streamed[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_json_schema_answer_follows_the_schema(server):
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+    answer = client(server).chat.completions.create(
+        model="tiny-llama",
+        messages=MESSAGES,
+        temperature=0,
+        max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "ok", "schema": schema}},
+    )
+
+    assert answer.choices[0].finish_reason == "stop"
+    assert json.loads(answer.choices[0].message.content) in ({"ok": True}, {"ok": False})
+
+
+def test_a_json_object_answer_parses(api, tiny_gguf, tmp_path):
+    """The model that ends on its own, with '}' favoured: JSON mode makes that '{}' and the
+    end; without it the same bias would give '}}}}...'."""
+    import llama_cpp
+
+    from .tiny_models import write_tiny_gguf
+
+    ending = write_tiny_gguf(tmp_path / "tiny-llama.gguf", end_word="fox")
+    vocab = llama_cpp.Llama(str(ending), vocab_only=True, verbose=False)
+    (brace,) = [t for t in range(vocab.n_vocab()) if vocab.detokenize([t]) == b"}"]
+    common = {"model": "tiny-llama", "messages": MESSAGES, "temperature": 0, "max_tokens": 20,
+              "logit_bias": {str(brace): 100}}  # fmt: skip
+    with serve(str(ending), api.url) as ending_server:
+        json_mode = client(ending_server).chat.completions.create(
+            **common, response_format={"type": "json_object"}
+        )
+        free = client(ending_server).chat.completions.create(**common)
+
+    assert json.loads(json_mode.choices[0].message.content) == {}
+    assert free.choices[0].message.content.startswith("}}")
+
+
+def test_echo_puts_the_prompt_before_the_answer(server):
+    common = {"model": "tiny-llama", "prompt": "hello world", "max_tokens": 4, "temperature": 0}
+    plain = client(server).completions.create(**common)
+    echoed = client(server).completions.create(**common, echo=True)
+    streamed = list(client(server).completions.create(**common, echo=True, stream=True))
+
+    assert echoed.choices[0].text == "hello world" + plain.choices[0].text
+    assert "".join(c.choices[0].text for c in streamed) == echoed.choices[0].text
+    assert echoed.usage == plain.usage
+
+
+@pytest.mark.parametrize(
+    ("served", "path", "extra", "param", "message"),
+    [
+        ("mlx", "/v1/chat/completions", {"tools": [WEATHER]}, "tools",
+         "'tools' is not supported by the mlx engine"),
+        ("mlx", "/v1/chat/completions", {"response_format": {"type": "json_object"}},
+         "response_format", "'response_format' is not supported by the mlx engine"),
+        ("mlx", "/v1/completions", {"stop": ["\n"]}, "stop",
+         "'stop' is not supported by the mlx engine"),
+        ("echo", "/v1/completions", {"logit_bias": {"1": 5}}, "logit_bias",
+         "'logit_bias' is not supported by the echo engine"),
+        ("echo", "/v1/completions", {"presence_penalty": 1}, "presence_penalty",
+         "'presence_penalty' is not supported by the echo engine"),
+        ("echo", "/v1/chat/completions", {"stop": "x"}, "stop",
+         "'stop' is not supported by the echo engine"),
+        ("llamacpp", "/v1/completions", {"logprobs": 2}, "logprobs",
+         "logprobs: log probabilities are not available from this server"),
+        ("llamacpp", "/v1/chat/completions", {"logprobs": True}, "logprobs",
+         "logprobs: log probabilities are not available from this server"),
+        ("llamacpp", "/v1/completions", {"suffix": " end."}, "suffix",
+         "suffix: text after the completion (insertion) is not supported"),
+        ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER], "tool_choice": {
+            "type": "function", "function": {"name": "book"}}}, "tool_choice",
+         "tool_choice: 'book' is not among the tools"),
+        ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER, WEATHER],
+            "tool_choice": "required"}, "tool_choice", "tool_choice: 'required' needs exactly "
+         "one tool here (name the function to call instead)"),
+        ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
+         "logit_bias: the bias of token 1 is outside -100..100"),
+    ],
+)  # fmt: skip
+def test_an_option_an_engine_cannot_honour_is_a_400_naming_it(
+    request, served, path, extra, param, message
+):
+    fixture = {"llamacpp": "server", "mlx": "mlx_server", "echo": "echo_server"}[served]
+    target = request.getfixturevalue(fixture)
+    model = {"llamacpp": "tiny-llama", "mlx": "tiny-mlx", "echo": "echo"}[served]
+    body = {"model": model, **({"messages": MESSAGES} if "chat" in path else {"prompt": "hi"})}
+    refused = post(target, path, {**body, **extra})
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": param,
+        "code": None,
+    }

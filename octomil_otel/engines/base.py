@@ -44,8 +44,6 @@ class Request:
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    echo: bool = False
-    suffix: str | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -60,8 +58,6 @@ OPTIONS = (
     "response_format",
     "tools",
     "tool_choice",
-    "echo",
-    "suffix",
 )
 """The ``Request`` fields an engine may or may not honour."""
 

@@ -62,11 +62,9 @@ class LlamaCppEngine(Engine):
         optional = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias")
         if request.is_chat:
             optional += ("response_format", "tools", "tool_choice")
-        else:
-            optional += ("echo", "suffix")
-        options.update(
-            (name, getattr(request, name)) for name in optional if getattr(request, name) is not None
-        )
+        for name in optional:
+            if getattr(request, name) is not None:
+                options[name] = getattr(request, name)
         try:
             if request.messages is not None:
                 chunks = generation.call(

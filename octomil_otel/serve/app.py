@@ -218,7 +218,8 @@ def create_app(
         except Overloaded as overloaded:
             generation.fail(overloaded)
             return error(overloaded.status, str(overloaded), "server_overloaded")
-        shape = _Shape(operation, generation.request_id, engine.model)
+        echo = body.prompt if isinstance(body, CompletionBody) and body.echo else ""
+        shape = _Shape(operation, generation.request_id, engine.model, echo)
         if not body.stream:
             cancel = threading.Event()
             running.add(cancel)
@@ -368,8 +369,10 @@ def _usage(input_tokens: int | None, output_tokens: int | None) -> dict[str, int
 class _Shape:
     """The OpenAI response and chunk objects of one request."""
 
-    def __init__(self, operation: str, request_id: str, model: str) -> None:
+    def __init__(self, operation: str, request_id: str, model: str, echo: str = "") -> None:
+        """``echo``: text before the answer (a completion's prompt, when it asks for it)."""
         self.chat = operation == semconv.OPERATION_CHAT
+        self.echo = echo
         self.head = {
             "id": request_id,
             "object": "chat.completion" if self.chat else "text_completion",
@@ -390,7 +393,7 @@ class _Shape:
                 ]  # fmt: skip
             choice["message"] = message
         else:
-            choice.update(text=done.text, logprobs=None)
+            choice.update(text=self.echo + done.text, logprobs=None)
         body = {**self.head, "choices": [choice]}
         usage = _usage(done.input_tokens, done.output_tokens)
         if usage is not None:
@@ -415,7 +418,7 @@ class _Shape:
             choice["delta"] = delta
             head = {**self.head, "object": "chat.completion.chunk"}
         else:
-            choice.update(text=piece.text, logprobs=None)
+            choice.update(text=self.echo + piece.text if first else piece.text, logprobs=None)
             head = self.head
         return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from octomil_otel.engines.base import Request
@@ -169,18 +176,19 @@ class ChatCompletionBody(_Body):
 
     _logprobs = field_validator("logprobs", "top_logprobs")(_no_logprobs)
 
-    @model_validator(mode="after")
-    def _choice_among_tools(self) -> ChatCompletionBody:
-        names = [tool.function.name for tool in self.tools or ()]
-        if isinstance(self.tool_choice, NamedToolChoice):
-            if self.tool_choice.function.name not in names:
-                raise _unsupported("{name!r} is not among the tools",
-                                   name=self.tool_choice.function.name)  # fmt: skip
-        elif self.tool_choice == "required" and len(names) != 1:
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_among_tools(
+        cls, value: str | NamedToolChoice | None, info: ValidationInfo
+    ) -> str | NamedToolChoice | None:
+        names = [tool.function.name for tool in info.data.get("tools") or ()]
+        if isinstance(value, NamedToolChoice) and value.function.name not in names:
+            raise _unsupported("'{name}' is not among the tools", name=value.function.name)
+        if value == "required" and len(names) != 1:
             raise _unsupported(
                 "'required' needs exactly one tool here (name the function to call instead)"
             )
-        return self
+        return value
 
     def to_request(self) -> Request:
         tool_choice: str | dict[str, Any] | None
@@ -203,12 +211,19 @@ class CompletionBody(_Body):
     prompt: str | list[str]
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for completions
     best_of: int | None = None
-    echo: bool = False
+    echo: bool = False  # the prompt before the answer: written by the server, any engine
     suffix: str | None = None
     logprobs: int | None = None
 
     _best_of = field_validator("best_of")(_only_one)
     _logprobs = field_validator("logprobs")(_no_logprobs)
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_insertion(cls, value: str | None) -> str | None:
+        if value:  # llama.cpp inserts only with a model trained for it (fill-in-the-middle)
+            raise _unsupported("text after the completion (insertion) is not supported")
+        return value
 
     @field_validator("prompt")
     @classmethod
@@ -225,6 +240,4 @@ class CompletionBody(_Body):
         return Request(
             prompt=self.prompt,  # type: ignore[arg-type]  # one str, after validation
             **self._options(),
-            echo=self.echo,
-            suffix=self.suffix,
         )
