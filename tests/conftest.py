@@ -110,6 +110,20 @@ def fresh_init() -> Iterator[None]:
 
 
 @pytest.fixture
+def generate_cleanup(fresh_init) -> Iterator[None]:
+    """``octomil.generate`` keeps its models loaded and their engines instrumented: after
+    the test, neither is left for the next one."""
+    from octomil_otel import inference
+    from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
+    from octomil_otel.instrumentation.mlx import MLXInstrumentor
+
+    yield
+    inference._loaded.clear()
+    LlamaCppInstrumentor().uninstrument()
+    MLXInstrumentor().uninstrument()
+
+
+@pytest.fixture
 def api() -> Iterator[Receiver]:
     """A real Octomil API on 127.0.0.1 that knows one key."""
     with Receiver({API_KEY: ORG_ID}) as receiver:

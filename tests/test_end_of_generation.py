@@ -12,7 +12,6 @@ import pytest
 
 import octomil
 import octomil_otel
-from octomil_otel import inference
 from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 from octomil_otel.instrumentation.mlx import MLXInstrumentor
 
@@ -122,26 +121,22 @@ def test_mlx_engine_calls(instrumented, ending_mlx, span_exporter):
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
-def test_octomil_generate(ending, stream, tracer_provider, meter_provider, span_exporter):
+def test_octomil_generate(
+    ending, stream, generate_cleanup, tracer_provider, meter_provider, span_exporter
+):
     engine, path, words = ending
-    octomil_otel.shutdown()
     octomil.init(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False)
-    try:
-        result = octomil.generate(
-            model=str(path), prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, stream=stream
-        )
-        if stream:
-            chunks = list(result)
-            assert "".join(c.content for c in chunks).split() == words
-            assert chunks[-1].finish_reason == "stop"
-        else:
-            assert result.content.split() == words
-            assert (result.finish_reason, result.usage.completion_tokens) == ("stop", 3)
-    finally:
-        octomil_otel.shutdown()
-        inference._loaded.clear()
-        LlamaCppInstrumentor().uninstrument()
-        MLXInstrumentor().uninstrument()
+    result = octomil.generate(
+        model=str(path), prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, stream=stream
+    )
+    if stream:
+        chunks = list(result)
+        assert "".join(c.content for c in chunks).split() == words
+        assert chunks[-1].finish_reason == "stop"
+    else:
+        assert result.content.split() == words
+        assert (result.finish_reason, result.usage.completion_tokens) == ("stop", 3)
+    octomil_otel.shutdown()
     span = only_span(span_exporter)
     assert span.attributes["gen_ai.provider.name"] == engine
     assert_counted(decoded_events(span), stream=stream)

@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 
 import octomil
-import octomil_otel
-from octomil_otel import inference
 from octomil_otel.engines.resolve import ModelNotFoundError
-from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
-from octomil_otel.instrumentation.mlx import MLXInstrumentor
 
 from .conftest import latencies, only_span, spans_by_name
 
@@ -17,15 +13,10 @@ MESSAGES = [{"role": "user", "content": "hello world"}]
 
 
 @pytest.fixture(autouse=True)
-def telemetry(tracer_provider, meter_provider):
-    octomil_otel.shutdown()
-    yield octomil.init(
+def telemetry(generate_cleanup, tracer_provider, meter_provider):
+    return octomil.init(
         tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False
     )
-    octomil_otel.shutdown()
-    inference._loaded.clear()
-    LlamaCppInstrumentor().uninstrument()
-    MLXInstrumentor().uninstrument()
 
 
 def test_generate_echo_returns_content_and_usage(span_exporter):

