@@ -94,9 +94,16 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(server, path, extra, param, 
     }
 
 
+SERVERS = {"llamacpp": ("server", "tiny-llama"), "mlx": ("mlx_server", "tiny-mlx"),
+           "echo": ("echo_server", "echo")}  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", list(SERVERS))
 @pytest.mark.parametrize("chat", [True, False], ids=["chat", "completions"])
-def test_include_usage_is_the_whole_answers_usage_and_the_telemetrys(api, server, chat):
-    common = {"model": "tiny-llama", "max_tokens": 7, "temperature": 0}
+def test_include_usage_is_the_whole_answers_usage_and_the_telemetrys(api, request, engine, chat):
+    fixture, model = SERVERS[engine]
+    server = request.getfixturevalue(fixture)
+    common = {"model": model, "max_tokens": 7, "temperature": 0}
     if chat:
         create, common = client(server).chat.completions.create, {**common, "messages": MESSAGES}
     else:
@@ -378,3 +385,22 @@ def test_an_option_an_engine_cannot_honour_is_a_400_naming_it(
         "param": param,
         "code": None,
     }
+
+
+def test_mlx_past_its_context_is_the_clients_context_error(mlx_server):
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(mlx_server).completions.create(model="tiny-mlx", prompt="hello " * 3000)
+
+    assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "prompt")
+    assert "maximum context length is 2048 tokens" in refused.value.message
+
+
+def test_a_seed_makes_mlx_sampling_repeatable(mlx_server):
+    def sample(seed: int) -> str:
+        answer = client(mlx_server).completions.create(
+            model="tiny-mlx", prompt="hello", max_tokens=12, temperature=2, seed=seed
+        )
+        return answer.choices[0].text
+
+    assert sample(7) == sample(7)
+    assert sample(7) != sample(8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import closing
 
-from octomil_otel.engines.base import Engine, Piece, Request
+from octomil_otel.engines.base import ContextLengthExceeded, Engine, Piece, Request
 from octomil_otel.generation import Generation
 
 DEFAULT_MAX_TOKENS = 512
@@ -30,16 +30,26 @@ class MLXEngine(Engine):
         self._model, self._tokenizer = mlx_lm.load(path)
 
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
+        import mlx.core as mx
         import mlx_lm
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
-        prompt = (
-            self._tokenizer.apply_chat_template(
+        tokenizer = self._tokenizer
+        text = (
+            tokenizer.apply_chat_template(
                 request.messages, add_generation_prompt=True, tokenize=False
             )
             if request.messages is not None
-            else request.prompt
+            else request.prompt or ""
         )
+        # as stream_generate encodes a text prompt: special tokens unless it starts with BOS
+        bos = tokenizer.bos_token
+        prompt = tokenizer.encode(text, add_special_tokens=bos is None or not text.startswith(bos))
+        context = getattr(getattr(self._model, "args", None), "max_position_embeddings", None)
+        if isinstance(context, int) and len(prompt) >= context:
+            raise ContextLengthExceeded(len(prompt), context)
+        if request.seed is not None:
+            mx.random.seed(request.seed)
         sampler = make_sampler(
             temp=request.temperature if request.temperature is not None else 0.0,
             top_p=request.top_p if request.top_p is not None else 0.0,
@@ -54,7 +64,7 @@ class MLXEngine(Engine):
         responses = generation.call(
             mlx_lm.stream_generate,
             self._model,
-            self._tokenizer,
+            tokenizer,
             prompt,
             max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
             sampler=sampler,
