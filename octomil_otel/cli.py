@@ -52,6 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context (%(default)s)")
     serve.add_argument("--n-threads", type=int, help="CPU threads (default: all cores)")
     serve.add_argument(
+        "--logprobs",
+        action="store_true",
+        help="llama.cpp: load the model so it can return log probabilities (logprobs, "
+        "top_logprobs); costs n-ctx x vocabulary x 4 bytes of memory",
+    )
+    serve.add_argument(
         "--max-waiting",
         type=int,
         default=16,
@@ -231,7 +237,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     _logger.info("Loading %s (%s) ...", source.name, source.engine)
     try:
-        engine = load(source, n_ctx=args.n_ctx, n_threads=args.n_threads)
+        engine = load(source, n_ctx=args.n_ctx, n_threads=args.n_threads, logprobs=args.logprobs)
     except Exception as problem:  # the engine's own error, in one line
         print(f"error: cannot load {source.name}: {problem}", file=sys.stderr)
         octomil_otel.shutdown()

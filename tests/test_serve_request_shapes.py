@@ -353,10 +353,16 @@ def test_echo_puts_the_prompt_before_the_answer(server):
          "'presence_penalty' is not supported by the echo engine"),
         ("echo", "/v1/chat/completions", {"stop": "x"}, "stop",
          "'stop' is not supported by the echo engine"),
-        ("llamacpp", "/v1/completions", {"logprobs": 2}, "logprobs",
-         "logprobs: log probabilities are not available from this server"),
-        ("llamacpp", "/v1/chat/completions", {"logprobs": True}, "logprobs",
-         "logprobs: log probabilities are not available from this server"),
+        ("llamacpp", "/v1/completions", {"logprobs": 2}, "logprobs", "'logprobs' is not "
+         "supported by the llamacpp engine unless the model is loaded for it (octomil serve "
+         "--logprobs)"),
+        ("llamacpp", "/v1/chat/completions", {"logprobs": True}, "logprobs", "'logprobs' is "
+         "not supported by the llamacpp engine unless the model is loaded for it (octomil serve "
+         "--logprobs)"),
+        ("llamacpp", "/v1/chat/completions", {"top_logprobs": 2}, "top_logprobs",
+         "top_logprobs: top_logprobs needs logprobs: true"),
+        ("mlx", "/v1/completions", {"logprobs": 0}, "logprobs",
+         "'logprobs' is not supported by the mlx engine"),
         ("llamacpp", "/v1/completions", {"suffix": " end."}, "suffix",
          "suffix: text after the completion (insertion) is not supported"),
         ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER], "tool_choice": {
@@ -404,3 +410,43 @@ def test_a_seed_makes_mlx_sampling_repeatable(mlx_server):
 
     assert sample(7) == sample(7)
     assert sample(7) != sample(8)
+
+
+@pytest.fixture(scope="module")
+def logprobs_server(api, tiny_gguf) -> Iterator[Server]:
+    with serve(str(tiny_gguf), api.url, "--n-ctx", "2048", "--logprobs") as running:
+        yield running
+
+
+def test_completion_logprobs_are_llama_cpps_own(logprobs_server, tiny_gguf):
+    import llama_cpp
+
+    common = {"prompt": "hello world", "max_tokens": 6, "temperature": 0, "logprobs": 2}
+    whole = client(logprobs_server).completions.create(model="tiny-llama", **common)
+    streamed = list(
+        client(logprobs_server).completions.create(model="tiny-llama", **common, stream=True)
+    )
+    reference = llama_cpp.Llama(
+        str(tiny_gguf), n_ctx=2048, n_threads=1, logits_all=True, verbose=False
+    ).create_completion(**common)["choices"][0]["logprobs"]
+
+    logprobs = whole.choices[0].logprobs
+    assert "".join(logprobs.tokens) == whole.choices[0].text
+    assert logprobs.tokens == reference["tokens"]
+    assert logprobs.token_logprobs == pytest.approx(reference["token_logprobs"], rel=1e-6)
+    assert all(len(top) >= 2 for top in logprobs.top_logprobs)
+    pieces = [c.choices[0].logprobs for c in streamed if c.choices[0].logprobs is not None]
+    assert [token for piece in pieces for token in piece.tokens] == logprobs.tokens
+
+
+def test_chat_logprobs_one_entry_per_token(logprobs_server):
+    answer = client(logprobs_server).chat.completions.create(
+        model="tiny-llama", messages=MESSAGES, max_tokens=5, temperature=0,
+        logprobs=True, top_logprobs=3,
+    )  # fmt: skip
+
+    content = answer.choices[0].logprobs.content
+    assert len(content) == answer.usage.completion_tokens == 5
+    assert "".join(entry.token for entry in content) == answer.choices[0].message.content
+    assert all(len(entry.top_logprobs) >= 3 for entry in content)
+    assert all(entry.logprob <= 0 for entry in content)

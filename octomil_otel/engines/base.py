@@ -28,7 +28,8 @@ class Request:
     names them in ``Engine.options``; a request that sets another is refused.
     ``response_format`` is ``{"type": "json_object"}``, optionally with ``"schema"`` (a JSON
     schema the answer must follow); ``tools`` and ``tool_choice`` are OpenAI's, with
-    ``"required"`` already resolved to the one tool it can mean.
+    ``"required"`` already resolved to the one tool it can mean. ``logprobs``: return each
+    output token's log probability and those of this many most likely alternatives.
     """
 
     messages: list[dict[str, Any]] | None = None
@@ -44,6 +45,7 @@ class Request:
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+    logprobs: int | None = None
 
     @property
     def is_chat(self) -> bool:
@@ -58,6 +60,7 @@ OPTIONS = (
     "response_format",
     "tools",
     "tool_choice",
+    "logprobs",
 )
 """The ``Request`` fields an engine may or may not honour."""
 
@@ -65,8 +68,8 @@ OPTIONS = (
 class UnsupportedOption(ValueError):
     """The request sets an option the engine cannot honour; ``param`` names it."""
 
-    def __init__(self, param: str, engine: str) -> None:
-        super().__init__(f"{param!r} is not supported by the {engine} engine")
+    def __init__(self, param: str, engine: str, hint: str = "") -> None:
+        super().__init__(f"{param!r} is not supported by the {engine} engine{hint}")
         self.param = param
 
 
@@ -83,9 +86,13 @@ class ToolCallDelta:
 
 @dataclass(frozen=True)
 class Piece:
+    """``logprobs``: the piece's tokens' log probabilities, shaped as OpenAI's endpoint
+    shapes them (chat: ``{"content": [...]}``; completions: ``{"tokens": [...], ...}``)."""
+
     text: str
     finish_reason: str | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,14 +109,17 @@ class Completion:
     input_tokens: int | None
     output_tokens: int | None
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: dict[str, Any] | None = None
 
 
 class Engine(ABC):
     """A loaded model. Not thread-safe: callers serialize requests."""
 
     name: ClassVar[str]
-    options: ClassVar[frozenset[str]] = frozenset()
+    options: frozenset[str] = frozenset()
     """The ``OPTIONS`` it honours."""
+    hints: ClassVar[dict[str, str]] = {}
+    """option -> how to make the engine honour it, for the refusal's message."""
 
     def __init__(self, model: str) -> None:
         self.model = model
@@ -119,7 +129,7 @@ class Engine(ABC):
         defaults = _DEFAULT_REQUEST
         for option in OPTIONS:
             if option not in self.options and getattr(request, option) != getattr(defaults, option):
-                raise UnsupportedOption(option, self.name)
+                raise UnsupportedOption(option, self.name, self.hints.get(option, ""))
 
     @abstractmethod
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
@@ -131,6 +141,19 @@ _DEFAULT_REQUEST = Request()
 
 def _piece_chunk(piece: Piece) -> bool:
     return bool(piece.text or piece.tool_calls)
+
+
+def _joined_logprobs(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One answer's log probabilities from its pieces': each list is the pieces' lists
+    end to end (both OpenAI shapes hold one entry per token in lists)."""
+    if not parts:
+        return None
+    joined = dict(parts[0])
+    for part in parts[1:]:
+        for key, value in part.items():
+            if isinstance(value, list):
+                joined[key] = joined[key] + value
+    return joined
 
 
 def _tool_calls(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
@@ -177,6 +200,7 @@ def complete(
     """
     texts: list[str] = []
     deltas: list[ToolCallDelta] = []
+    logprobs: list[dict[str, Any]] = []
     finish = "stop"
     pieces = engine.pieces(generation, request)
     try:
@@ -188,6 +212,8 @@ def complete(
                     raise Cancelled("the request was stopped before its end")
                 texts.append(piece.text)
                 deltas.extend(piece.tool_calls)
+                if piece.logprobs is not None:
+                    logprobs.append(piece.logprobs)
                 finish = piece.finish_reason or finish
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
@@ -200,4 +226,5 @@ def complete(
         generation.input_tokens,
         generation.output_tokens,
         _tool_calls(deltas),
+        _joined_logprobs(logprobs),
     )

@@ -29,10 +29,12 @@ class LlamaCppEngine(Engine):
     chat_format: for a model without a chat template: one of ``chat_formats.FORMATTERS``
         or of llama-cpp-python's own.
     n_ctx, n_threads: context length and CPU threads (all cores when omitted).
+    logprobs: keep the logits of every token, which log probabilities need: n_ctx times
+        the vocabulary size times 4 bytes of memory (4 GiB for Gemma 3 at n_ctx 4096).
     """
 
     name = "llamacpp"
-    options = frozenset(OPTIONS)
+    hints = {"logprobs": " unless the model is loaded for it (octomil serve --logprobs)"}
 
     def __init__(
         self,
@@ -42,6 +44,7 @@ class LlamaCppEngine(Engine):
         chat_format: str | None = None,
         n_ctx: int = 4096,
         n_threads: int | None = None,
+        logprobs: bool = False,
     ) -> None:
         import llama_cpp
         from llama_cpp.llama_chat_format import chat_formatter_to_chat_completion_handler
@@ -56,8 +59,10 @@ class LlamaCppEngine(Engine):
             n_threads=n_threads or os.cpu_count(),
             chat_format=None if ours else chat_format,
             chat_handler=chat_formatter_to_chat_completion_handler(ours) if ours else None,
+            logits_all=logprobs,
             verbose=False,
         )
+        self.options = frozenset(OPTIONS) if logprobs else frozenset(OPTIONS) - {"logprobs"}
 
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         options: dict[str, Any] = {
@@ -71,6 +76,10 @@ class LlamaCppEngine(Engine):
         for name in optional:
             if getattr(request, name) is not None:
                 options[name] = getattr(request, name)
+        if request.logprobs is not None and request.is_chat:
+            options.update(logprobs=True, top_logprobs=request.logprobs)
+        elif request.logprobs is not None:
+            options["logprobs"] = request.logprobs
         try:
             if request.messages is not None:
                 chunks = generation.call(
@@ -88,7 +97,11 @@ class LlamaCppEngine(Engine):
                 with closing(chunks):
                     for chunk in chunks:
                         choice = chunk["choices"][0]
-                        yield Piece(choice["text"], choice.get("finish_reason"))
+                        yield Piece(
+                            choice["text"],
+                            choice.get("finish_reason"),
+                            logprobs=choice.get("logprobs"),
+                        )
         except ValueError as error:
             too_long = _CONTEXT_EXCEEDED.search(str(error))
             if too_long is None:
@@ -115,4 +128,9 @@ def _chat_pieces(chunks: Iterator[dict[str, Any]]) -> Iterator[Piece]:
                     call["function"]["name"] if first else None,
                 )
             )
-        yield Piece(delta.get("content") or "", choice.get("finish_reason"), tuple(calls))
+        yield Piece(
+            delta.get("content") or "",
+            choice.get("finish_reason"),
+            tuple(calls),
+            choice.get("logprobs"),
+        )

@@ -82,7 +82,13 @@ def available() -> list[str]:
     return names
 
 
-def load(source: ModelSource, *, n_ctx: int = 4096, n_threads: int | None = None) -> Engine:
+def load(
+    source: ModelSource,
+    *,
+    n_ctx: int = 4096,
+    n_threads: int | None = None,
+    logprobs: bool = False,
+) -> Engine:
     """Load the model: the slow part, done once per process. ``MissingExtraError`` when
     its engine is not installed."""
     if source.engine in EXTRAS:
@@ -103,6 +109,7 @@ def load(source: ModelSource, *, n_ctx: int = 4096, n_threads: int | None = None
         chat_format=source.chat_format,
         n_ctx=n_ctx,
         n_threads=n_threads,
+        logprobs=logprobs,
     )
 
 

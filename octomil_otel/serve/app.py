@@ -392,8 +392,9 @@ class _Shape:
                     for call in done.tool_calls
                 ]  # fmt: skip
             choice["message"] = message
+            choice["logprobs"] = done.logprobs
         else:
-            choice.update(text=self.echo + done.text, logprobs=None)
+            choice.update(text=self.echo + done.text, logprobs=done.logprobs)
         body = {**self.head, "choices": [choice]}
         usage = _usage(done.input_tokens, done.output_tokens)
         if usage is not None:
@@ -415,10 +416,11 @@ class _Shape:
                 delta["content"] = piece.text
             if piece.tool_calls:
                 delta["tool_calls"] = [_tool_call_delta(call) for call in piece.tool_calls]
-            choice["delta"] = delta
+            choice.update(delta=delta, logprobs=piece.logprobs)
             head = {**self.head, "object": "chat.completion.chunk"}
         else:
-            choice.update(text=self.echo + piece.text if first else piece.text, logprobs=None)
+            text = self.echo + piece.text if first else piece.text
+            choice.update(text=text, logprobs=piece.logprobs)
             head = self.head
         return f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
 

@@ -3,8 +3,8 @@
 Fields that change nothing about the answer (``user``, ``metadata``, ``store``...) are
 accepted and ignored, as OpenAI clients send many. Every field that changes the answer is
 declared here and is honoured, or refused with a 400 naming it: a known field of the wrong
-type or out of range; one this server never honours (``n`` or ``best_of`` above 1, log
-probabilities); one the engine cannot honour (``Engine.check``).
+type or out of range; one this server never honours (``n`` or ``best_of`` above 1,
+``suffix``); one the engine cannot honour (``Engine.check``).
 """
 
 from __future__ import annotations
@@ -31,12 +31,6 @@ def _unsupported(message: str, **context: Any) -> PydanticCustomError:
 def _only_one(value: int | None) -> int | None:
     if value is not None and value != 1:
         raise _unsupported("only one choice per request is supported")
-    return value
-
-
-def _no_logprobs(value: bool | int | None) -> bool | int | None:
-    if value:  # llama.cpp computes them only for a model loaded with logits for every token
-        raise _unsupported("log probabilities are not available from this server")
     return value
 
 
@@ -172,9 +166,14 @@ class ChatCompletionBody(_Body):
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
-    _logprobs = field_validator("logprobs", "top_logprobs")(_no_logprobs)
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise _unsupported("top_logprobs needs logprobs: true")
+        return value
 
     @field_validator("tool_choice")
     @classmethod
@@ -204,6 +203,7 @@ class ChatCompletionBody(_Body):
             response_format=self.response_format.to_request() if self.response_format else None,
             tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
             tool_choice=tool_choice,
+            logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
 
 
@@ -213,10 +213,9 @@ class CompletionBody(_Body):
     best_of: int | None = None
     echo: bool = False  # the prompt before the answer: written by the server, any engine
     suffix: str | None = None
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
 
     _best_of = field_validator("best_of")(_only_one)
-    _logprobs = field_validator("logprobs")(_no_logprobs)
 
     @field_validator("suffix")
     @classmethod
@@ -240,4 +239,5 @@ class CompletionBody(_Body):
         return Request(
             prompt=self.prompt,  # type: ignore[arg-type]  # one str, after validation
             **self._options(),
+            logprobs=self.logprobs,
         )
