@@ -269,7 +269,7 @@ WEATHER = {
     [{"type": "function", "function": {"name": "get_weather"}}, "required"],
     ids=["named", "required"],
 )
-def test_a_forced_tool_call_returns_tool_calls(server, tool_choice):
+def test_a_forced_tool_call_returns_tool_calls(api, server, tool_choice):
     common = {"model": "tiny-llama", "messages": MESSAGES, "temperature": 0, "max_tokens": 40}
     whole = client(server).chat.completions.create(
         **common, tools=[WEATHER], tool_choice=tool_choice
@@ -289,6 +289,10 @@ def test_a_forced_tool_call_returns_tool_calls(server, tool_choice):
     assert [d.function.name for d in deltas if d.function.name] == ["get_weather"]
     assert "".join(d.function.arguments for d in deltas) == call.function.arguments
     assert streamed[-1].choices[0].finish_reason == "tool_calls"
+    reported = completed(api, streamed[0].id)
+    events = [e for e in api.events if e["request_id"] == streamed[0].id]
+    produced = [e for e in events if e["event_type"] == "chunk_produced"]
+    assert len(produced) == len(deltas) == reported["metrics"]["output_tokens"]
 
 
 def test_a_json_schema_answer_follows_the_schema(server):

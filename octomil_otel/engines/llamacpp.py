@@ -119,6 +119,8 @@ def _chat_pieces(chunks: Iterator[dict[str, Any]]) -> Iterator[Piece]:
         calls = []
         for call in delta.get("tool_calls") or ():
             first = call["index"] not in named
+            if not first and not call["function"]["arguments"]:
+                continue  # the end of the completion under the call: no token, no piece
             named.add(call["index"])
             calls.append(
                 ToolCallDelta(
