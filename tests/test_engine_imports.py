@@ -155,3 +155,55 @@ def test_opentelemetry_instrument_under_the_limit_reports(api, tiny_gguf, tmp_pa
     )
 
     assert requests_of(api) == [WHOLE] * 3
+
+
+def test_init_while_another_thread_imports_the_engine_breaks_nothing(api, tiny_mlx_dir):
+    pytest.importorskip("mlx_lm")
+    code = f"""
+import sys, threading, time
+import octomil
+errors = []
+def app_import():
+    try:
+        import mlx_lm
+    except Exception as error:
+        errors.append(repr(error))
+importer = threading.Thread(target=app_import)
+importer.start()
+while "mlx_lm" not in sys.modules:  # init() runs while the import is half done
+    time.sleep(0.001)
+octomil.init()
+importer.join()
+import mlx_lm
+deadline = time.monotonic() + 10
+while not hasattr(mlx_lm.stream_generate, "__wrapped__") and time.monotonic() < deadline:
+    time.sleep(0.01)
+model, tokenizer = mlx_lm.load({str(tiny_mlx_dir)!r})
+list(mlx_lm.stream_generate(model, tokenizer, "hello", max_tokens=3))
+octomil.shutdown()
+print(errors)
+"""
+    done = run(code, api, before=None)
+
+    assert done.stdout == "[]\n"
+    assert "could not instrument" not in done.stderr
+    assert requests_of(api) == [
+        ["generation_started", *["chunk_produced"] * 3, "generation_completed"]
+    ]
+
+
+def test_an_engine_version_we_do_not_know_is_named_in_a_warning(api, tmp_path):
+    info = tmp_path / "llama_cpp_python-0.4.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: llama_cpp_python\nVersion: 0.4.0\n"
+    )
+    done = run(INIT + SHUTDOWN, api, pythonpath=tmp_path)
+
+    warnings = [line for line in done.stderr.splitlines() if "not instrumenting" in line]
+    assert warnings == [
+        "octomil_otel: not instrumenting llamacpp, its requests are not recorded: "
+        'This instrumentation only instruments "llama-cpp-python >= 0.3.0, < 0.4", but '
+        'currently installed version ("llama-cpp-python 0.4.0") falls outside of that range, '
+        "so nothing can be instrumented."
+    ]

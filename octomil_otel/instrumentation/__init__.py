@@ -39,7 +39,12 @@ def instrument_installed(
         instrumentor: BaseInstrumentor = getattr(importlib.import_module(module), name)()
         conflict = get_dependency_conflicts(instrumentor.instrumentation_dependencies())
         if conflict is not None:
-            _logger.debug("octomil_otel: not instrumenting %s: %s", name, conflict)
+            # not installed: nothing to say; installed in a version we do not know: say so
+            level = logging.DEBUG if conflict.found is None else logging.WARNING
+            _logger.log(
+                level, "octomil_otel: not instrumenting %s, its requests are not recorded: %s",
+                engine, conflict,
+            )  # fmt: skip
             continue
         if instrumentor.is_instrumented_by_opentelemetry:
             continue

@@ -9,15 +9,22 @@ post-import hook (``wrapt.register_post_import_hook``, the mechanism wrapt-based
 instrumentations use) wraps it right after the application's own import completes.
 
 Wrapping never raises into the application: a failure is logged once, with the engine's
-name and the reason, and leaves that engine unrecorded; the other engines carry on.
+name and the reason, and leaves that engine unrecorded; the other engines carry on. Nor does
+it ever import for the application: if another thread is importing the engine right when
+``instrument()`` runs, the module is in ``sys.modules`` half-initialized, and wrapping it
+then (wrapt's hook would run at once) would import its submodules from this thread and break
+the application's own import; the wrapping waits for that import to finish instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import threading
+import time
 from abc import abstractmethod
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -62,8 +69,13 @@ class OnImportInstrumentor(BaseInstrumentor):
                     return
                 self._wrapped = True
 
-        # runs the hook now if the module is imported already, else right after its import
-        register_post_import_hook(on_import, self.module)
+        if _initializing(self.module):
+            threading.Thread(
+                target=_after_import, args=(self.module, on_import), daemon=True,
+                name=f"octomil-otel-{self.engine}-import",
+            ).start()  # fmt: skip
+        else:  # runs the hook now if the module is imported, else right after its import
+            register_post_import_hook(on_import, self.module)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         with self._lock:
@@ -84,3 +96,23 @@ class OnImportInstrumentor(BaseInstrumentor):
     @abstractmethod
     def _unwrap(self) -> None:
         """Undo ``_wrap``, also after one that failed halfway."""
+
+
+IMPORT_WAIT_SECONDS = 600.0
+"""How long a wrapping waits for another thread's import of its engine to finish."""
+
+
+def _initializing(name: str) -> bool:
+    """Whether ``name`` is being imported right now (by any thread)."""
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
+def _after_import(name: str, hook: Callable[[ModuleType], None]) -> None:
+    """Run ``hook`` once the import of ``name`` in progress finished; nothing if it failed."""
+    deadline = time.monotonic() + IMPORT_WAIT_SECONDS
+    while _initializing(name) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    module = sys.modules.get(name)
+    if module is not None and not _initializing(name):
+        hook(module)
