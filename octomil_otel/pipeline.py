@@ -18,8 +18,10 @@ import atexit
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
@@ -87,16 +89,22 @@ class Telemetry:
             instrumentor.uninstrument()
         if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):
             self.tracer_provider.shutdown()
+            _retired.add(self.tracer_provider)
         if self._span_processor is not None:
             set_default_octomil_processor(None)
             with self._span_processor.span_exporter.bounded(SHUTDOWN_SECONDS):
                 self._span_processor.shutdown()
         if self._owns_meter_provider and isinstance(self.meter_provider, MeterProvider):
             self.meter_provider.shutdown()
+            _retired.add(self.meter_provider)
 
 
 _lock = threading.Lock()
 _telemetry: Telemetry | None = None
+_retired: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Providers of ours that ``shutdown()`` shut down. They stay the global ones (OpenTelemetry
+sets a global provider once per process), so an ``init()`` after ``shutdown()`` makes new
+ones for itself rather than extend those, which would record nothing."""
 
 
 def init(
@@ -245,10 +253,11 @@ def _tracer_provider(
     if explicit is not None:
         return explicit, False
     current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
+    if isinstance(current, TracerProvider) and current not in _retired:
         return current, False
     provider = TracerProvider(resource=resource)
-    trace.set_tracer_provider(provider)
+    if current not in _retired:
+        trace.set_tracer_provider(provider)
     return provider, True
 
 
@@ -258,8 +267,9 @@ def _meter_provider(
     if explicit is not None:
         return explicit, False
     current = metrics.get_meter_provider()
-    if isinstance(current, MeterProvider):
+    if isinstance(current, MeterProvider) and current not in _retired:
         return current, False
     provider = create()
-    metrics.set_meter_provider(provider)
+    if current not in _retired:
+        metrics.set_meter_provider(provider)
     return provider, True

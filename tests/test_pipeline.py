@@ -313,3 +313,36 @@ def test_api_key_that_cannot_be_a_header_is_refused_without_echoing_it(api, fres
     assert str(refused.value) == (
         "api_key must be printable ASCII without spaces: it travels in an HTTP header"
     )
+
+
+def test_init_after_shutdown_records_again(api):
+    """The providers the first ``init()`` made stay global but shut down; the second makes
+    its own, so its histograms and spans are recorded (a process of its own: global
+    providers are set once per process)."""
+    import subprocess
+    import sys
+
+    code = f"""
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import octomil
+
+def durations(reader):
+    data = reader.get_metrics_data()
+    return [point.count for rm in data.resource_metrics for sm in rm.scope_metrics
+            for metric in sm.metrics if metric.name == "gen_ai.client.operation.duration"
+            for point in metric.data.data_points]
+
+for round in range(2):
+    reader = InMemoryMetricReader()
+    telemetry = octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, metric_readers=[reader])
+    octomil.generate(model="echo", prompt="hello there")
+    print(durations(reader), telemetry.flush())
+    octomil.shutdown()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert done.stdout == "[1] True\n[1] True\n"
+    assert "shutdown" not in done.stderr.lower()
+    assert len({event["request_id"] for event in api.events}) == 2
