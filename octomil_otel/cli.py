@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    require("dashboard", "octomil dashboard")
+    require("octomil dashboard", "dashboard")
     import uvicorn
 
     from octomil_otel.dashboard.app import create_app
@@ -212,23 +212,22 @@ def _cors_origins(args: argparse.Namespace) -> list[str]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    require("serve", "octomil serve")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    import uvicorn
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
-    from prometheus_client import REGISTRY, generate_latest
-
-    import octomil_otel
     from octomil_otel.engines.resolve import load, resolve
-    from octomil_otel.serve.app import create_app
 
     try:
         source = resolve(args.model, args.engine)
     except (ModelNotFoundError, ValueError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if source.engine in EXTRAS:
-        require(source.engine, f"octomil serve {args.model}")
+    engine_extra = (source.engine,) if source.engine in EXTRAS else ()
+    require(f"octomil serve {args.model}", "serve", *engine_extra)
+    import uvicorn
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import REGISTRY, generate_latest
+
+    import octomil_otel
+    from octomil_otel.serve.app import create_app
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,

@@ -15,7 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "dashboard": ("fastapi", "uvicorn"),
     "clickhouse": ("clickhouse_connect",),
     "llamacpp": ("llama_cpp",),
-    "mlx": ("mlx_lm",),
+    "mlx": ("mlx_lm", "mlx"),
 }
 """extra -> the modules it brings that the role imports."""
 
@@ -25,19 +25,26 @@ class MissingExtraError(ImportError):
     ``pip install`` that brings it."""
 
 
-def require(extra: str, needed_by: str) -> None:
-    """Raise ``MissingExtraError`` if a module of ``extra`` is missing; imports nothing.
+def require(needed_by: str, *extras: str) -> None:
+    """Raise ``MissingExtraError`` if a module of ``extras`` is missing; imports nothing.
 
-    ``needed_by`` starts the message: ``octomil serve needs uvicorn, which is not
-    installed: pip install 'octomil-otel[serve]'``.
+    One line for all that is missing: ``octomil serve model.gguf needs uvicorn and
+    llama_cpp, which are not installed: pip install 'octomil-otel[serve,llamacpp]'``.
     """
-    for module in EXTRAS[extra]:
-        if not _installed(module):
-            raise MissingExtraError(
-                f"{needed_by} needs {module}, which is not installed: "
-                f"pip install 'octomil-otel[{extra}]'",
-                name=module,
-            )
+    missing = {
+        extra: [module for module in EXTRAS[extra] if not _installed(module)] for extra in extras
+    }
+    lacking = [extra for extra in extras if missing[extra]]
+    if not lacking:
+        return
+    modules = [module for extra in lacking for module in missing[extra]]
+    names = ", ".join(modules[:-1]) + " and " + modules[-1] if len(modules) > 1 else modules[0]
+    verb = "are" if len(modules) > 1 else "is"
+    raise MissingExtraError(
+        f"{needed_by} needs {names}, which {verb} not installed: "
+        f"pip install 'octomil-otel[{','.join(lacking)}]'",
+        name=modules[0],
+    )
 
 
 def _installed(module: str) -> bool:

@@ -34,19 +34,19 @@ def octomil_command(argv: list[str], hidden: tuple[str, ...]) -> subprocess.Comp
         (
             ["serve", "echo"],
             ("uvicorn",),
-            "octomil serve needs uvicorn, which is not installed: "
+            "octomil serve echo needs uvicorn, which is not installed: "
             "pip install 'octomil-otel[serve]'",
         ),
         (
             ["serve", "echo"],
             ("fastapi",),
-            "octomil serve needs fastapi, which is not installed: "
+            "octomil serve echo needs fastapi, which is not installed: "
             "pip install 'octomil-otel[serve]'",
         ),
         (
             ["serve", "echo"],
             ("prometheus_client",),
-            "octomil serve needs prometheus_client, which is not installed: "
+            "octomil serve echo needs prometheus_client, which is not installed: "
             "pip install 'octomil-otel[serve]'",
         ),
         (
@@ -76,16 +76,30 @@ def test_a_command_without_its_extra_says_which_to_install(argv, hidden, line):
     assert (done.returncode, done.stdout, done.stderr) == (2, "", f"error: {line}\n")
 
 
-@pytest.mark.parametrize("engine", ["llamacpp", "mlx"])
-def test_serving_a_model_without_its_engine_says_which_extra(engine, request):
+@pytest.mark.parametrize(
+    ("engine", "hidden"),
+    [("llamacpp", "llama_cpp"), ("mlx", "mlx_lm"), ("mlx", "mlx")],
+    ids=["llamacpp", "mlx-lm", "mlx-lm without mlx"],
+)
+def test_serving_a_model_without_its_engine_says_which_extra(engine, hidden, request):
     model = str(request.getfixturevalue("tiny_gguf" if engine == "llamacpp" else "tiny_mlx_dir"))
-    (module,) = EXTRAS[engine]
-    done = octomil_command(["serve", model], (module,))
+    assert hidden in EXTRAS[engine]
+    done = octomil_command(["serve", model], (hidden,))
 
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
-        f"error: octomil serve {model} needs {module}, which is not installed: "
+        f"error: octomil serve {model} needs {hidden}, which is not installed: "
         f"pip install 'octomil-otel[{engine}]'\n"
+    )
+
+
+def test_one_line_names_every_extra_missing(tiny_gguf):
+    done = octomil_command(["serve", str(tiny_gguf)], ("uvicorn", "llama_cpp"))
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"error: octomil serve {tiny_gguf} needs uvicorn and llama_cpp, which are not "
+        "installed: pip install 'octomil-otel[serve,llamacpp]'\n"
     )
 
 

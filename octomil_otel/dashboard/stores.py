@@ -24,7 +24,7 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore(url[len("sqlite:///") :])
     if url.startswith(("clickhouse://", "clickhouses://", "chdb://")):
-        require("clickhouse", "a ClickHouse --db")
+        require("a ClickHouse --db", "clickhouse")
         from octomil_otel.dashboard.clickhouse import ClickHouseStore
 
         return ClickHouseStore(url)

@@ -92,7 +92,7 @@ def load(
     """Load the model: the slow part, done once per process. ``MissingExtraError`` when
     its engine is not installed."""
     if source.engine in EXTRAS:
-        require(source.engine, f"the model {source.name!r}")
+        require(f"the model {source.name!r}", source.engine)
     if source.engine == "echo":
         from octomil_otel.engines.echo import EchoEngine
 
