@@ -33,6 +33,7 @@ import itertools
 import logging
 import math
 import operator
+import random
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -42,7 +43,15 @@ from typing import Any, TypeVar
 from opentelemetry import context, metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.trace import INVALID_SPAN, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from octomil_otel import chunk_latencies, semconv
 from octomil_otel.version import __version__
@@ -137,6 +146,7 @@ class Recorder:
         self._octomil_processor = octomil_processor
         self.clock = clock
         self.wall_clock = wall_clock
+        self._tracer_provider = tracer_provider
         self.tracer = trace.get_tracer("octomil_otel", __version__, tracer_provider)
         meter = metrics.get_meter("octomil_otel", __version__, meter_provider)
         self.duration = meter.create_histogram(
@@ -163,6 +173,15 @@ class Recorder:
             description="Time per output token generated after the first token",
             explicit_bucket_boundaries_advisory=semconv.TIME_PER_OUTPUT_TOKEN_BUCKETS,
         )
+
+    def spans_observed(self) -> bool:
+        """Whether a span started now reaches anything: ``False`` only for the SDK's
+        TracerProvider with no span processor at all (``octomil serve`` and ``init()``
+        without OTLP), where building a span would cost a request ~17 us for nothing."""
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        active = getattr(provider, "_active_span_processor", None)
+        processors = getattr(active, "_span_processors", None)
+        return processors is None or len(processors) > 0
 
     @property
     def octomil_processor(self) -> SpanProcessor | None:
@@ -240,17 +259,24 @@ class Generation:
             semconv.GEN_AI_PROVIDER_NAME: engine,
             semconv.GEN_AI_REQUEST_MODEL: model,
         }
+        self.span = (
+            self._start_span(recorder.tracer, f"{operation} {model}")
+            if recorder.spans_observed()
+            else _unobserved_span()
+        )
+        self.set_usage(input_tokens=input_tokens)
+
+    def _start_span(self, tracer: trace.Tracer, name: str) -> trace.Span:
         try:
-            self.span = recorder.tracer.start_span(
-                f"{operation} {model}",
+            return tracer.start_span(
+                name,
                 kind=SpanKind.INTERNAL,
                 attributes=self._span_attributes(),
                 start_time=self._wall0,
             )
         except Exception:  # an application's span processor failed in on_start
             _logger.debug("octomil_otel: could not start the span", exc_info=True)
-            self.span = INVALID_SPAN
-        self.set_usage(input_tokens=input_tokens)
+            return INVALID_SPAN
 
     @property
     def finished(self) -> bool:
@@ -408,6 +434,14 @@ class Generation:
             end_time=end_time,
             resource=_NO_RESOURCE,
         )
+
+
+def _unobserved_span() -> trace.Span:
+    """A span no processor would see: only its ids, in the trace of the current span (a
+    propagated parent's), for the Octomil record and for spans nested inside it."""
+    parent = trace.get_current_span().get_span_context()
+    trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
+    return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False))
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:

@@ -146,6 +146,35 @@ def test_propagated_unsampled_parent_keeps_every_requests_events(
     assert span_exporter.get_finished_spans() == ()
 
 
+def test_a_provider_with_no_processor_builds_no_span_and_keeps_the_ids(
+    api, fresh_init, span_exporter, meter_provider
+):
+    """``octomil serve`` and ``init()`` without OTLP: nothing would see a span, so none is
+    built; every event keeps its request's own trace and span ids, in a propagated trace."""
+    provider = TracerProvider()
+    telemetry = start(api, provider, meter_provider)
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    parent = TraceContextTextMapPropagator().extract(
+        {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+    )
+    answers = run_requests(6)
+    token = context.attach(parent)
+    try:
+        answers |= run_requests(4)
+    finally:
+        context.detach(token)
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))  # seen from now on
+    answers |= run_requests(2)
+    assert telemetry.flush()
+
+    by_request = assert_every_request_reported(api, answers)
+    ids = [(events[0]["trace_id"], events[0]["span_id"]) for events in by_request.values()]
+    assert len(set(ids)) == 12 and all(int(t, 16) and int(s, 16) for t, s in ids)
+    assert [t for t, _ in ids[6:10]] == [trace_id] * 4
+    spans = span_exporter.get_finished_spans()
+    assert [(f"{s.context.trace_id:032x}", f"{s.context.span_id:016x}") for s in spans] == ids[10:]
+
+
 def test_span_limits_do_not_truncate_the_events(api, fresh_init, span_exporter, meter_provider):
     provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=2))
     provider.add_span_processor(SimpleSpanProcessor(span_exporter))
