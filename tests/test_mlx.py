@@ -126,3 +126,18 @@ def test_model_loaded_before_instrument_is_named_by_type(
     finally:
         instrumentor.uninstrument()
     assert spans_by_name(span_exporter) == ["text_completion llama"]
+
+
+def test_generate_bound_before_instrumentation_is_still_one_request_answered_whole(
+    loaded, span_exporter
+):
+    unwrapped_generate = generate_module.generate.__wrapped__  # as `from mlx_lm import generate`
+    model, tokenizer = loaded  # before init() leaves it
+
+    text = unwrapped_generate(model, tokenizer, prompt=PROMPT, max_tokens=5)
+
+    span = only_span(span_exporter)
+    assert text
+    assert span.attributes["gen_ai.request.stream"] is False
+    assert span.attributes["gen_ai.usage.output_tokens"] == 5
+    assert len(latencies(span)) == 1

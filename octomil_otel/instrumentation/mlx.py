@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import weakref
 from collections.abc import Callable, Collection
+from types import CodeType
 from typing import Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
@@ -59,9 +61,14 @@ class MLXInstrumentor(OnImportInstrumentor):
 
     def _wrap(self, **kwargs: Any) -> None:
         recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        # mlx-lm's generate() as defined: one bound before instrumentation stays unwrapped,
+        # and its calls into stream_generate are then still one request answered whole
+        generate_code = importlib.import_module(_MODULES[0]).generate.__code__
         for name in _MODULES:
             module = importlib.import_module(name)
-            wrap_function_wrapper(module, "stream_generate", _traced(recorder, stream=True))
+            wrap_function_wrapper(
+                module, "stream_generate", _traced(recorder, stream=True, whole=generate_code)
+            )
             wrap_function_wrapper(module, "generate", _traced(recorder, stream=False))
         for name in _LOADERS:
             wrap_function_wrapper(importlib.import_module(name), "load", _named)
@@ -93,7 +100,9 @@ def _named(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -
     return loaded
 
 
-def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
+def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) -> _Wrapper:
+    """``whole``: the code of a caller whose stream is one request answered whole."""
+
     def traced(wrapped: Callable[..., Any], instance: Any, args: Any, kwargs: Any) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
@@ -103,21 +112,43 @@ def _traced(recorder: Recorder, *, stream: bool) -> _Wrapper:
                 return wrapped(*args, **kwargs)
             return record_stream(active, wrapped(*args, **kwargs), False, _usage, owner=False)
 
+        streamed = stream and not _called_from(whole)
         model = args[0] if args else kwargs.get("model")
         generation = recorder.start(
             model=model_name(model),
             engine=ENGINE,
             operation=semconv.OPERATION_TEXT_COMPLETION,
-            stream=stream,
+            stream=streamed,
         )
         result = generation.call(wrapped, *args, **kwargs)
-        if stream:
+        if streamed:
             return record_stream(generation, result, _has_text, _usage)
+        if stream:  # an unwrapped generate() reading it: one chunk, when the answer is whole
+            return record_stream(generation, result, False, _whole_answer)
         generation.chunk()
         generation.stop()
         return result
 
     return traced
+
+
+def _called_from(code: CodeType | None) -> bool:
+    """Whether the Python caller of the wrapped call runs ``code`` (wrapt calls the wrapper
+    from C, so the caller is a frame or two up)."""
+    frame = sys._getframe(2)
+    for _ in range(3):
+        if frame is None:
+            return False
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _whole_answer(generation: Generation, last: Any, count: int) -> None:
+    _usage(generation, last, count)
+    if last is not None and last.finish_reason is not None:  # the last response: complete
+        generation.chunk()
 
 
 def _has_text(response: Any) -> bool:
