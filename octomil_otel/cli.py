@@ -228,6 +228,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     import octomil_otel
     from octomil_otel.serve.app import create_app
+
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,
