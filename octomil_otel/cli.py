@@ -7,9 +7,10 @@ http://127.0.0.1:8080/v1 that reports every request (see ``octomil serve --help`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -48,9 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument("--engine", choices=ENGINES, help="default: from the model")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
-    serve.add_argument("--port", type=int, default=8080, help="port (%(default)s)")
-    serve.add_argument("--n-ctx", type=int, default=4096, help="llama.cpp context (%(default)s)")
-    serve.add_argument("--n-threads", type=int, help="CPU threads (default: all cores)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (%(default)s)")
+    serve.add_argument(
+        "--n-ctx", type=_positive(int), default=4096, help="llama.cpp context (%(default)s)"
+    )
+    serve.add_argument("--n-threads", type=_positive(int), help="CPU threads (default: all cores)")
     serve.add_argument(
         "--logprobs",
         action="store_true",
@@ -59,19 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     serve.add_argument(
         "--max-waiting",
-        type=int,
+        type=_at_least_zero,
         default=16,
         help="requests that may wait for the engine; more get 429 (%(default)s)",
     )
     serve.add_argument(
         "--queue-timeout",
-        type=float,
+        type=_positive(float),
         default=60.0,
         help="seconds a request may wait for the engine; then 503 (%(default)s)",
     )
     serve.add_argument(
         "--send-timeout",
-        type=float,
+        type=_positive(float),
         default=30.0,
         help="seconds a streamed answer waits for a client that stopped reading; then the "
         "stream is closed and reported cancelled (%(default)s)",
@@ -96,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the ingest API, a JSON query API and the dashboard page, in one process.",
     )
     dashboard.add_argument("--host", default="127.0.0.1", help="address (%(default)s)")
-    dashboard.add_argument("--port", type=int, default=8090, help="port (%(default)s)")
+    dashboard.add_argument("--port", type=_port, default=8090, help="port (%(default)s)")
     db_help = "sqlite:////absolute/path.db or clickhouse://user:password@host:8123/db (%(default)s)"
     dashboard.add_argument("--db", default=default_url(), help=db_help)
     dashboard.set_defaults(run=run_dashboard)
@@ -120,6 +123,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MissingExtraError as missing:
         print(f"error: {missing}", file=sys.stderr)
         return 2
+
+
+def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error
+    return parse
+
+
+def _at_least_zero(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port, 0 to 65535, got {text}")
+    return value
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
@@ -268,7 +296,8 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         log_level="info",
     )
-    Server(config).run()
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stopped as asked, not a crash
+        Server(config).run()
     return 0
 
 

@@ -6,6 +6,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from octomil_otel.engines.base import RequestError
 from octomil_otel.engines.chat_formats import gemma3
 
 PIRATE = {"role": "system", "content": "You are a pirate."}
@@ -33,18 +34,30 @@ def test_a_conversation_alternates_user_and_model_turns():
     )
 
 
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
 @pytest.mark.parametrize(
     ("messages", "message"),
     [
-        ([HELLO, PIRATE], "messages: Gemma 3 has no place for a 'system' message here"),
-        ([HELLO, {"role": "tool", "content": "42"}], "messages: Gemma 3 has no place for a 'tool'"),
-        ([HELLO, HELLO], "messages: Gemma 3 needs user and assistant turns to alternate"),
-        ([{"role": "assistant", "content": "hi"}], "messages: Gemma 3 needs user and assistant"),
+        ([HELLO, PIRATE], "Gemma 3 has no place for a 'system' message here"),
+        ([HELLO, {"role": "tool", "content": "42"}], "Gemma 3 has no place for a 'tool'"),
+        ([HELLO, {"role": "assistant", "content": None, "tool_calls": [CALL]}],
+         "Gemma 3 has no place for tool calls"),
+        ([HELLO, HELLO], "Gemma 3 needs user and assistant turns to alternate"),
+        ([{"role": "assistant", "content": "hi"}], "Gemma 3 needs user and assistant"),
     ],
-)
+)  # fmt: skip
 def test_what_the_template_has_no_place_for_is_refused(messages, message):
-    with pytest.raises(ValueError, match=f"^{message}"):
+    with pytest.raises(RequestError, match=f"^{message}") as refused:
         gemma3(messages)
+    assert refused.value.param == "messages"
+
+
+def test_a_system_message_alone_is_the_first_user_turn():
+    assert gemma3([PIRATE]).prompt == (
+        "<start_of_turn>user\nYou are a pirate.\n\n<end_of_turn>\n<start_of_turn>model\n"
+    )
 
 
 def test_the_packaged_gemma_reads_the_system_prompt(generate_cleanup):

@@ -375,6 +375,22 @@ def test_echo_puts_the_prompt_before_the_answer(server):
         ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER, WEATHER],
             "tool_choice": "required"}, "tool_choice", "tool_choice: 'required' needs exactly "
          "one tool here (name the function to call instead)"),
+        ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER]}, "tool_choice",
+         "only a forced tool call is supported: name the function, or use 'required' with "
+         "one tool ('none' offers no tool)"),
+        ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER], "tool_choice": "auto"},
+         "tool_choice", "only a forced tool call is supported: name the function, or use "
+         "'required' with one tool ('none' offers no tool)"),
+        ("llamacpp", "/v1/chat/completions", {"functions": [WEATHER["function"]]}, "functions",
+         "functions: the deprecated functions API: use tools and tool_choice"),
+        ("llamacpp", "/v1/completions", {"prompt": "half an emoji \ud83d"}, "prompt",
+         "prompt: a lone UTF-16 surrogate at character 14"),
+        ("echo", "/v1/chat/completions", {"messages": [{"role": "user", "content": "\ud83d"}]},
+         "messages.0.content", "messages.0.content: a lone UTF-16 surrogate at character 0"),
+        ("llamacpp", "/v1/completions", {"logit_bias": {"-1": 5}}, "logit_bias",
+         "token -1 is not in the model's vocabulary (0..{last})"),
+        ("mlx", "/v1/completions", {"logit_bias": {"1000000000": 5}}, "logit_bias",
+         "token 1000000000 is not in the model's vocabulary (0..{last})"),
         ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
          "logit_bias: the bias of token 1 is outside -100..100"),
     ],
@@ -387,6 +403,9 @@ def test_an_option_an_engine_cannot_honour_is_a_400_naming_it(
     model = {"llamacpp": "tiny-llama", "mlx": "tiny-mlx", "echo": "echo"}[served]
     body = {"model": model, **({"messages": MESSAGES} if "chat" in path else {"prompt": "hi"})}
     refused = post(target, path, {**body, **extra})
+    if "{last}" in message:  # the model's last token id
+        last = {"llamacpp": tiny_vocabulary, "mlx": mlx_vocabulary}[served](request) - 1
+        message = message.format(last=last)
 
     assert refused.status_code == 400
     assert refused.json()["error"] == {
@@ -454,3 +473,63 @@ def test_chat_logprobs_one_entry_per_token(logprobs_server):
     assert "".join(entry.token for entry in content) == answer.choices[0].message.content
     assert all(len(entry.top_logprobs) >= 3 for entry in content)
     assert all(entry.logprob <= 0 for entry in content)
+
+
+def tiny_vocabulary(request) -> int:
+    return request.getfixturevalue("tiny_llama").n_vocab()
+
+
+def mlx_vocabulary(request) -> int:
+    directory = request.getfixturevalue("tiny_mlx_dir")
+    return json.loads((directory / "config.json").read_text())["vocab_size"]
+
+
+def test_tool_choice_none_offers_no_tool(server):
+    common = {"model": "tiny-llama", "messages": MESSAGES, "max_tokens": 4, "temperature": 0}
+    plain = client(server).chat.completions.create(**common)
+    none = client(server).chat.completions.create(**common, tools=[WEATHER], tool_choice="none")
+
+    assert none.choices[0].message.content == plain.choices[0].message.content
+    assert none.choices[0].message.tool_calls is None
+
+
+def test_a_tool_call_cut_off_by_max_tokens_finishes_by_length(server):
+    common = {"model": "tiny-llama", "messages": MESSAGES, "max_tokens": 5, "temperature": 0,
+              "tools": [WEATHER], "tool_choice": "required"}  # fmt: skip
+    whole = client(server).chat.completions.create(**common)
+    streamed = list(client(server).chat.completions.create(**common, stream=True))
+
+    assert whole.choices[0].finish_reason == "length"
+    assert whole.usage.completion_tokens == 5
+    assert streamed[-1].choices[0].finish_reason == "length"
+
+
+def test_neutral_penalties_are_no_option_at_all(echo_server):
+    """LangChain's OpenAI class always sends frequency_penalty 0: any engine takes it."""
+    answer = client(echo_server).completions.create(
+        model="echo", prompt="hello there", frequency_penalty=0, presence_penalty=0
+    )
+
+    assert answer.choices[0].text == "hello there"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**70])
+def test_any_int_seed_on_mlx(mlx_server, seed):
+    def sample() -> str:
+        return (
+            client(mlx_server)
+            .completions.create(
+                model="tiny-mlx", prompt="hello", max_tokens=8, temperature=2, seed=seed
+            )
+            .choices[0]
+            .text
+        )
+
+    assert sample() == sample()
+
+
+def test_max_waiting_zero_still_serves_an_idle_engine(api):
+    with serve("echo", api.url, "--max-waiting", "0") as echo:
+        answer = client(echo).completions.create(model="echo", prompt="hi there")
+
+    assert answer.choices[0].text == "hi there"

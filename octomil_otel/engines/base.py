@@ -65,12 +65,20 @@ OPTIONS = (
 """The ``Request`` fields an engine may or may not honour."""
 
 
-class UnsupportedOption(ValueError):
-    """The request sets an option the engine cannot honour; ``param`` names it."""
+class RequestError(ValueError):
+    """A request the engine cannot take as it is; ``param`` names the field at fault (a 400
+    naming it, in ``octomil serve``)."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class UnsupportedOption(RequestError):
+    """The request sets an option the engine cannot honour."""
 
     def __init__(self, param: str, engine: str, hint: str = "") -> None:
-        super().__init__(f"{param!r} is not supported by the {engine} engine{hint}")
-        self.param = param
+        super().__init__(f"{param!r} is not supported by the {engine} engine{hint}", param)
 
 
 @dataclass(frozen=True)
@@ -125,11 +133,24 @@ class Engine(ABC):
         self.model = model
 
     def check(self, request: Request) -> None:
-        """``UnsupportedOption`` if ``request`` sets an option this engine cannot honour."""
+        """``UnsupportedOption`` if ``request`` sets an option this engine cannot honour;
+        ``RequestError`` for a ``logit_bias`` token this model does not have."""
         defaults = _DEFAULT_REQUEST
         for option in OPTIONS:
             if option not in self.options and getattr(request, option) != getattr(defaults, option):
                 raise UnsupportedOption(option, self.name, self.hints.get(option, ""))
+        if request.logit_bias:
+            vocabulary = self.vocabulary_size()
+            for token in request.logit_bias:
+                if not 0 <= token < vocabulary:
+                    raise RequestError(
+                        f"token {token} is not in the model's vocabulary (0..{vocabulary - 1})",
+                        "logit_bias",
+                    )
+
+    def vocabulary_size(self) -> int:
+        """How many token ids the model has: ``logit_bias`` keys must be below it."""
+        return 0
 
     @abstractmethod
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:

@@ -14,6 +14,7 @@ from octomil_otel.engines.base import (
     Engine,
     Piece,
     Request,
+    RequestError,
     ToolCallDelta,
 )
 from octomil_otel.generation import Generation
@@ -64,6 +65,21 @@ class LlamaCppEngine(Engine):
         )
         self.options = frozenset(OPTIONS) if logprobs else frozenset(OPTIONS) - {"logprobs"}
 
+    def vocabulary_size(self) -> int:
+        return int(self.llm.n_vocab())
+
+    def check(self, request: Request) -> None:
+        """Also: tools only with a forced call. llama-cpp-python constrains the answer to a
+        named tool's arguments; left to choose (``auto``), a model's tool calls would come
+        back as plain text, which no client reads as a call."""
+        super().check(request)
+        if request.tools and not isinstance(request.tool_choice, dict):
+            raise RequestError(
+                "only a forced tool call is supported: name the function, or use 'required' "
+                "with one tool ('none' offers no tool)",
+                "tool_choice",
+            )
+
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         options: dict[str, Any] = {
             "max_tokens": request.max_tokens,
@@ -89,7 +105,7 @@ class LlamaCppEngine(Engine):
                     **options,
                 )
                 with closing(chunks):
-                    yield from _chat_pieces(chunks)
+                    yield from _chat_pieces(chunks, request.max_tokens)
             else:
                 chunks = generation.call(
                     self.llm.create_completion, request.prompt, stream=True, **options
@@ -109,10 +125,12 @@ class LlamaCppEngine(Engine):
             raise ContextLengthExceeded(*map(int, too_long.groups())) from error
 
 
-def _chat_pieces(chunks: Iterator[dict[str, Any]]) -> Iterator[Piece]:
+def _chat_pieces(chunks: Iterator[dict[str, Any]], max_tokens: int | None) -> Iterator[Piece]:
     """Chat chunks as pieces; a tool call's id and name only on its first piece (llama-cpp-
-    python repeats them on every chunk, which clients that merge deltas would concatenate)."""
+    python repeats them on every chunk, which clients that merge deltas would concatenate),
+    and a call cut off at ``max_tokens`` finished by ``length`` (it says ``tool_calls``)."""
     named: set[int] = set()
+    call_tokens = 0  # a forced call's pieces: one token each
     for chunk in chunks:
         choice = chunk["choices"][0]
         delta = choice["delta"]
@@ -130,9 +148,8 @@ def _chat_pieces(chunks: Iterator[dict[str, Any]]) -> Iterator[Piece]:
                     call["function"]["name"] if first else None,
                 )
             )
-        yield Piece(
-            delta.get("content") or "",
-            choice.get("finish_reason"),
-            tuple(calls),
-            choice.get("logprobs"),
-        )
+        call_tokens += len(calls)
+        finish = choice.get("finish_reason")
+        if finish == "tool_calls" and max_tokens is not None and call_tokens >= max_tokens:
+            finish = "length"
+        yield Piece(delta.get("content") or "", finish, tuple(calls), choice.get("logprobs"))

@@ -29,6 +29,10 @@ class MLXEngine(Engine):
         super().__init__(model)
         self._model, self._tokenizer = mlx_lm.load(path)
 
+    def vocabulary_size(self) -> int:
+        """The rows of the model's output: what its logits, and so a bias, index."""
+        return int(self._model.args.vocab_size)
+
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         import mlx.core as mx
         import mlx_lm
@@ -48,8 +52,8 @@ class MLXEngine(Engine):
         context = getattr(getattr(self._model, "args", None), "max_position_embeddings", None)
         if isinstance(context, int) and len(prompt) >= context:
             raise ContextLengthExceeded(len(prompt), context)
-        if request.seed is not None:
-            mx.random.seed(request.seed)
+        if request.seed is not None:  # any int, as llama.cpp takes it: mlx wants a uint64
+            mx.random.seed(request.seed % (1 << 64))
         sampler = make_sampler(
             temp=request.temperature if request.temperature is not None else 0.0,
             top_p=request.top_p if request.top_p is not None else 0.0,

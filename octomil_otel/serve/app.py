@@ -45,8 +45,8 @@ from octomil_otel.engines.base import (
     ContextLengthExceeded,
     Engine,
     Piece,
+    RequestError,
     ToolCallDelta,
-    UnsupportedOption,
     complete,
     stream,
 )
@@ -86,7 +86,7 @@ class EngineSlot:
         """Raises ``Overloaded`` (too many waiting, waited too long) or ``ShuttingDown``."""
         if self._closed.is_set():
             raise ShuttingDown()
-        if self._waiting >= self._max_waiting:
+        if self._semaphore.locked() and self._waiting >= self._max_waiting:
             raise Overloaded(f"{self._waiting} requests are already waiting for the engine", 429)
         self._waiting += 1
         acquiring = asyncio.ensure_future(self._semaphore.acquire())
@@ -158,6 +158,7 @@ def create_app(
     slot = EngineSlot(max_waiting, queue_timeout)
     streams: set[_OpenStream] = set()
     stopping = threading.Event()
+    stopped = asyncio.Event()  # the same, for the event loop to wait on
     running: set[threading.Event] = set()  # the cancel flag of each non-streamed request
     loop: asyncio.AbstractEventLoop | None = None
 
@@ -167,6 +168,20 @@ def create_app(
             cancel.set()
         if loop is not None:
             loop.call_soon_threadsafe(slot.close)
+            loop.call_soon_threadsafe(stopped.set)
+
+    async def engine_or_stop(work: asyncio.Future[Any], *also: asyncio.Future[Any]) -> bool:
+        """Wait for ``work`` on the engine, or ``also``, or the server stopping; whether
+        ``work`` is done. Left running, it is the engine's to finish (at its next token, or
+        when a long prompt evaluation ends) and report; its result is not waited for."""
+        stop = asyncio.ensure_future(stopped.wait())
+        try:
+            await asyncio.wait((work, stop, *also), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not work.done():
+            work.add_done_callback(_retrieved)
+        return work.done()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -205,7 +220,7 @@ def create_app(
         request = body.to_request()
         try:
             engine.check(request)
-        except UnsupportedOption as refused:
+        except RequestError as refused:
             return error(400, str(refused), "invalid_request_error", refused.param)
         generation = recorder.start(
             model=engine.model, engine=engine.name, operation=operation, stream=body.stream
@@ -228,8 +243,10 @@ def create_app(
             work = asyncio.ensure_future(on_engine(complete, engine, generation, request, cancel))
             client_left = asyncio.ensure_future(_disconnected(http))
             try:
-                await asyncio.wait((work, client_left), return_when=asyncio.FIRST_COMPLETED)
+                answered = await engine_or_stop(work, client_left)
                 cancel.set()  # a no-op once the answer is whole: stops it if the client left
+                if not answered and stopping.is_set():
+                    return shutting_down()  # now, not after the engine's current step
                 done = await work
             except Cancelled:
                 return shutting_down() if stopping.is_set() else Response(status_code=499)
@@ -242,12 +259,16 @@ def create_app(
                 slot.release()
             return JSONResponse(shape.whole(done))
         pieces = stream(engine, generation, request)
-        try:
-            first = await on_engine(next, pieces, None)
-        except Exception as failure:
-            slot.release()
-            return engine_error(failure, chat=shape.chat)
         open_stream = _OpenStream(pieces, executor, slot, streams)
+        first_piece = asyncio.ensure_future(on_engine(next, pieces, None))
+        if not await engine_or_stop(first_piece):
+            open_stream.close()  # after the engine's step: the request ends cancelled
+            return shutting_down()
+        try:
+            first = first_piece.result()
+        except Exception as failure:
+            open_stream.close()
+            return engine_error(failure, chat=shape.chat)
         return _BoundedStreamingResponse(
             _events(
                 shape,
@@ -329,6 +350,13 @@ def shutting_down() -> JSONResponse:
     return error(503, SHUTTING_DOWN, "server_error", code=semconv.SHUTDOWN)
 
 
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Take a finished future's outcome: nobody awaits it any more (the engine already
+    reported what became of its request)."""
+    if not future.cancelled():
+        future.exception()
+
+
 async def _disconnected(http: Request) -> None:
     """Returns when the client closes its connection (its body was read already)."""
     while (await http.receive())["type"] != "http.disconnect":
@@ -337,6 +365,8 @@ async def _disconnected(http: Request) -> None:
 
 def engine_error(failure: Exception, *, chat: bool) -> JSONResponse:
     """The engine refused the request (a ``ValueError``: 400) or failed (500)."""
+    if isinstance(failure, RequestError):
+        return error(400, str(failure), "invalid_request_error", failure.param)
     if isinstance(failure, ContextLengthExceeded):
         return error(400, str(failure), "invalid_request_error",
                      "messages" if chat else "prompt", "context_length_exceeded")  # fmt: skip

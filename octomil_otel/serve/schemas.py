@@ -34,6 +34,21 @@ def _only_one(value: int | None) -> int | None:
     return value
 
 
+def _whole_unicode(value: Any) -> Any:
+    """Text UTF-8 can carry (a str, or a list of them): a lone UTF-16 surrogate (half an
+    emoji, as a browser cuts it) is a 400 here rather than an error deep in an engine or in
+    the answer."""
+    for text in value if isinstance(value, list) else (value,):
+        if isinstance(text, str):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as error:
+                raise _unsupported(
+                    "a lone UTF-16 surrogate at character {at}", at=error.start
+                ) from None
+    return value
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -55,6 +70,7 @@ class _Body(BaseModel):
     logit_bias: dict[int, float] | None = None  # JSON keys are token ids as strings
 
     _n = field_validator("n")(_only_one)
+    _stop_text = field_validator("stop")(_whole_unicode)
 
     @field_validator("stream", mode="before")
     @classmethod
@@ -82,8 +98,8 @@ class _Body(BaseModel):
             "seed": self.seed,
             "stop": [] if self.stop is None else [self.stop] if isinstance(self.stop, str)
             else list(self.stop),
-            "frequency_penalty": self.frequency_penalty,
-            "presence_penalty": self.presence_penalty,
+            "frequency_penalty": self.frequency_penalty or None,  # 0: no penalty at all
+            "presence_penalty": self.presence_penalty or None,
             "logit_bias": self.logit_bias,
         }  # fmt: skip
 
@@ -92,12 +108,16 @@ class TextPart(BaseModel):
     type: Literal["text"]
     text: str
 
+    _text = field_validator("text")(_whole_unicode)
+
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
+
+    _text = field_validator("content")(_whole_unicode)
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -167,6 +187,15 @@ class ChatCompletionBody(_Body):
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    functions: list[Any] | None = None  # the deprecated form of tools
+    function_call: Any = None
+
+    @field_validator("functions", "function_call")
+    @classmethod
+    def _no_legacy_functions(cls, value: Any) -> Any:
+        if value is not None:
+            raise _unsupported("the deprecated functions API: use tools and tool_choice")
+        return value
 
     @field_validator("top_logprobs")
     @classmethod
@@ -190,18 +219,19 @@ class ChatCompletionBody(_Body):
         return value
 
     def to_request(self) -> Request:
-        tool_choice: str | dict[str, Any] | None
-        if self.tool_choice == "required":  # the one tool there is: validated above
-            tool_choice = {"type": "function", "function": {"name": self.tools[0].function.name}}  # type: ignore[index]
+        tools = [t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None
+        tool_choice: str | dict[str, Any] | None = self.tool_choice  # type: ignore[assignment]
+        if self.tool_choice == "none":  # no tool may be called: none is offered
+            tools = tool_choice = None
+        elif self.tool_choice == "required" and tools:  # the one tool there is (validated)
+            tool_choice = {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
         elif isinstance(self.tool_choice, NamedToolChoice):
             tool_choice = self.tool_choice.model_dump()
-        else:
-            tool_choice = self.tool_choice
         return Request(
             messages=[m.to_dict() for m in self.messages],
             **{**self._options(), "max_tokens": self.max_completion_tokens or self.max_tokens},
             response_format=self.response_format.to_request() if self.response_format else None,
-            tools=[t.model_dump(exclude_none=True) for t in self.tools] if self.tools else None,
+            tools=tools,
             tool_choice=tool_choice,
             logprobs=(self.top_logprobs or 0) if self.logprobs else None,
         )
@@ -228,6 +258,7 @@ class CompletionBody(_Body):
     @classmethod
     def _one_prompt(cls, value: str | list[str]) -> str:
         """A list of one (LangChain's ``OpenAI`` always sends one) is that prompt."""
+        _whole_unicode(value)
         if isinstance(value, str):
             return value
         if len(value) != 1:
