@@ -471,8 +471,17 @@ def test_chat_logprobs_one_entry_per_token(logprobs_server):
     content = answer.choices[0].logprobs.content
     assert len(content) == answer.usage.completion_tokens == 5
     assert "".join(entry.token for entry in content) == answer.choices[0].message.content
-    assert all(len(entry.top_logprobs) >= 3 for entry in content)
+    assert all(len(entry.top_logprobs) == 3 for entry in content)
     assert all(entry.logprob <= 0 for entry in content)
+    assert all(
+        [a.logprob for a in entry.top_logprobs]
+        == sorted((a.logprob for a in entry.top_logprobs), reverse=True)
+        for entry in content
+    )
+    none = client(logprobs_server).chat.completions.create(
+        model="tiny-llama", messages=MESSAGES, max_tokens=2, logprobs=True
+    )
+    assert [entry.top_logprobs for entry in none.choices[0].logprobs.content] == [[], []]
 
 
 def tiny_vocabulary(request) -> int:
@@ -533,3 +542,13 @@ def test_max_waiting_zero_still_serves_an_idle_engine(api):
         answer = client(echo).completions.create(model="echo", prompt="hi there")
 
     assert answer.choices[0].text == "hi there"
+
+
+def test_mlx_stops_at_the_end_of_its_context(mlx_server):
+    answer = client(mlx_server).completions.create(
+        model="tiny-mlx", prompt="hello " * 2040, max_tokens=200, temperature=0
+    )
+
+    assert 2040 < answer.usage.prompt_tokens < 2048
+    assert answer.usage.total_tokens == 2048  # the model's positions, all used
+    assert answer.choices[0].finish_reason == "length"

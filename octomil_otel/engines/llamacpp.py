@@ -105,7 +105,7 @@ class LlamaCppEngine(Engine):
                     **options,
                 )
                 with closing(chunks):
-                    yield from _chat_pieces(chunks, request.max_tokens)
+                    yield from _chat_pieces(chunks, request.max_tokens, request.logprobs)
             else:
                 chunks = generation.call(
                     self.llm.create_completion, request.prompt, stream=True, **options
@@ -125,10 +125,14 @@ class LlamaCppEngine(Engine):
             raise ContextLengthExceeded(*map(int, too_long.groups())) from error
 
 
-def _chat_pieces(chunks: Iterator[dict[str, Any]], max_tokens: int | None) -> Iterator[Piece]:
+def _chat_pieces(
+    chunks: Iterator[dict[str, Any]], max_tokens: int | None, top: int | None
+) -> Iterator[Piece]:
     """Chat chunks as pieces; a tool call's id and name only on its first piece (llama-cpp-
     python repeats them on every chunk, which clients that merge deltas would concatenate),
-    and a call cut off at ``max_tokens`` finished by ``length`` (it says ``tool_calls``)."""
+    a call cut off at ``max_tokens`` finished by ``length`` (it says ``tool_calls``), and
+    ``top`` alternatives per token exactly, as chat's ``top_logprobs`` asks (llama-cpp-python
+    adds the sampled token, as the completions API may)."""
     named: set[int] = set()
     call_tokens = 0  # a forced call's pieces: one token each
     for chunk in chunks:
@@ -152,4 +156,12 @@ def _chat_pieces(chunks: Iterator[dict[str, Any]], max_tokens: int | None) -> It
         finish = choice.get("finish_reason")
         if finish == "tool_calls" and max_tokens is not None and call_tokens >= max_tokens:
             finish = "length"
-        yield Piece(delta.get("content") or "", finish, tuple(calls), choice.get("logprobs"))
+        logprobs = choice.get("logprobs")
+        if logprobs and top is not None:
+            logprobs = {**logprobs, "content": [_top(entry, top) for entry in logprobs["content"]]}
+        yield Piece(delta.get("content") or "", finish, tuple(calls), logprobs)
+
+
+def _top(entry: dict[str, Any], n: int) -> dict[str, Any]:
+    ranked = sorted(entry["top_logprobs"], key=lambda alternative: -alternative["logprob"])
+    return {**entry, "top_logprobs": ranked[:n]}

@@ -50,8 +50,11 @@ class MLXEngine(Engine):
         bos = tokenizer.bos_token
         prompt = tokenizer.encode(text, add_special_tokens=bos is None or not text.startswith(bos))
         context = getattr(getattr(self._model, "args", None), "max_position_embeddings", None)
-        if isinstance(context, int) and len(prompt) >= context:
-            raise ContextLengthExceeded(len(prompt), context)
+        max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
+        if isinstance(context, int):
+            if len(prompt) >= context:
+                raise ContextLengthExceeded(len(prompt), context)
+            max_tokens = min(max_tokens, context - len(prompt))  # as llama.cpp caps it
         if request.seed is not None:  # any int, as llama.cpp takes it: mlx wants a uint64
             mx.random.seed(request.seed % (1 << 64))
         sampler = make_sampler(
@@ -70,7 +73,7 @@ class MLXEngine(Engine):
             self._model,
             tokenizer,
             prompt,
-            max_tokens=request.max_tokens or DEFAULT_MAX_TOKENS,
+            max_tokens=max_tokens,
             sampler=sampler,
             logits_processors=processors,
         )
