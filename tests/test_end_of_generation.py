@@ -171,3 +171,30 @@ def test_octomil_serve(ending, api):
     assert {e["engine"] for e in whole_events + streamed_events} == {engine}
     assert_counted(whole_events, stream=False)
     assert_counted(streamed_events, stream=True)
+
+
+@pytest.fixture(params=["llamacpp", "mlx"])
+def silent(request, tmp_path_factory):
+    """A model whose first word is its end token: every answer is empty."""
+    llama = request.param == "llamacpp"
+    _, words = request.getfixturevalue("ending_gguf" if llama else "ending_mlx")
+    target = tmp_path_factory.mktemp("silent") / ("silent-llama.gguf" if llama else "silent-mlx")
+    write = write_tiny_gguf if llama else write_tiny_mlx_model
+    return write(target, end_word=words[0])
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
+def test_an_empty_answer_has_no_chunk_on_any_path(
+    silent, stream, generate_cleanup, tracer_provider, meter_provider, span_exporter
+):
+    octomil.init(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False)
+    result = octomil.generate(
+        model=str(silent), prompt=PROMPT, max_tokens=MAX_TOKENS, temperature=0, stream=stream
+    )
+    text = "".join(c.content for c in result) if stream else result.content
+    octomil_otel.shutdown()
+
+    assert text == ""
+    events = decoded_events(only_span(span_exporter))
+    assert [e["event_type"] for e in events] == ["generation_started", "generation_completed"]
+    assert events[-1]["metrics"]["output_tokens"] == 0

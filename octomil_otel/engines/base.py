@@ -214,7 +214,8 @@ def complete(
     request: Request,
     cancel: threading.Event | None = None,
 ) -> Completion:
-    """A request answered whole: one chunk, when the whole answer is there.
+    """A request answered whole: one chunk, when the whole answer is there (none for an
+    empty answer, as for a stream of it).
 
     ``cancel``, once set, stops the engine at its next piece: the request ends
     ``cancelled`` and ``Cancelled`` is raised.
@@ -239,13 +240,15 @@ def complete(
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
-    generation.chunk()
+    text, calls = "".join(texts), _tool_calls(deltas)
+    if text or calls:  # an empty answer carries only its finish reason: no chunk
+        generation.chunk()
     generation.stop()
     return Completion(
-        "".join(texts),
+        text,
         finish,
         generation.input_tokens,
         generation.output_tokens,
-        _tool_calls(deltas),
+        calls,
         _joined_logprobs(logprobs),
     )

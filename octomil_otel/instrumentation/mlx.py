@@ -125,7 +125,8 @@ def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) 
             return record_stream(generation, result, _has_text, _usage)
         if stream:  # an unwrapped generate() reading it: one chunk, when the answer is whole
             return record_stream(generation, result, False, _whole_answer)
-        generation.chunk()
+        if result:  # an empty answer carries only its finish reason: no chunk
+            generation.chunk()
         generation.stop()
         return result
 
@@ -147,8 +148,8 @@ def _called_from(code: CodeType | None) -> bool:
 
 def _whole_answer(generation: Generation, last: Any, count: int) -> None:
     _usage(generation, last, count)
-    if last is not None and last.finish_reason is not None:  # the last response: complete
-        generation.chunk()
+    if last is not None and last.finish_reason is not None and generation.output_tokens:
+        generation.chunk()  # the last response: the answer is whole, and not empty
 
 
 def _has_text(response: Any) -> bool:
