@@ -69,31 +69,6 @@ def test_a_prompt_list_of_one_is_that_prompt(server):
     assert listed.usage == plain.usage
 
 
-@pytest.mark.parametrize(
-    ("path", "extra", "param", "message"),
-    [
-        ("/v1/completions", {"prompt": ["a", "b"]}, "prompt",
-         "prompt: one prompt per request is supported, got 2"),
-        ("/v1/completions", {"prompt": "a", "n": 2}, "n",
-         "n: only one choice per request is supported"),
-        ("/v1/chat/completions", {"messages": MESSAGES, "n": 3}, "n",
-         "n: only one choice per request is supported"),
-        ("/v1/completions", {"prompt": "a", "best_of": 2}, "best_of",
-         "best_of: only one choice per request is supported"),
-    ],
-)  # fmt: skip
-def test_what_cannot_be_honoured_is_a_400_naming_it(server, path, extra, param, message):
-    refused = post(server, path, {"model": "tiny-llama", **extra})
-
-    assert refused.status_code == 400
-    assert refused.json()["error"] == {
-        "message": message,
-        "type": "invalid_request_error",
-        "param": param,
-        "code": None,
-    }
-
-
 SERVERS = {"llamacpp": ("server", "tiny-llama"), "mlx": ("mlx_server", "tiny-mlx"),
            "echo": ("echo_server", "echo")}  # fmt: skip
 
@@ -375,6 +350,14 @@ def test_echo_puts_the_prompt_before_the_answer(server):
         ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER, WEATHER],
             "tool_choice": "required"}, "tool_choice", "tool_choice: 'required' needs exactly "
          "one tool here (name the function to call instead)"),
+        ("llamacpp", "/v1/completions", {"prompt": ["a", "b"]}, "prompt",
+         "prompt: one prompt per request is supported, got 2"),
+        ("llamacpp", "/v1/completions", {"prompt": "a", "n": 2}, "n",
+         "n: only one choice per request is supported"),
+        ("llamacpp", "/v1/chat/completions", {"messages": MESSAGES, "n": 3}, "n",
+         "n: only one choice per request is supported"),
+        ("llamacpp", "/v1/completions", {"prompt": "a", "best_of": 2}, "best_of",
+         "best_of: only one choice per request is supported"),
         ("llamacpp", "/v1/chat/completions", {"tools": [WEATHER]}, "tool_choice",
          "only a forced tool call is supported: name the function, or use 'required' with "
          "one tool ('none' offers no tool)"),
@@ -398,9 +381,8 @@ def test_echo_puts_the_prompt_before_the_answer(server):
 def test_an_option_an_engine_cannot_honour_is_a_400_naming_it(
     request, served, path, extra, param, message
 ):
-    fixture = {"llamacpp": "server", "mlx": "mlx_server", "echo": "echo_server"}[served]
+    fixture, model = SERVERS[served]
     target = request.getfixturevalue(fixture)
-    model = {"llamacpp": "tiny-llama", "mlx": "tiny-mlx", "echo": "echo"}[served]
     body = {"model": model, **({"messages": MESSAGES} if "chat" in path else {"prompt": "hi"})}
     refused = post(target, path, {**body, **extra})
     if "{last}" in message:  # the model's last token id
