@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger("octomil_otel")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+HANGUP = getattr(signal, "SIGHUP", None)  # not on Windows
 SHUTDOWN_GRACE_SECONDS = 5
 """After SIGINT/SIGTERM, how long answers in flight may take to reach their clients."""
 
@@ -284,6 +286,8 @@ def run_serve(args: argparse.Namespace) -> int:
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             served.begin_shutdown()  # at the signal: stop the engine, fail those waiting
+            if sig == HANGUP:  # once: uvicorn raises it again when all is flushed
+                signal.signal(HANGUP, signal.SIG_DFL)
             super().handle_exit(sig, frame)
 
     _logger.info(
@@ -296,8 +300,11 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         log_level="info",
     )
+    server = Server(config)
+    if HANGUP is not None:  # the terminal or SSH session went away: stop as for SIGTERM
+        signal.signal(HANGUP, server.handle_exit)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stopped as asked, not a crash
-        Server(config).run()
+        server.run()
     return 0
 
 

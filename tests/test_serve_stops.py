@@ -60,7 +60,10 @@ def test_a_client_that_gives_up_on_a_whole_answer_stops_its_generation(api, tiny
     assert given_up["stream"] is False
 
 
-def test_sigterm_cancels_the_running_request_and_fails_those_waiting(api, tiny_gguf):
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_a_stop_signal_cancels_the_running_request_and_fails_those_waiting(
+    api, tiny_gguf, stop_signal
+):
     answers: list[requests.Response] = []
 
     def ask() -> None:
@@ -73,12 +76,12 @@ def test_sigterm_cancels_the_running_request_and_fails_those_waiting(api, tiny_g
         for asker in askers[1:]:
             asker.start()
         wait_for_health(server, running=1, waiting=2)
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(stop_signal)
         log, _ = server.process.communicate(timeout=30)
         for asker in askers:
             asker.join()
 
-    assert server.process.returncode == -signal.SIGTERM
+    assert server.process.returncode == -stop_signal
     assert [a.status_code for a in answers] == [503] * 3
     assert [a.json()["error"]["code"] for a in answers] == ["shutdown"] * 3
     ended = finals(api)
@@ -135,3 +138,27 @@ def test_a_client_that_stops_reading_a_stream_loses_it_and_frees_the_engine(api)
     (stalled_request,) = [e for request_id, e in ended.items() if request_id != after.id]
     assert stalled_request["metrics"]["error_type"] == "cancelled"
     assert 0 < stalled_request["metrics"]["output_tokens"] < 2_000_000
+
+
+def test_a_client_that_leaves_the_queue_gives_up_its_place_and_costs_no_engine_time(api, tiny_gguf):
+    with serve(str(tiny_gguf), api.url, "--n-ctx", "2048", "--max-waiting", "1") as server:
+        running = threading.Thread(
+            target=requests.post,
+            args=(server.url + "/v1/completions",),
+            kwargs={"json": {**LONG, "max_tokens": 1500}, "timeout": 60},
+        )
+        running.start()
+        wait_for_health(server, running=1, waiting=0)
+        with pytest.raises(requests.ReadTimeout):  # waits behind the running one, then leaves
+            requests.post(server.url + "/v1/completions", json=LONG, timeout=0.5)
+        wait_for_health(server, running=1, waiting=0)  # its place is free again
+        running.join()
+        after = client(server).completions.create(model="tiny-llama", prompt="hi", max_tokens=2)
+        server.stop()
+
+    ended = finals(api)
+    assert len(ended) == 3
+    left = [e for e in ended.values() if e["event_type"] == "generation_failed"]
+    assert [e["metrics"]["error_type"] for e in left] == ["cancelled"]
+    assert "output_tokens" not in left[0]["metrics"]  # it never reached the engine
+    assert ended[after.id]["metrics"]["output_tokens"] == 2

@@ -21,6 +21,7 @@ behaves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -225,8 +226,20 @@ def create_app(
         generation = recorder.start(
             model=engine.model, engine=engine.name, operation=operation, stream=body.stream
         )
+        waiting = asyncio.ensure_future(slot.acquire())
+        client_left = asyncio.ensure_future(_disconnected(http))
         try:
-            await slot.acquire()
+            await asyncio.wait((waiting, client_left), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            client_left.cancel()
+        if not waiting.done():  # the client left the queue: its place, and no engine time
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Overloaded, ShuttingDown):
+                await waiting  # gives the place back (or the engine, were it just granted)
+            generation.cancel()
+            return Response(status_code=499)
+        try:
+            waiting.result()
         except ShuttingDown as refused:
             generation.fail(refused, error_type=semconv.SHUTDOWN)
             return shutting_down()
