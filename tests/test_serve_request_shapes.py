@@ -374,6 +374,8 @@ def test_echo_puts_the_prompt_before_the_answer(server):
          "token -1 is not in the model's vocabulary (0..{last})"),
         ("mlx", "/v1/completions", {"logit_bias": {"1000000000": 5}}, "logit_bias",
          "token 1000000000 is not in the model's vocabulary (0..{last})"),
+        ("llamacpp", "/v1/completions", {"echo": True, "logprobs": 1}, "logprobs",
+         "logprobs: not with echo: the prompt's own log probabilities are not available"),
         ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
          "logit_bias: the bias of token 1 is outside -100..100"),
     ],
@@ -504,19 +506,25 @@ def test_neutral_penalties_are_no_option_at_all(echo_server):
     assert answer.choices[0].text == "hello there"
 
 
-@pytest.mark.parametrize("seed", [-1, 2**70])
-def test_any_int_seed_on_mlx(mlx_server, seed):
+@pytest.mark.parametrize("seed", [-1, 2**32 - 1, 2**70])
+@pytest.mark.parametrize("engine", ["llamacpp", "mlx"])
+def test_any_int_seed_makes_sampling_repeatable(request, engine, seed):
+    fixture, model = SERVERS[engine]
+    served = request.getfixturevalue(fixture)
+    asked = {"model": model, "prompt": "hello", "max_tokens": 8, "temperature": 2, "seed": seed}
+
     def sample() -> str:
-        return (
-            client(mlx_server)
-            .completions.create(
-                model="tiny-mlx", prompt="hello", max_tokens=8, temperature=2, seed=seed
-            )
-            .choices[0]
-            .text
-        )
+        return client(served).completions.create(**asked).choices[0].text
 
     assert sample() == sample()
+
+
+def test_top_p_zero_is_the_most_likely_token_on_mlx(mlx_server):
+    def answer(**sampling: float) -> str:
+        asked = {"model": "tiny-mlx", "prompt": "hello", "max_tokens": 8, "seed": 1}
+        return client(mlx_server).completions.create(**asked, **sampling).choices[0].text
+
+    assert answer(temperature=1, top_p=0) == answer(temperature=0)
 
 
 def test_max_waiting_zero_still_serves_an_idle_engine(api):

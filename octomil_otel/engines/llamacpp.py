@@ -84,7 +84,8 @@ class LlamaCppEngine(Engine):
         options: dict[str, Any] = {
             "max_tokens": request.max_tokens,
             "stop": request.stop or None,
-            "seed": request.seed,
+            # llama.cpp's seeds are uint32, and 0xFFFFFFFF (what -1 wraps to) means "random"
+            "seed": None if request.seed is None else request.seed % 0xFFFFFFFF,
         }
         optional = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias")
         if request.is_chat:

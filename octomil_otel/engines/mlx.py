@@ -57,9 +57,10 @@ class MLXEngine(Engine):
             max_tokens = min(max_tokens, context - len(prompt))  # as llama.cpp caps it
         if request.seed is not None:  # any int, as llama.cpp takes it: mlx wants a uint64
             mx.random.seed(request.seed % (1 << 64))
+        greedy = request.top_p == 0  # only the most likely token; mlx-lm reads 0 as "off"
         sampler = make_sampler(
-            temp=request.temperature if request.temperature is not None else 0.0,
-            top_p=request.top_p if request.top_p is not None else 0.0,
+            temp=0.0 if greedy or request.temperature is None else request.temperature,
+            top_p=request.top_p or 0.0,
         )
         processors = make_logits_processors(
             logit_bias=request.logit_bias,

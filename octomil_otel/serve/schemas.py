@@ -247,6 +247,15 @@ class CompletionBody(_Body):
 
     _best_of = field_validator("best_of")(_only_one)
 
+    @field_validator("logprobs")
+    @classmethod
+    def _not_of_the_prompt(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("echo"):
+            raise _unsupported(
+                "not with echo: the prompt's own log probabilities are not available"
+            )
+        return value
+
     @field_validator("suffix")
     @classmethod
     def _no_insertion(cls, value: str | None) -> str | None:
