@@ -376,6 +376,12 @@ def test_echo_puts_the_prompt_before_the_answer(server):
          "token 1000000000 is not in the model's vocabulary (0..{last})"),
         ("llamacpp", "/v1/completions", {"echo": True, "logprobs": 1}, "logprobs",
          "logprobs: not with echo: the prompt's own log probabilities are not available"),
+        ("llamacpp", "/v1/chat/completions", {"reasoning_effort": "high"}, "reasoning_effort",
+         "unrecognized request argument: reasoning_effort"),
+        ("mlx", "/v1/completions", {"tools": [WEATHER]}, "tools",
+         "unrecognized request argument: tools"),
+        ("echo", "/v1/completions", {"top_k": 5}, "top_k",
+         "'top_k' is not supported by the echo engine"),
         ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
          "logit_bias: the bias of token 1 is outside -100..100"),
     ],
@@ -542,3 +548,34 @@ def test_mlx_stops_at_the_end_of_its_context(mlx_server):
     assert 2040 < answer.usage.prompt_tokens < 2048
     assert answer.usage.total_tokens == 2048  # the model's positions, all used
     assert answer.choices[0].finish_reason == "length"
+
+
+@pytest.mark.parametrize("engine", ["llamacpp", "mlx"])
+def test_top_k_one_is_the_most_likely_token(request, engine):
+    fixture, model = SERVERS[engine]
+    served = request.getfixturevalue(fixture)
+
+    def answer(**sampling: float) -> str:
+        asked = {"model": model, "prompt": "hello", "max_tokens": 8, "seed": 3}
+        return client(served).completions.create(**asked, **sampling).choices[0].text
+
+    assert answer(temperature=2, extra_body={"top_k": 1}) == answer(temperature=0)
+
+
+def test_repeat_penalty_is_llama_cpps_own(server, tiny_llama):
+    served = client(server).completions.create(
+        model="tiny-llama", **PENALIZED, extra_body={"repeat_penalty": 1.5}
+    )
+    reference = tiny_llama.create_completion(**PENALIZED, repeat_penalty=1.5)
+
+    assert served.choices[0].text == reference["choices"][0]["text"]
+    assert served.choices[0].text != tiny_llama.create_completion(**PENALIZED)["choices"][0]["text"]
+
+
+def test_fields_that_change_nothing_are_accepted(server):
+    answer = client(server).chat.completions.create(
+        model="tiny-llama", messages=MESSAGES, max_tokens=2, user="u-1", store=False,
+        metadata={"team": "a"}, parallel_tool_calls=False,
+    )  # fmt: skip
+
+    assert answer.usage.completion_tokens == 2

@@ -41,6 +41,9 @@ class Request:
     stop: list[str] = field(default_factory=list)
     frequency_penalty: float | None = None
     presence_penalty: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
     logit_bias: dict[int, float] | None = None
     response_format: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
@@ -56,6 +59,9 @@ OPTIONS = (
     "stop",
     "frequency_penalty",
     "presence_penalty",
+    "top_k",
+    "min_p",
+    "repeat_penalty",
     "logit_bias",
     "response_format",
     "tools",

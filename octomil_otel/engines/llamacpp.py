@@ -88,6 +88,7 @@ class LlamaCppEngine(Engine):
             "seed": None if request.seed is None else request.seed % 0xFFFFFFFF,
         }
         optional = ("temperature", "top_p", "frequency_penalty", "presence_penalty", "logit_bias")
+        optional += ("top_k", "min_p", "repeat_penalty")
         if request.is_chat:
             optional += ("response_format", "tools", "tool_choice")
         for name in optional:

@@ -21,7 +21,9 @@ class MLXEngine(Engine):
     """
 
     name = "mlx"
-    options = frozenset({"frequency_penalty", "presence_penalty", "logit_bias"})
+    options = frozenset(
+        {"frequency_penalty", "presence_penalty", "logit_bias", "top_k", "min_p", "repeat_penalty"}
+    )
 
     def __init__(self, path: str, model: str) -> None:
         import mlx_lm
@@ -61,9 +63,13 @@ class MLXEngine(Engine):
         sampler = make_sampler(
             temp=0.0 if greedy or request.temperature is None else request.temperature,
             top_p=request.top_p or 0.0,
+            min_p=request.min_p or 0.0,
+            top_k=request.top_k or 0,
         )
         processors = make_logits_processors(
             logit_bias=request.logit_bias,
+            repetition_penalty=request.repeat_penalty,
+            repetition_context_size=PENALTY_LAST_N,
             presence_penalty=request.presence_penalty,
             presence_context_size=PENALTY_LAST_N,
             frequency_penalty=request.frequency_penalty,

@@ -218,6 +218,10 @@ def create_app(
         if body.model != engine.model:
             return error(404, f"model {body.model!r} not found; this server has {engine.model!r}",
                          "invalid_request_error", "model", "model_not_found")  # fmt: skip
+        unknown = body.unknown_fields()
+        if unknown:
+            return error(400, f"unrecognized request argument: {unknown[0]}",
+                         "invalid_request_error", unknown[0])  # fmt: skip
         request = body.to_request()
         try:
             engine.check(request)

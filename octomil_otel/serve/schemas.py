@@ -49,6 +49,13 @@ def _whole_unicode(value: Any) -> Any:
     return value
 
 
+IGNORED_FIELDS = frozenset(
+    {"user", "metadata", "store", "service_tier", "parallel_tool_calls", "safety_identifier",
+     "prompt_cache_key"}
+)  # fmt: skip
+"""OpenAI request fields that do not change an answer: accepted and ignored."""
+
+
 class StreamOptions(BaseModel):
     include_usage: bool = False
 
@@ -68,6 +75,10 @@ class _Body(BaseModel):
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
     logit_bias: dict[int, float] | None = None  # JSON keys are token ids as strings
+    # beyond OpenAI's API, as llama.cpp's own server and front-ends for it send them
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, gt=0)
 
     _n = field_validator("n")(_only_one)
     _stop_text = field_validator("stop")(_whole_unicode)
@@ -85,6 +96,11 @@ class _Body(BaseModel):
                 raise _unsupported("the bias of token {token} is outside -100..100", token=token)
         return value or None
 
+    def unknown_fields(self) -> list[str]:
+        """Fields sent that this server does not know and that are not known to change
+        nothing: refused, rather than ignored (as OpenAI refuses them)."""
+        return [name for name in self.model_extra or {} if name not in IGNORED_FIELDS]
+
     @property
     def include_usage(self) -> bool:
         return self.stream and self.stream_options is not None and self.stream_options.include_usage
@@ -100,6 +116,9 @@ class _Body(BaseModel):
             else list(self.stop),
             "frequency_penalty": self.frequency_penalty or None,  # 0: no penalty at all
             "presence_penalty": self.presence_penalty or None,
+            "top_k": self.top_k or None,  # 0: every token
+            "min_p": self.min_p or None,
+            "repeat_penalty": None if self.repeat_penalty == 1 else self.repeat_penalty,
             "logit_bias": self.logit_bias,
         }  # fmt: skip
 
