@@ -382,6 +382,14 @@ def test_echo_puts_the_prompt_before_the_answer(server):
          "unrecognized request argument: tools"),
         ("echo", "/v1/completions", {"top_k": 5}, "top_k",
          "'top_k' is not supported by the echo engine"),
+        ("llamacpp", "/v1/chat/completions", {"response_format": {"type": "json_schema",
+            "json_schema": {"name": "r", "schema": {"type": "object", "properties": {
+                "stars": {"type": "integer", "minimum": 1, "maximum": 5}}}}}},
+         "response_format", "'minimum' in a JSON schema is not enforced by llama.cpp"),
+        ("llamacpp", "/v1/chat/completions", {"tools": [{"type": "function", "function": {
+            "name": "f", "parameters": {"type": "object", "not": {"required": ["x"]}}}}],
+            "tool_choice": "required"}, "tools",
+         "'not' in a JSON schema is not enforced by llama.cpp"),
         ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
          "logit_bias: the bias of token 1 is outside -100..100"),
     ],
@@ -579,3 +587,20 @@ def test_fields_that_change_nothing_are_accepted(server):
     )  # fmt: skip
 
     assert answer.usage.completion_tokens == 2
+
+
+def test_a_recursive_schema_is_refused_not_loosened(server):
+    node = {"$defs": {"Node": {"type": "object", "required": ["value", "children"],
+            "properties": {"value": {"type": "integer"},
+                           "children": {"type": "array", "items": {"$ref": "#/$defs/Node"}}}}},
+            "$ref": "#/$defs/Node"}  # fmt: skip
+    refused = post(server, "/v1/chat/completions", {
+        "model": "tiny-llama", "messages": MESSAGES,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": node}},
+    })  # fmt: skip
+
+    assert refused.status_code == 400
+    assert refused.json()["error"]["param"] == "response_format"
+    assert refused.json()["error"]["message"].startswith(
+        "a JSON schema llama.cpp's grammar cannot enforce:"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -69,9 +70,13 @@ class LlamaCppEngine(Engine):
         return int(self.llm.n_vocab())
 
     def check(self, request: Request) -> None:
-        """Also: tools only with a forced call. llama-cpp-python constrains the answer to a
-        named tool's arguments; left to choose (``auto``), a model's tool calls would come
-        back as plain text, which no client reads as a call."""
+        """Also: tools only with a forced call, and JSON schemas the grammar enforces.
+
+        llama-cpp-python constrains the answer to a named tool's arguments; left to choose
+        (``auto``), a model's tool calls would come back as plain text, which no client
+        reads as a call. A schema its grammar cannot express (``minimum``, ``not``, a bad
+        ``$ref``...) it would replace with "any JSON", silently: refused here instead.
+        """
         super().check(request)
         if request.tools and not isinstance(request.tool_choice, dict):
             raise RequestError(
@@ -79,6 +84,13 @@ class LlamaCppEngine(Engine):
                 "with one tool ('none' offers no tool)",
                 "tool_choice",
             )
+        if request.response_format and "schema" in request.response_format:
+            _check_schema(request.response_format["schema"], "response_format")
+        if isinstance(request.tool_choice, dict):
+            name = request.tool_choice["function"]["name"]
+            for tool in request.tools or ():
+                if tool["function"]["name"] == name and tool["function"].get("parameters"):
+                    _check_schema(tool["function"]["parameters"], "tools")
 
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         options: dict[str, Any] = {
@@ -125,6 +137,45 @@ class LlamaCppEngine(Engine):
             if too_long is None:
                 raise
             raise ContextLengthExceeded(*map(int, too_long.groups())) from error
+
+
+# what llama-cpp-python's schema-to-grammar converter enforces, and annotations
+_SCHEMA_KEYWORDS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
+     "minItems", "maxItems", "enum", "const", "oneOf", "anyOf", "allOf", "$ref", "$defs",
+     "definitions", "pattern", "format", "minLength", "maxLength",
+     "title", "description", "default", "examples", "$schema", "$id", "$comment",
+     "deprecated", "readOnly", "writeOnly"}
+)  # fmt: skip
+
+
+def _check_schema(schema: Any, param: str) -> None:
+    """``RequestError`` unless llama.cpp's grammar enforces all of ``schema``."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    _check_keywords(schema, param)
+    try:
+        json_schema_to_gbnf(json.dumps(schema))
+    except Exception as problem:  # any failure: the grammar would be "any JSON"
+        raise RequestError(
+            f"a JSON schema llama.cpp's grammar cannot enforce: {problem}", param
+        ) from None
+
+
+def _check_keywords(schema: Any, param: str) -> None:
+    if not isinstance(schema, dict):
+        return
+    for keyword, value in schema.items():
+        if keyword not in _SCHEMA_KEYWORDS:
+            raise RequestError(f"{keyword!r} in a JSON schema is not enforced by llama.cpp", param)
+        if keyword in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for child in value.values():
+                _check_keywords(child, param)
+        elif keyword in ("prefixItems", "oneOf", "anyOf", "allOf") and isinstance(value, list):
+            for child in value:
+                _check_keywords(child, param)
+        elif keyword in ("items", "additionalProperties"):
+            _check_keywords(value, param)
 
 
 def _chat_pieces(
