@@ -390,6 +390,10 @@ def test_echo_puts_the_prompt_before_the_answer(server):
             "name": "f", "parameters": {"type": "object", "not": {"required": ["x"]}}}}],
             "tool_choice": "required"}, "tools",
          "'not' in a JSON schema is not enforced by llama.cpp"),
+        ("echo", "/v1/chat/completions", {"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "ok"}, {"type": "text", "text": "\ud83d"}]}]},
+         "messages.0.content.1.text",
+         "messages.0.content.1.text: a lone UTF-16 surrogate at character 0"),
         ("llamacpp", "/v1/completions", {"logit_bias": {"1": 101}}, "logit_bias",
          "logit_bias: the bias of token 1 is outside -100..100"),
     ],

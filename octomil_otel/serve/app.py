@@ -339,10 +339,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
+        first = _telling(exc.errors())
         if first.get("type") == "json_invalid":
             return error(400, "the body is not valid JSON", "invalid_request_error")
-        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        location = [str(part) for part in first.get("loc", ()) if not _union_member(part)]
         param = ".".join(location) or None
         message = first.get("msg", "invalid request")
         return error(400, f"{param}: {message}" if param else message,
@@ -353,6 +353,21 @@ def create_app(
         return error(exc.status_code, str(exc.detail), "invalid_request_error")
 
     return Server(app, begin_shutdown)
+
+
+def _telling(errors: Sequence[Any]) -> Any:
+    """The error that says most: where a value may take several shapes (a message's text
+    or its parts), the one from the shape it took, not "should be a valid string"."""
+    return min(errors, key=lambda e: (str(e.get("type", "")).endswith("_type"), -len(e["loc"])))
+
+
+def _union_member(part: Any) -> bool:
+    """A location part that names a union's member (``str``, ``list[TextPart]``), or the
+    body itself, rather than a field or an index."""
+    return part == "body" or (isinstance(part, str) and ("[" in part or part in _TYPE_NAMES))
+
+
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
 def error(
