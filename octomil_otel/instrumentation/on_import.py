@@ -84,11 +84,6 @@ class OnImportInstrumentor(BaseInstrumentor):
                 self._wrapped = False
                 self._unwrap()
 
-    @property
-    def wrapped(self) -> bool:
-        """Whether the engine is wrapped now (``False`` until the application imports it)."""
-        return self._wrapped
-
     @abstractmethod
     def _wrap(self, **kwargs: Any) -> None:
         """Wrap the engine's calls; ``kwargs`` are ``instrument()``'s."""
