@@ -106,6 +106,8 @@ class LlamaCppEngine(Engine):
         for name in optional:
             if getattr(request, name) is not None:
                 options[name] = getattr(request, name)
+        if request.seed is not None:  # the same evaluation each time, not a cached prefix's
+            self.llm.reset()  # (its logits differ in the last bits, enough to change a sample)
         if request.logprobs is not None and request.is_chat:
             options.update(logprobs=True, top_logprobs=request.logprobs)
         elif request.logprobs is not None:
@@ -158,8 +160,14 @@ def _check_schema(schema: Any, param: str) -> None:
         json_schema_to_gbnf(json.dumps(schema))
     except Exception as problem:  # any failure: the grammar would be "any JSON"
         raise RequestError(
-            f"a JSON schema llama.cpp's grammar cannot enforce: {problem}", param
+            f"a JSON schema llama.cpp's grammar cannot enforce "
+            f"({type(problem).__name__}: {problem})",
+            param,
         ) from None
+
+
+_FORMATS = frozenset({"date", "time", "date-time", "uuid", *(f"uuid{v}" for v in range(1, 6))})
+"""The string formats its grammar enforces; any other would be free text."""
 
 
 def _check_keywords(schema: Any, param: str) -> None:
@@ -168,6 +176,10 @@ def _check_keywords(schema: Any, param: str) -> None:
     for keyword, value in schema.items():
         if keyword not in _SCHEMA_KEYWORDS:
             raise RequestError(f"{keyword!r} in a JSON schema is not enforced by llama.cpp", param)
+        if keyword == "format" and value not in _FORMATS:
+            raise RequestError(
+                f"format {value!r} in a JSON schema is not enforced by llama.cpp", param
+            )
         if keyword in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for child in value.values():
                 _check_keywords(child, param)

@@ -220,7 +220,7 @@ def create_app(
                          "invalid_request_error", "model", "model_not_found")  # fmt: skip
         unknown = body.unknown_fields()
         if unknown:
-            return error(400, f"unrecognized request argument: {unknown[0]}",
+            return error(400, f"request argument not supported here: {unknown[0]}",
                          "invalid_request_error", unknown[0])  # fmt: skip
         request = body.to_request()
         try:

@@ -98,8 +98,11 @@ class _Body(BaseModel):
 
     def unknown_fields(self) -> list[str]:
         """Fields sent that this server does not know and that are not known to change
-        nothing: refused, rather than ignored (as OpenAI refuses them)."""
-        return [name for name in self.model_extra or {} if name not in IGNORED_FIELDS]
+        nothing: refused, rather than ignored (as OpenAI refuses them). ``null`` is not
+        sending a field."""
+        extra = self.model_extra or {}
+        return [name for name, value in extra.items()
+                if value is not None and name not in IGNORED_FIELDS]  # fmt: skip
 
     @property
     def include_usage(self) -> bool:
@@ -116,8 +119,8 @@ class _Body(BaseModel):
             else list(self.stop),
             "frequency_penalty": self.frequency_penalty or None,  # 0: no penalty at all
             "presence_penalty": self.presence_penalty or None,
-            "top_k": self.top_k or None,  # 0: every token
-            "min_p": self.min_p or None,
+            "top_k": self.top_k,  # 0: every token, as on llama.cpp's own server
+            "min_p": self.min_p,  # 0: off
             "repeat_penalty": None if self.repeat_penalty == 1 else self.repeat_penalty,
             "logit_bias": self.logit_bias,
         }  # fmt: skip
