@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from octomil_otel.engines.base import (
     RequestError,
     ToolCallDelta,
 )
+from octomil_otel.engines.json_schema_grammar import check_schema
 from octomil_otel.generation import Generation
 
 # llama-cpp-python's words for a prompt that does not fit (a ValueError)
@@ -85,12 +85,12 @@ class LlamaCppEngine(Engine):
                 "tool_choice",
             )
         if request.response_format and "schema" in request.response_format:
-            _check_schema(request.response_format["schema"], "response_format")
+            check_schema(request.response_format["schema"], "response_format")
         if isinstance(request.tool_choice, dict):
             name = request.tool_choice["function"]["name"]
             for tool in request.tools or ():
                 if tool["function"]["name"] == name and tool["function"].get("parameters"):
-                    _check_schema(tool["function"]["parameters"], "tools")
+                    check_schema(tool["function"]["parameters"], "tools")
 
     def pieces(self, generation: Generation, request: Request) -> Iterator[Piece]:
         options: dict[str, Any] = {
@@ -139,55 +139,6 @@ class LlamaCppEngine(Engine):
             if too_long is None:
                 raise
             raise ContextLengthExceeded(*map(int, too_long.groups())) from error
-
-
-# what llama-cpp-python's schema-to-grammar converter enforces, and annotations
-_SCHEMA_KEYWORDS = frozenset(
-    {"type", "properties", "required", "additionalProperties", "items", "prefixItems",
-     "minItems", "maxItems", "enum", "const", "oneOf", "anyOf", "allOf", "$ref", "$defs",
-     "definitions", "pattern", "format", "minLength", "maxLength",
-     "title", "description", "default", "examples", "$schema", "$id", "$comment",
-     "deprecated", "readOnly", "writeOnly"}
-)  # fmt: skip
-
-
-def _check_schema(schema: Any, param: str) -> None:
-    """``RequestError`` unless llama.cpp's grammar enforces all of ``schema``."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    _check_keywords(schema, param)
-    try:
-        json_schema_to_gbnf(json.dumps(schema))
-    except Exception as problem:  # any failure: the grammar would be "any JSON"
-        raise RequestError(
-            f"a JSON schema llama.cpp's grammar cannot enforce "
-            f"({type(problem).__name__}: {problem})",
-            param,
-        ) from None
-
-
-_FORMATS = frozenset({"date", "time", "date-time", "uuid", *(f"uuid{v}" for v in range(1, 6))})
-"""The string formats its grammar enforces; any other would be free text."""
-
-
-def _check_keywords(schema: Any, param: str) -> None:
-    if not isinstance(schema, dict):
-        return
-    for keyword, value in schema.items():
-        if keyword not in _SCHEMA_KEYWORDS:
-            raise RequestError(f"{keyword!r} in a JSON schema is not enforced by llama.cpp", param)
-        if keyword == "format" and value not in _FORMATS:
-            raise RequestError(
-                f"format {value!r} in a JSON schema is not enforced by llama.cpp", param
-            )
-        if keyword in ("properties", "$defs", "definitions") and isinstance(value, dict):
-            for child in value.values():
-                _check_keywords(child, param)
-        elif keyword in ("prefixItems", "oneOf", "anyOf", "allOf") and isinstance(value, list):
-            for child in value:
-                _check_keywords(child, param)
-        elif keyword in ("items", "additionalProperties"):
-            _check_keywords(value, param)
 
 
 def _chat_pieces(

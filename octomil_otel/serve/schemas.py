@@ -1,10 +1,11 @@
 """The OpenAI request bodies ``octomil serve`` accepts, validated with pydantic.
 
-Fields that change nothing about the answer (``user``, ``metadata``, ``store``...) are
-accepted and ignored, as OpenAI clients send many. Every field that changes the answer is
-declared here and is honoured, or refused with a 400 naming it: a known field of the wrong
-type or out of range; one this server never honours (``n`` or ``best_of`` above 1,
-``suffix``); one the engine cannot honour (``Engine.check``).
+Fields that change nothing about the answer (``IGNORED_FIELDS``: ``user``, ``metadata``,
+``store``...) are accepted and ignored. Every field that changes the answer is declared here
+and is honoured, or refused with a 400 naming it: a known field of the wrong type or out of
+range; one this server never honours (``n`` or ``best_of`` above 1, ``suffix``); one the
+engine cannot honour (``Engine.check``); and any other field, as OpenAI refuses what it does
+not know (``unknown_fields``; ``null`` counts as not sent).
 """
 
 from __future__ import annotations
