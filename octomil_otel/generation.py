@@ -332,7 +332,11 @@ class Generation:
                 raise
 
     def stop(self) -> None:
-        """The request finished normally."""
+        """The request finished normally. One answered whole (not streamed) and not
+        chunked by its caller is one chunk, now: the whole answer reached the caller; none
+        if it is empty (0 output tokens: it carries only a finish reason)."""
+        if not (self._finished or self.stream or self._chunk_times or self._output_tokens == 0):
+            self._chunk_times.append(self._clock())
         self._finish(None, None)
 
     def fail(self, error: BaseException, *, error_type: str | None = None) -> None:

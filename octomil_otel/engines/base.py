@@ -220,8 +220,7 @@ def complete(
     request: Request,
     cancel: threading.Event | None = None,
 ) -> Completion:
-    """A request answered whole: one chunk, when the whole answer is there (none for an
-    empty answer, as for a stream of it).
+    """A request answered whole: one chunk, when the whole answer is there (``stop``).
 
     ``cancel``, once set, stops the engine at its next piece: the request ends
     ``cancelled`` and ``Cancelled`` is raised.
@@ -246,15 +245,12 @@ def complete(
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
-    text, calls = "".join(texts), _tool_calls(deltas)
-    if text or calls:  # an empty answer carries only its finish reason: no chunk
-        generation.chunk()
     generation.stop()
     return Completion(
-        text,
+        "".join(texts),
         finish,
         generation.input_tokens,
         generation.output_tokens,
-        calls,
+        _tool_calls(deltas),
         _joined_logprobs(logprobs),
     )

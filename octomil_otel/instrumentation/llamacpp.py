@@ -111,8 +111,6 @@ def _traced(
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
             return record_stream(generation, result, is_chunk)
-        if _has_output(result):  # an empty answer carries only its finish reason: no chunk
-            generation.chunk()
         try:
             usage = result["usage"]
             generation.set_usage(
@@ -154,15 +152,6 @@ def _expect_stream(
         streams.pop(llm, None)
     else:
         streams[llm] = generation
-
-
-def _has_output(response: Any) -> bool:
-    try:
-        choice = response["choices"][0]
-        message = choice.get("message") or {}
-        return bool(choice.get("text") or message.get("content") or message.get("tool_calls"))
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return True  # not the shape we know: the answer as one chunk, as before
 
 
 def _is_completion_chunk(chunk: Any) -> bool:

@@ -123,10 +123,8 @@ def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) 
         result = generation.call(wrapped, *args, **kwargs)
         if streamed:
             return record_stream(generation, result, _has_text, _usage)
-        if stream:  # an unwrapped generate() reading it: one chunk, when the answer is whole
-            return record_stream(generation, result, False, _whole_answer)
-        if result:  # an empty answer carries only its finish reason: no chunk
-            generation.chunk()
+        if stream:  # an unwrapped generate() reading it: answered whole, when it ends
+            return record_stream(generation, result, False, _usage)
         generation.stop()
         return result
 
@@ -144,12 +142,6 @@ def _called_from(code: CodeType | None) -> bool:
             return True
         frame = frame.f_back
     return False
-
-
-def _whole_answer(generation: Generation, last: Any, count: int) -> None:
-    _usage(generation, last, count)
-    if last is not None and last.finish_reason is not None and generation.output_tokens:
-        generation.chunk()  # the last response: the answer is whole, and not empty
 
 
 def _has_text(response: Any) -> bool:
