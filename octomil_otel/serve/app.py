@@ -51,6 +51,7 @@ from octomil_otel.engines.base import (
     complete,
     stream,
 )
+from octomil_otel.engines.base import Request as EngineRequest
 from octomil_otel.generation import Generation, Recorder
 from octomil_otel.serve.schemas import ChatCompletionBody, CompletionBody
 
@@ -230,12 +231,21 @@ def create_app(
         generation = recorder.start(
             model=engine.model, engine=engine.name, operation=operation, stream=body.stream
         )
-        waiting = asyncio.ensure_future(slot.acquire())
-        client_left = asyncio.ensure_future(_disconnected(http))
+        client_left = asyncio.ensure_future(_disconnected(http))  # while this handler runs
         try:
-            await asyncio.wait((waiting, client_left), return_when=asyncio.FIRST_COMPLETED)
+            return await run(body, operation, request, generation, client_left)
         finally:
             client_left.cancel()
+
+    async def run(
+        body: ChatCompletionBody | CompletionBody,
+        operation: str,
+        request: EngineRequest,
+        generation: Generation,
+        client_left: asyncio.Future[None],
+    ) -> Response:
+        waiting = asyncio.ensure_future(slot.acquire())
+        await asyncio.wait((waiting, client_left), return_when=asyncio.FIRST_COMPLETED)
         if not waiting.done():  # the client left the queue: its place, and no engine time
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Overloaded, ShuttingDown):
@@ -258,7 +268,6 @@ def create_app(
             if stopping.is_set():
                 cancel.set()
             work = asyncio.ensure_future(on_engine(complete, engine, generation, request, cancel))
-            client_left = asyncio.ensure_future(_disconnected(http))
             try:
                 answered = await engine_or_stop(work, client_left)
                 cancel.set()  # a no-op once the answer is whole: stops it if the client left
@@ -271,7 +280,6 @@ def create_app(
                 return engine_error(failure, chat=shape.chat)
             finally:
                 cancel.set()  # this handler may itself be cancelled: the engine stops too
-                client_left.cancel()
                 running.discard(cancel)
                 slot.release()
             return JSONResponse(shape.whole(done))
