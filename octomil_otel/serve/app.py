@@ -531,30 +531,42 @@ def _error_event(message: str, code: str) -> str:
     return f"data: {json.dumps(body)}\n\n"
 
 
-class _Stalled(Exception):
-    pass
-
-
 class _BoundedStreamingResponse(StreamingResponse):
-    """A ``StreamingResponse`` whose client must keep reading: a send that waits more than
+    """A ``StreamingResponse`` whose client must keep reading: a send still waiting after
     ``send_timeout`` seconds (the client's socket full, its reader stopped) ends the stream,
-    which closes the engine stream and frees the engine; the connection is then closed."""
+    which closes the engine stream and frees the engine; the connection is then closed.
+
+    One watchdog per stream, waking every quarter of the timeout (so a stall ends within
+    1.25 times it), rather than a timer around each send: that cost ~8 us a chunk."""
 
     def __init__(self, content: AsyncIterator[str], *, send_timeout: float, **kwargs: Any):
         super().__init__(content, **kwargs)
         self._send_timeout = send_timeout
 
     async def stream_response(self, send: Send) -> None:
-        async def bounded(message: Message) -> None:
-            try:
-                with anyio.fail_after(self._send_timeout):
-                    await send(message)
-            except TimeoutError:
-                raise _Stalled from None
+        sending_since: float | None = None  # while a send waits: since when
+        stalled = False
 
-        try:
-            await super().stream_response(bounded)
-        except _Stalled:
+        async def tracked(message: Message) -> None:
+            nonlocal sending_since
+            sending_since = time.monotonic()
+            await send(message)
+            sending_since = None
+
+        async with anyio.create_task_group() as group:
+
+            async def respond() -> None:
+                await StreamingResponse.stream_response(self, tracked)
+                group.cancel_scope.cancel()  # done: the watchdog too
+
+            group.start_soon(respond)
+            while not stalled:
+                await anyio.sleep(self._send_timeout / 4)
+                waited = 0.0 if sending_since is None else time.monotonic() - sending_since
+                if waited > self._send_timeout:
+                    stalled = True
+                    group.cancel_scope.cancel()
+        if stalled:
             _logger.warning(
                 "closing a stream whose client read nothing for %g s", self._send_timeout
             )
