@@ -78,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--send-timeout",
         type=_positive(float),
         default=30.0,
-        help="seconds a streamed answer waits for a client that stopped reading; then the "
-        "stream is closed and reported cancelled (%(default)s)",
+        help="seconds a streamed answer's next chunk may wait for the client to take what "
+        "was sent (a client that stopped reading); then the stream is closed and reported "
+        "cancelled (%(default)s)",
     )
     serve.add_argument(
         "--cors-origin",
