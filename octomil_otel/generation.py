@@ -54,6 +54,7 @@ from opentelemetry.trace import (
 )
 
 from octomil_otel import chunk_latencies, semconv
+from octomil_otel.instruments import Instruments, Outcome
 from octomil_otel.version import __version__
 
 _logger = logging.getLogger(__name__)
@@ -123,7 +124,10 @@ def summarize(
 
 
 class Recorder:
-    """Tracer, meter and histograms for one pair of providers.
+    """Tracer and metric instruments for one pair of providers.
+
+    The GenAI names it records under are chosen when it is created, from
+    ``OTEL_SEMCONV_STABILITY_OPT_IN`` (``semconv.latest_experimental``).
 
     Args:
         tracer_provider: where spans go; the global provider when omitted.
@@ -149,30 +153,8 @@ class Recorder:
         self._tracer_provider = tracer_provider
         self.tracer = trace.get_tracer("octomil_otel", __version__, tracer_provider)
         meter = metrics.get_meter("octomil_otel", __version__, meter_provider)
-        self.duration = meter.create_histogram(
-            semconv.GEN_AI_CLIENT_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
-        )
-        self.token_usage = meter.create_histogram(
-            semconv.GEN_AI_CLIENT_TOKEN_USAGE,
-            unit="{token}",
-            description="Number of input and output tokens used",
-            explicit_bucket_boundaries_advisory=semconv.TOKEN_USAGE_BUCKETS,
-        )
-        self.time_to_first_token = meter.create_histogram(
-            semconv.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
-            unit="s",
-            description="Time to generate first token for successful responses",
-            explicit_bucket_boundaries_advisory=semconv.TIME_TO_FIRST_TOKEN_BUCKETS,
-        )
-        self.time_per_output_token = meter.create_histogram(
-            semconv.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
-            unit="s",
-            description="Time per output token generated after the first token",
-            explicit_bucket_boundaries_advisory=semconv.TIME_PER_OUTPUT_TOKEN_BUCKETS,
-        )
+        self.latest = semconv.latest_experimental()
+        self.instruments = Instruments(meter, latest=self.latest)
 
     def spans_observed(self) -> bool:
         """Whether a span started now reaches anything: ``False`` only for the SDK's
@@ -222,9 +204,13 @@ class Generation:
         "_attributes",
         "_chunk_times",
         "_clock",
+        "_dequeued",
+        "_engine_ms",
+        "_finish_reason",
         "_finished",
         "_input_tokens",
         "_output_tokens",
+        "_peak_memory_bytes",
         "_recorder",
         "_t0",
         "_wall0",
@@ -252,6 +238,10 @@ class Generation:
         self._finished = False
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
+        self._dequeued: int | None = None
+        self._engine_ms: dict[str, float] = {}
+        self._peak_memory_bytes: int | None = None
+        self._finish_reason: str | None = None
         self.request_id = request_id
         self.stream = stream
         self._attributes = {
@@ -311,6 +301,55 @@ class Generation:
         if output_tokens is not None:
             self._output_tokens = _token_count("output_tokens", output_tokens, self._output_tokens)
 
+    def set_request_parameters(self, **parameters: Any) -> None:
+        """What the caller asked for (``max_tokens``, ``temperature``, ``top_p``, ``top_k``,
+        ``seed``, ``stop``, ``frequency_penalty``, ``presence_penalty``), as
+        ``gen_ai.request.*`` on the span; ``None`` and values of the wrong type are left
+        out. Only the application's span carries them."""
+        if not self.span.is_recording():
+            return
+        attributes = {}
+        for name, value in parameters.items():
+            key, kinds = _REQUEST_PARAMETERS[name]
+            if name == "stop" and isinstance(value, str):
+                value = [value]
+            if name == "stop" and isinstance(value, (list, tuple)):
+                if value and all(isinstance(item, str) for item in value):
+                    attributes[key] = tuple(value)
+            elif isinstance(value, kinds) and not isinstance(value, bool):
+                attributes[key] = value
+        with suppress(Exception):  # an application's span may refuse them
+            self.span.set_attributes(attributes)
+
+    def set_finish_reason(self, reason: str | None) -> None:
+        """Why the engine stopped (``stop``, ``length``, ...): ``gen_ai.response.finish_reasons``
+        unless the request fails or is cancelled (then ``error``)."""
+        if isinstance(reason, str) and reason:
+            self._finish_reason = reason
+
+    def dequeued(self) -> None:
+        """The engine takes the request now: the time since it started is its ``queue_ms``."""
+        if self._dequeued is None:
+            self._dequeued = self._clock()
+
+    def set_engine_timing(
+        self,
+        *,
+        prefill_ms: float | None = None,
+        decode_ms: float | None = None,
+        peak_memory_bytes: int | None = None,
+    ) -> None:
+        """The engine's own counters for this request: its prompt evaluation, its generation
+        after the first token, its peak memory. A value that is not a finite non-negative
+        number is ignored; the two times are capped so that they never add up to more than
+        the request's whole duration."""
+        for key, value in ((semconv.OCTOMIL_PREFILL_MS, prefill_ms),
+                           (semconv.OCTOMIL_DECODE_MS, decode_ms)):  # fmt: skip
+            if _is_measure(value):
+                self._engine_ms[key] = float(value)  # type: ignore[arg-type]
+        if _is_measure(peak_memory_bytes):
+            self._peak_memory_bytes = round(peak_memory_bytes)  # type: ignore[arg-type]
+
     @contextmanager
     def activate(self) -> Iterator[Generation]:
         """Make this request current: its span is the parent, nested engine calls join it."""
@@ -334,8 +373,14 @@ class Generation:
     def stop(self) -> None:
         """The request finished normally. One answered whole (not streamed) and not
         chunked by its caller is one chunk, now: the whole answer reached the caller; none
-        if it is empty (0 output tokens: it carries only a finish reason)."""
-        if not (self._finished or self.stream or self._chunk_times or self._output_tokens == 0):
+        if it is empty (0 output tokens: it carries only a finish reason) or embeddings."""
+        if not (
+            self._finished
+            or self.stream
+            or self._chunk_times
+            or self._output_tokens == 0
+            or self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS
+        ):
             self._chunk_times.append(self._clock())
         self._finish(None, None)
 
@@ -374,6 +419,8 @@ class Generation:
     def _record(self, t_end: int, error_type: str | None, description: str | None) -> None:
         recorder = self._recorder
         summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
+        total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
+        split_ms = self._split_ms(total_ms)
         # every chunk's latency in one attribute, not a span event per chunk: an event
         # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
         # last 128 of a span's events anyway
@@ -385,43 +432,75 @@ class Generation:
         final.update(summary)
         if error_type is not None:
             final[semconv.ERROR_TYPE] = error_type
+        final.update(split_ms)
+        if self._peak_memory_bytes is not None:
+            final[semconv.OCTOMIL_PEAK_MEMORY_BYTES] = self._peak_memory_bytes
         end_time = self._wall0 + (t_end - self._t0)
 
         processor = recorder.octomil_processor
-        if processor is not None:  # first: no application processor can stand in its way
+        operation = self._attributes[semconv.GEN_AI_OPERATION_NAME]
+        if processor is not None and operation != semconv.OPERATION_EMBEDDINGS:
+            # first: no application processor can stand in its way
             processor.on_end(self._octomil_record(final, end_time))
 
         span = self.span
         try:
             if span.is_recording():
                 span.set_attributes(final)
+                span.set_attributes(self._response_attributes(error_type, summary))
                 if error_type is not None:
                     span.set_status(Status(StatusCode.ERROR, description))
             span.end(end_time=end_time)
         except Exception:  # an application's span processor failed in on_end
             _logger.debug("octomil_otel: could not end the span", exc_info=True)
 
-        metric_attrs: dict[str, Any] = dict(self._attributes)
-        if error_type is not None:
-            metric_attrs[semconv.ERROR_TYPE] = error_type
+        latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS)
+        recorder.instruments.record(
+            Outcome(
+                attributes=self._attributes,
+                error_type=error_type,
+                stream=self.stream,
+                duration_s=total_ms / 1000,
+                latencies_ns=chunk_latencies.unpack(latencies) if latencies else (),
+                input_tokens=self._input_tokens,
+                output_tokens=self._output_tokens,
+                split_ms=split_ms,
+                peak_memory_bytes=self._peak_memory_bytes,
+            )
+        )
 
-        recorder.duration.record(summary[semconv.OCTOMIL_TOTAL_DURATION_MS] / 1000, metric_attrs)
-        for token_type, count in (
-            (semconv.TOKEN_TYPE_INPUT, self._input_tokens),
-            (semconv.TOKEN_TYPE_OUTPUT, self._output_tokens),
-        ):
-            if count is not None:
-                recorder.token_usage.record(
-                    count, {**metric_attrs, semconv.GEN_AI_TOKEN_TYPE: token_type}
-                )
+    def _split_ms(self, total_ms: float) -> dict[str, float]:
+        """``queue_ms``, ``prefill_ms``, ``decode_ms`` where known; prefill and decode capped
+        so that they add up to no more than the request's duration less its queue."""
+        split: dict[str, float] = {}
+        room = total_ms
+        if self._dequeued is not None:
+            split[semconv.OCTOMIL_QUEUE_MS] = (self._dequeued - self._t0) / 1e6
+            room -= split[semconv.OCTOMIL_QUEUE_MS]
+        for key in (semconv.OCTOMIL_PREFILL_MS, semconv.OCTOMIL_DECODE_MS):
+            if key in self._engine_ms:
+                split[key] = min(self._engine_ms[key], max(room, 0.0))
+                room -= split[key]
+        return split
+
+    def _response_attributes(
+        self, error_type: str | None, summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The application's span only: the response's model and finish reason, and under
+        the current conventions the time to the first chunk of a stream, in seconds."""
+        attributes: dict[str, Any] = {}
+        if error_type is not None:
+            attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = (semconv.FINISH_REASON_ERROR,)
+        else:
+            attributes[semconv.GEN_AI_RESPONSE_MODEL] = self._attributes[
+                semconv.GEN_AI_REQUEST_MODEL
+            ]
+            if self._finish_reason is not None:
+                attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = (self._finish_reason,)
         ttfc_ms = summary.get(semconv.OCTOMIL_TTFC_MS)
-        if ttfc_ms is not None and error_type is None:
-            recorder.time_to_first_token.record(ttfc_ms / 1000, metric_attrs)
-            if self._output_tokens is not None and self._output_tokens > 1:
-                decode_s = (summary[semconv.OCTOMIL_TOTAL_DURATION_MS] - ttfc_ms) / 1000
-                recorder.time_per_output_token.record(
-                    decode_s / (self._output_tokens - 1), metric_attrs
-                )
+        if self._recorder.latest and self.stream and ttfc_ms is not None:
+            attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc_ms / 1000
+        return attributes
 
     def _octomil_record(self, final: dict[str, Any], end_time: int) -> ReadableSpan:
         """The request as the Octomil exporter reads it: every attribute, no limits, with
@@ -446,6 +525,27 @@ def _unobserved_span() -> trace.Span:
     parent = trace.get_current_span().get_span_context()
     trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
     return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False))
+
+
+_REQUEST_PARAMETERS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "max_tokens": (semconv.GEN_AI_REQUEST_MAX_TOKENS, int),
+    "temperature": (semconv.GEN_AI_REQUEST_TEMPERATURE, (int, float)),
+    "top_p": (semconv.GEN_AI_REQUEST_TOP_P, (int, float)),
+    "top_k": (semconv.GEN_AI_REQUEST_TOP_K, int),
+    "seed": (semconv.GEN_AI_REQUEST_SEED, int),
+    "stop": (semconv.GEN_AI_REQUEST_STOP_SEQUENCES, ()),
+    "frequency_penalty": (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, (int, float)),
+    "presence_penalty": (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, (int, float)),
+}
+
+
+def _is_measure(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:

@@ -46,6 +46,7 @@ def test_generation_stream_sets_documented_metrics_on_span(recorder, clock, span
         "gen_ai.request.model": "gemma-1b",
         "gen_ai.request.stream": True,
         "gen_ai.response.id": generation.request_id,
+        "gen_ai.response.model": "gemma-1b",
         "gen_ai.usage.input_tokens": 47,
         "gen_ai.usage.output_tokens": 4,
         "octomil.total_duration_ms": 243.5,

@@ -48,10 +48,16 @@ _COMPLETED_METRICS: Final = (
     (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
     (semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS, "chunk_latency_avg_ms"),
     (semconv.OCTOMIL_CHUNK_LATENCY_P99_MS, "chunk_latency_p99_ms"),
+    # octomil-api.md's extra metrics
+    (semconv.OCTOMIL_QUEUE_MS, "queue_ms"),
+    (semconv.OCTOMIL_PREFILL_MS, "prefill_ms"),
+    (semconv.OCTOMIL_DECODE_MS, "decode_ms"),
+    (semconv.OCTOMIL_PEAK_MEMORY_BYTES, "peak_memory_bytes"),
 )
 _FAILED_METRICS: Final = (
     (semconv.OCTOMIL_TOTAL_DURATION_MS, "total_duration_ms"),
     (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    (semconv.OCTOMIL_QUEUE_MS, "queue_ms"),
 )
 
 
