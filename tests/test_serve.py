@@ -316,3 +316,28 @@ def test_prometheus_metrics_carry_the_genai_histograms(tiny_server):
         assert line.endswith(" 1.0")
     usage = [x for x in text.splitlines() if x.startswith("gen_ai_client_token_usage_sum{")]
     assert any('gen_ai_token_type="output"' in x and x.endswith(" 3.0") for x in usage)
+
+
+def test_each_request_says_where_its_time_went(api, tiny_server):
+    response = client(tiny_server).completions.create(
+        model="tiny-llama", prompt="one two three", max_tokens=5, temperature=0
+    )
+    text = requests.get(tiny_server.url + "/metrics", timeout=5).text
+    tiny_server.stop()
+
+    (completed,) = [
+        e for e in events_of(api, response.id) if e["event_type"] == "generation_completed"
+    ]
+    metrics = completed["metrics"]
+    assert 0 <= metrics["queue_ms"] <= metrics["ttfc_ms"]
+    assert 0 < metrics["prefill_ms"] <= metrics["ttfc_ms"] - metrics["queue_ms"]
+    assert metrics["decode_ms"] > 0
+    assert (
+        metrics["queue_ms"] + metrics["prefill_ms"] + metrics["decode_ms"]
+        <= metrics["total_duration_ms"]
+    )
+    assert "peak_memory_bytes" not in metrics  # llama.cpp does not report it
+    for name in ("queue", "prefill", "decode"):
+        metric = f"octomil_inference_{name}_duration_seconds_count"
+        (line,) = [x for x in text.splitlines() if x.startswith(metric + "{")]
+        assert 'gen_ai_request_model="tiny-llama"' in line and line.endswith(" 1.0")

@@ -193,6 +193,22 @@ def test_a_logit_bias_on_mlx_too(mlx_server, tiny_mlx_dir):
     assert answer.choices[0].text.split() == ["fox"] * 5
 
 
+def test_mlx_through_serve_reports_its_time_split_and_peak_memory(api, mlx_server):
+    answer = client(mlx_server).completions.create(
+        model="tiny-mlx", prompt="hello world", max_tokens=5, temperature=0, stream=False
+    )
+
+    metrics = completed(api, answer.id)["metrics"]
+    assert metrics["queue_ms"] >= 0
+    assert metrics["prefill_ms"] > 0 and metrics["decode_ms"] > 0
+    assert (
+        metrics["queue_ms"] + metrics["prefill_ms"] + metrics["decode_ms"]
+        <= (metrics["total_duration_ms"])
+    )
+    assert metrics["peak_memory_bytes"] > 0
+    assert isinstance(metrics["peak_memory_bytes"], int)
+
+
 PENALIZED = {"prompt": "river stone", "max_tokens": 8, "temperature": 0}  # it repeats itself
 
 

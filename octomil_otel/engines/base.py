@@ -194,7 +194,28 @@ def _tool_calls(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
 
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
     """A streamed request: every piece with text is a chunk; ends ``generation`` once."""
-    return record_stream(generation, engine.pieces(generation, request), _piece_chunk)
+    _set_request_parameters(generation, request)
+    return record_stream(
+        generation, engine.pieces(generation, request), _piece_chunk, _finish_reason
+    )
+
+
+def _set_request_parameters(generation: Generation, request: Request) -> None:
+    generation.set_request_parameters(
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        top_p=request.top_p,
+        top_k=request.top_k,
+        seed=request.seed,
+        stop=request.stop,
+        frequency_penalty=request.frequency_penalty,
+        presence_penalty=request.presence_penalty,
+    )
+
+
+def _finish_reason(generation: Generation, last: Piece | None, count: int) -> None:
+    if last is not None:
+        generation.set_finish_reason(last.finish_reason)
 
 
 class ContextLengthExceeded(ValueError):
@@ -225,6 +246,7 @@ def complete(
     ``cancel``, once set, stops the engine at its next piece: the request ends
     ``cancelled`` and ``Cancelled`` is raised.
     """
+    _set_request_parameters(generation, request)
     texts: list[str] = []
     deltas: list[ToolCallDelta] = []
     logprobs: list[dict[str, Any]] = []
@@ -245,6 +267,7 @@ def complete(
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
+    generation.set_finish_reason(finish)
     generation.stop()
     return Completion(
         "".join(texts),

@@ -75,6 +75,7 @@ class MLXEngine(Engine):
             frequency_penalty=request.frequency_penalty,
             frequency_context_size=PENALTY_LAST_N,
         )
+        mx.reset_peak_memory()  # one request at a time: its peak is this request's
         responses = generation.call(
             mlx_lm.stream_generate,
             self._model,

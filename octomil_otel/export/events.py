@@ -141,8 +141,12 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
 
 
 def is_generation_span(span: ReadableSpan) -> bool:
+    """A request that generated (embeddings are recorded, but are not generations)."""
     attributes = span.attributes or {}
-    return semconv.OCTOMIL_TOTAL_DURATION_MS in attributes
+    return (
+        semconv.OCTOMIL_TOTAL_DURATION_MS in attributes
+        and attributes.get(semconv.GEN_AI_OPERATION_NAME) != semconv.OPERATION_EMBEDDINGS
+    )
 
 
 def encode(span: ReadableSpan) -> list[str]:

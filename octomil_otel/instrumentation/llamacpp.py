@@ -15,7 +15,12 @@ handler call) and ``Llama.create_chat_completion``; a call inside another joins 
 chat request is one request. Streamed responses carry no usage, so for a stream the token
 counts come from ``Llama.generate``: the prompt it is given and the tokens it yields
 (less a final end-of-generation token), which is exactly what ``usage`` reports for the
-same call without streaming.
+same call without streaming. Around each ``Llama.generate`` call, llama.cpp's own
+performance counters (``llama_perf_context``) give the request's prompt evaluation
+(``prefill_ms``) and its generation after the first token (``decode_ms``); llama.cpp counts
+a batch of one token as generation, so a prompt whose uncached part is one token has no
+prefill of its own. ``Llama.create_embedding`` and ``Llama.embed`` are one ``embeddings``
+request each, with its input tokens.
 
 Configuration: none of its own; suppression with
 ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` is honoured. Message
@@ -50,6 +55,9 @@ _TARGETS = (
     ("create_completion", semconv.OPERATION_TEXT_COMPLETION),
     ("create_chat_completion", semconv.OPERATION_CHAT),
 )
+_EMBEDDINGS = ("create_embedding", "embed")
+_PARAMETERS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop",
+               "frequency_penalty", "presence_penalty")  # fmt: skip
 _Wrapper = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
 
@@ -66,20 +74,22 @@ class LlamaCppInstrumentor(OnImportInstrumentor):
         from llama_cpp import Llama
 
         recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
-        # the streaming request that the next Llama.generate call of an instance belongs to
-        streams: weakref.WeakKeyDictionary[Llama, Generation] = weakref.WeakKeyDictionary()
+        # the request that the next Llama.generate call of an instance belongs to
+        pending: weakref.WeakKeyDictionary[Llama, Generation] = weakref.WeakKeyDictionary()
         for method, operation in _TARGETS:
-            stream_at = _positional_index(getattr(Llama, method), "stream")
-            wrapper = _traced(recorder, operation, stream_at, streams)
+            wrapper = _traced(recorder, operation, _positions(getattr(Llama, method)), pending)
             wrap_function_wrapper(Llama, method, wrapper)
-        wrap_function_wrapper(Llama, "generate", _counted(streams))
+        wrap_function_wrapper(Llama, "generate", _counted(pending))
+        wrap_function_wrapper(Llama, "create_embedding", _embedding(recorder, reports_usage=True))
+        wrap_function_wrapper(Llama, "embed", _embedding(recorder, reports_usage=False))
 
     def _unwrap(self) -> None:
         from llama_cpp import Llama
 
         for method, _ in _TARGETS:
             unwrap(Llama, method)
-        unwrap(Llama, "generate")
+        for method in ("generate", *_EMBEDDINGS):
+            unwrap(Llama, method)
 
 
 def model_name(llm: Llama) -> str:
@@ -90,33 +100,37 @@ def model_name(llm: Llama) -> str:
 def _traced(
     recorder: Recorder,
     operation: str,
-    stream_at: int,
-    streams: weakref.WeakKeyDictionary[Llama, Generation],
+    positions: dict[str, int],
+    pending: weakref.WeakKeyDictionary[Llama, Generation],
 ) -> _Wrapper:
     is_chunk = _is_chat_chunk if operation == semconv.OPERATION_CHAT else _is_completion_chunk
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
         if not is_instrumentation_enabled():
             return wrapped(*args, **kwargs)
-        stream = bool(kwargs["stream"] if "stream" in kwargs else _arg(args, stream_at))
         active = active_generation()
         if active is not None:  # inside a request already: it records, we only count
-            _expect_stream(streams, instance, active if stream else None)
+            pending[instance] = active
             return wrapped(*args, **kwargs)
 
+        stream = bool(_argument(args, kwargs, positions, "stream"))
         generation = recorder.start(
             model=model_name(instance), engine=ENGINE, operation=operation, stream=stream
         )
-        _expect_stream(streams, instance, generation if stream else None)
+        generation.set_request_parameters(
+            **{name: _argument(args, kwargs, positions, name) for name in _PARAMETERS}
+        )
+        pending[instance] = generation
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            return record_stream(generation, result, is_chunk)
+            return record_stream(generation, result, is_chunk, _stream_finish_reason)
         try:
             usage = result["usage"]
             generation.set_usage(
                 input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]
             )
-        except (KeyError, TypeError):
+            generation.set_finish_reason(result["choices"][0]["finish_reason"])
+        except (KeyError, IndexError, TypeError):
             _logger.debug("octomil_otel: no usage in llama.cpp's response", exc_info=True)
         generation.stop()
         return result
@@ -124,34 +138,74 @@ def _traced(
     return traced
 
 
-def _counted(streams: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:
-    """Token counts of a streamed request, from the tokens ``Llama.generate`` yields."""
+def _counted(pending: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:
+    """Token counts and engine timing of a request, from ``Llama.generate``: the tokens it
+    yields, and llama.cpp's performance counters before and after."""
     import llama_cpp
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
-        generation = streams.pop(instance, None)
+        generation = pending.pop(instance, None)
         if generation is None or generation.finished:
             return wrapped(*args, **kwargs)
         prompt_tokens = len(args[0] if args else kwargs["tokens"])
+        before = _perf_ms(instance)
 
         def on_end(generation: Generation, last: int | None, count: int) -> None:
             eog = last is not None and llama_cpp.llama_vocab_is_eog(instance._model.vocab, last)
             generation.set_usage(input_tokens=prompt_tokens, output_tokens=count - bool(eog))
+            after = _perf_ms(instance)
+            if before is not None and after is not None:
+                generation.set_engine_timing(
+                    prefill_ms=after[0] - before[0], decode_ms=after[1] - before[1]
+                )
 
         return record_stream(generation, wrapped(*args, **kwargs), False, on_end, owner=False)
 
     return traced
 
 
-def _expect_stream(
-    streams: weakref.WeakKeyDictionary[Llama, Generation],
-    llm: Llama,
-    generation: Generation | None,
-) -> None:
-    if generation is None:
-        streams.pop(llm, None)
-    else:
-        streams[llm] = generation
+def _perf_ms(llm: Llama) -> tuple[float, float] | None:
+    """llama.cpp's prompt evaluation and generation time so far, in ms, for this context."""
+    import llama_cpp
+
+    try:
+        perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
+        return perf.t_p_eval_ms, perf.t_eval_ms
+    except Exception:  # a build without the performance API, or a closed model
+        _logger.debug("octomil_otel: no llama.cpp performance counters", exc_info=True)
+        return None
+
+
+def _embedding(recorder: Recorder, *, reports_usage: bool) -> _Wrapper:
+    """One ``embeddings`` request, with its input tokens: from ``create_embedding``'s usage
+    (``reports_usage``), or from ``embed``, asked for its count and answering as its caller
+    asked."""
+
+    def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
+        if not is_instrumentation_enabled() or active_generation() is not None:
+            return wrapped(*args, **kwargs)
+        generation = recorder.start(
+            model=model_name(instance), engine=ENGINE, operation=semconv.OPERATION_EMBEDDINGS
+        )
+        if reports_usage:
+            result = generation.call(wrapped, *args, **kwargs)
+            input_tokens = result["usage"]["prompt_tokens"]
+        else:  # embed(input, normalize, truncate, return_count)
+            asked = kwargs.get("return_count", args[3] if len(args) > 3 else False)
+            embeddings, input_tokens = generation.call(
+                wrapped, *args[:3], **{**kwargs, "return_count": True}
+            )
+            result = (embeddings, input_tokens) if asked else embeddings
+        generation.set_usage(input_tokens=input_tokens)
+        generation.stop()
+        return result
+
+    return traced
+
+
+def _stream_finish_reason(generation: Generation, last: Any, count: int) -> None:
+    if last is not None:
+        generation.set_finish_reason(last["choices"][0].get("finish_reason"))
 
 
 def _is_completion_chunk(chunk: Any) -> bool:
@@ -163,10 +217,16 @@ def _is_chat_chunk(chunk: Any) -> bool:
     return bool(delta.get("content") or delta.get("tool_calls"))
 
 
-def _positional_index(method: Callable[..., Any], name: str) -> int:
-    """Where ``name`` sits among the positional arguments after ``self``."""
-    return list(inspect.signature(method).parameters).index(name) - 1
+def _positions(method: Callable[..., Any]) -> dict[str, int]:
+    """Where each parameter sits among the positional arguments after ``self``."""
+    return {name: index - 1 for index, name in enumerate(inspect.signature(method).parameters)}
 
 
-def _arg(args: tuple[Any, ...], index: int) -> Any:
+def _argument(
+    args: tuple[Any, ...], kwargs: dict[str, Any], positions: dict[str, int], name: str
+) -> Any:
+    """The caller's value of ``name`` (``None`` if not given)."""
+    if name in kwargs:
+        return kwargs[name]
+    index = positions.get(name, len(args))
     return args[index] if index < len(args) else None

@@ -19,8 +19,11 @@ unless that name was bound before instrumentation. ``generate`` loops over
 text is a chunk. The counts are the last response's ``prompt_tokens`` and
 ``generation_tokens``, less the end-of-generation token that a ``"stop"`` response carries
 (the caller never receives it; llama.cpp does not count it either), so the same answer counts
-the same on both engines. ``load`` is wrapped only to name the model (the last part of the
-path it was loaded from).
+the same on both engines. The last response also gives the request's prompt evaluation
+and generation times, as mlx-lm measures them, and its ``peak_memory``: the peak of MLX's
+allocator since the process started or last called ``mx.reset_peak_memory()`` (which
+``octomil serve`` and ``octomil.generate`` do before each request). ``load`` is wrapped
+only to name the model (the last part of the path it was loaded from).
 
 Configuration: none of its own; suppression is honoured. Message content is never recorded.
 """
@@ -120,6 +123,7 @@ def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) 
             operation=semconv.OPERATION_TEXT_COMPLETION,
             stream=streamed,
         )
+        generation.set_request_parameters(max_tokens=kwargs.get("max_tokens"))
         result = generation.call(wrapped, *args, **kwargs)
         if streamed:
             return record_stream(generation, result, _has_text, _usage)
@@ -149,8 +153,22 @@ def _has_text(response: Any) -> bool:
 
 
 def _usage(generation: Generation, last: Any, count: int) -> None:
-    if last is not None:
-        end_token = last.finish_reason == "stop"
-        generation.set_usage(
-            input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens - end_token
-        )
+    """Counts, timing and finish reason from the last response: mlx-lm times the prompt
+    (``prompt_tokens / prompt_tps``) and the generation after the first token
+    (``generation_tokens / generation_tps``) itself, and reports its peak memory in GB."""
+    if last is None:
+        return
+    end_token = last.finish_reason == "stop"
+    generation.set_usage(
+        input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens - end_token
+    )
+    generation.set_finish_reason(last.finish_reason)
+    generation.set_engine_timing(
+        prefill_ms=_ms(last.prompt_tokens, last.prompt_tps),
+        decode_ms=_ms(last.generation_tokens, last.generation_tps),
+        peak_memory_bytes=last.peak_memory * 1e9,
+    )
+
+
+def _ms(tokens: int, tokens_per_second: float) -> float | None:
+    return tokens / tokens_per_second * 1000 if tokens_per_second > 0 else None

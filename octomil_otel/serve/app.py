@@ -260,6 +260,7 @@ def create_app(
         except Overloaded as overloaded:
             generation.fail(overloaded)
             return error(overloaded.status, str(overloaded), "server_overloaded")
+        generation.dequeued()
         echo = body.prompt if isinstance(body, CompletionBody) and body.echo else ""
         shape = _Shape(operation, generation.request_id, engine.model, echo)
         if not body.stream:

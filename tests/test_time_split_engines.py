@@ -1,0 +1,144 @@
+"""Where the time went, on the real engines: llama.cpp's performance counters, mlx-lm's own
+timing, and ``octomil serve``'s queue; and what the request asked, on the span."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
+from octomil_otel.instrumentation.mlx import MLXInstrumentor
+
+from .conftest import decoded_events, latencies, only_span
+
+llama_cpp = pytest.importorskip("llama_cpp")
+
+SPLIT = ("octomil.prefill_ms", "octomil.decode_ms")
+
+
+@pytest.fixture(scope="module")
+def llm(tiny_gguf):
+    return llama_cpp.Llama(model_path=str(tiny_gguf), n_ctx=512, n_threads=1, verbose=False)
+
+
+@pytest.fixture
+def llamacpp(tracer_provider, meter_provider):
+    instrumentor = LlamaCppInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    yield
+    instrumentor.uninstrument()
+
+
+def assert_consistent(span) -> None:
+    """Both figures known and positive; prefill before the first chunk; never more than
+    the whole."""
+    attributes = span.attributes
+    prefill, decode = (attributes[key] for key in SPLIT)
+    assert prefill > 0 and decode > 0
+    assert prefill <= attributes["octomil.ttfc_ms"]
+    assert prefill + decode <= attributes["octomil.total_duration_ms"]
+    completed = decoded_events(span)[-1]
+    assert completed["metrics"]["prefill_ms"] == prefill
+    assert completed["metrics"]["decode_ms"] == decode
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_llamacpp_prefill_and_decode_from_its_counters(llm, llamacpp, span_exporter, stream):
+    llm.reset()  # no cached prefix: the whole prompt is evaluated
+    result = llm.create_completion(
+        "one two three four", max_tokens=6, temperature=0.0, seed=7, stop=["zzz"], stream=stream
+    )
+    if stream:
+        chunks = list(result)
+        finish = chunks[-1]["choices"][0]["finish_reason"]
+    else:
+        finish = result["choices"][0]["finish_reason"]
+
+    span = only_span(span_exporter)
+    assert_consistent(span)
+    assert finish == "length"
+    request = {k: v for k, v in span.attributes.items() if k.startswith("gen_ai.request.")}
+    assert request == {
+        "gen_ai.request.model": "tiny-llama",
+        "gen_ai.request.stream": stream,
+        "gen_ai.request.max_tokens": 6,
+        "gen_ai.request.temperature": 0.0,
+        "gen_ai.request.seed": 7,
+        "gen_ai.request.stop_sequences": ("zzz",),
+    }
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("length",)
+    assert span.attributes["gen_ai.response.model"] == "tiny-llama"
+    assert "octomil.queue_ms" not in span.attributes  # nothing waited for the engine
+
+
+def test_llamacpp_chat_positional_arguments_are_the_callers(llm, llamacpp, span_exporter):
+    llm.create_chat_completion([{"role": "user", "content": "hi"}], max_tokens=3, top_k=5)
+
+    span = only_span(span_exporter)
+    assert span.attributes["gen_ai.request.max_tokens"] == 3
+    assert span.attributes["gen_ai.request.top_k"] == 5
+    assert "gen_ai.request.temperature" not in span.attributes  # not given: not recorded
+    assert_consistent(span)
+
+
+@pytest.fixture(scope="module")
+def embedder(tiny_gguf):
+    return llama_cpp.Llama(
+        model_path=str(tiny_gguf), n_ctx=512, n_threads=1, verbose=False, embedding=True
+    )
+
+
+def test_llamacpp_embeddings_are_an_embeddings_span(embedder, llamacpp, span_exporter):
+    response = embedder.create_embedding(["hello world", "one two three"])
+    vectors = embedder.embed("hello world")
+    vectors_counted, count = embedder.embed("one two three", return_count=True)
+
+    spans = span_exporter.get_finished_spans()
+    assert [span.name for span in spans] == ["embeddings tiny-llama"] * 3
+    tokens = [span.attributes["gen_ai.usage.input_tokens"] for span in spans]
+    each = [len(embedder.tokenize(text.encode())) for text in ("hello world", "one two three")]
+    assert tokens == [sum(each), each[0], each[1]]
+    assert response["usage"]["prompt_tokens"] == sum(each)
+    assert count == each[1]
+    with suppress_instrumentation():  # what the engine answers on its own
+        assert vectors == embedder.embed("hello world")
+        assert vectors_counted == embedder.embed("one two three")
+    for span in spans:
+        assert span.attributes["gen_ai.operation.name"] == "embeddings"
+        assert latencies(span) == ()
+        assert decoded_events(span) == []  # embeddings are not generations: no events
+
+
+def test_llamacpp_embeddings_on_a_generation_model_fail_as_the_engine_says(
+    llm, llamacpp, span_exporter
+):
+    with pytest.raises(RuntimeError, match="embedding=True"):
+        llm.embed("hello")
+
+    span = only_span(span_exporter)
+    assert span.name == "embeddings tiny-llama"
+    assert span.attributes["error.type"] == "RuntimeError"
+
+
+@pytest.fixture
+def mlx_loaded(tracer_provider, meter_provider, tiny_mlx_dir):
+    mlx_lm = pytest.importorskip("mlx_lm")
+    instrumentor = MLXInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    yield mlx_lm, *mlx_lm.load(str(tiny_mlx_dir))
+    instrumentor.uninstrument()
+
+
+def test_mlx_prefill_decode_and_peak_memory_from_its_responses(mlx_loaded, span_exporter):
+    mlx_lm, model, tokenizer = mlx_loaded
+    responses = list(mlx_lm.stream_generate(model, tokenizer, "one two three", max_tokens=5))
+
+    span = only_span(span_exporter)
+    assert_consistent(span)
+    last = responses[-1]
+    assert span.attributes["octomil.prefill_ms"] == pytest.approx(
+        last.prompt_tokens / last.prompt_tps * 1000, abs=1e-9
+    )
+    assert span.attributes["octomil.peak_memory_bytes"] == round(last.peak_memory * 1e9) > 0
+    assert span.attributes["gen_ai.request.max_tokens"] == 5
+    assert span.attributes["gen_ai.response.finish_reasons"] == (last.finish_reason,)
