@@ -20,6 +20,8 @@ from typing import Any
 from opentelemetry.instrumentation.distro import BaseDistro
 from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
+from octomil_otel import semconv
+from octomil_otel.content import Capture
 from octomil_otel.device import device_id
 from octomil_otel.export.otlp import forwarding
 from octomil_otel.pipeline import DEVICE_ID_ATTRIBUTE, init
@@ -27,14 +29,18 @@ from octomil_otel.pipeline import DEVICE_ID_ATTRIBUTE, init
 
 class OctomilDistro(BaseDistro):
     """Defaults for the SDK's configurator: OTLP (http/protobuf) for each signal whose
-    endpoint is configured, no exporter otherwise; the user's own settings win."""
+    endpoint is configured (logs only for captured content events), no exporter otherwise;
+    the user's own settings win."""
 
     def _configure(self, **kwargs: Any) -> None:
         for signal in ("traces", "metrics"):
             os.environ.setdefault(
                 f"OTEL_{signal.upper()}_EXPORTER", "otlp" if forwarding(signal) else "none"
             )
-        os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+        events = Capture.from_environment(semconv.latest_experimental()).on_event
+        os.environ.setdefault(
+            "OTEL_LOGS_EXPORTER", "otlp" if events and forwarding("logs") else "none"
+        )
         os.environ.setdefault("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 
 

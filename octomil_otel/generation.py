@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import logging
 import math
 import operator
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
-from opentelemetry import context, metrics, trace
+from opentelemetry import _logs, context, metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import (
@@ -53,7 +54,7 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from octomil_otel import chunk_latencies, semconv
+from octomil_otel import chunk_latencies, content, semconv
 from octomil_otel.instruments import Instruments, Outcome
 from octomil_otel.version import __version__
 
@@ -132,6 +133,9 @@ class Recorder:
     Args:
         tracer_provider: where spans go; the global provider when omitted.
         meter_provider: where histograms go; the global provider when omitted.
+        logger_provider: where captured content goes as log events (only when
+            ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks for events); the
+            global provider when omitted.
         octomil_processor: gets every request's complete record (the Octomil events); the
             one ``init()`` set up when omitted, none before it.
         clock: monotonic nanoseconds, for every duration.
@@ -143,6 +147,7 @@ class Recorder:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
         *,
+        logger_provider: _logs.LoggerProvider | None = None,
         octomil_processor: SpanProcessor | None = None,
         clock: Clock = time.perf_counter_ns,
         wall_clock: Clock = time.time_ns,
@@ -155,6 +160,12 @@ class Recorder:
         meter = metrics.get_meter("octomil_otel", __version__, meter_provider)
         self.latest = semconv.latest_experimental()
         self.instruments = Instruments(meter, latest=self.latest)
+        self.capture = content.Capture.from_environment(self.latest)
+        self.logger = (
+            _logs.get_logger("octomil_otel", __version__, logger_provider)
+            if self.capture.on_event
+            else None
+        )
 
     def spans_observed(self) -> bool:
         """Whether a span started now reaches anything: ``False`` only for the SDK's
@@ -208,7 +219,9 @@ class Generation:
         "_engine_ms",
         "_finish_reason",
         "_finished",
+        "_input_messages",
         "_input_tokens",
+        "_output",
         "_output_tokens",
         "_peak_memory_bytes",
         "_recorder",
@@ -242,6 +255,8 @@ class Generation:
         self._engine_ms: dict[str, float] = {}
         self._peak_memory_bytes: int | None = None
         self._finish_reason: str | None = None
+        self._input_messages: list[content.Message] | None = None
+        self._output: tuple[str, tuple[tuple[str, str, str], ...]] | None = None
         self.request_id = request_id
         self.stream = stream
         self._attributes = {
@@ -326,6 +341,26 @@ class Generation:
         unless the request fails or is cancelled (then ``error``)."""
         if isinstance(reason, str) and reason:
             self._finish_reason = reason
+
+    @property
+    def captures_content(self) -> bool:
+        """Whether the user asked for message content: callers skip gathering it if not."""
+        return self._recorder.capture is not content.Capture.NO_CONTENT
+
+    def set_input(self, messages: Any = None, prompt: Any = None) -> None:
+        """The request's chat messages (OpenAI's shape) or completion prompt, kept only when
+        content is captured."""
+        if self.captures_content:
+            try:
+                self._input_messages = content.input_messages(messages, prompt)
+            except Exception:  # a shape we do not know: no content rather than a failure
+                _logger.debug("octomil_otel: could not read the input messages", exc_info=True)
+
+    def set_output(self, text: str, tool_calls: Sequence[tuple[str, str, str]] = ()) -> None:
+        """The answer's text and tool calls (id, name, arguments), kept only when content
+        is captured."""
+        if self.captures_content:
+            self._output = (text, tuple(tool_calls))
 
     def dequeued(self) -> None:
         """The engine takes the request now: the time since it started is its ``queue_ms``."""
@@ -443,6 +478,9 @@ class Generation:
             # first: no application processor can stand in its way
             processor.on_end(self._octomil_record(final, end_time))
 
+        if self.captures_content:  # before the span ends: it may carry the content
+            self._record_content(error_type, end_time)
+
         span = self.span
         try:
             if span.is_recording():
@@ -468,6 +506,32 @@ class Generation:
                 peak_memory_bytes=self._peak_memory_bytes,
             )
         )
+
+    def _record_content(self, error_type: str | None, end_time: int) -> None:
+        """The captured messages, where the capture mode says: the application's span (JSON
+        text), a log event (structured), or both. Never the Octomil record."""
+        messages: dict[str, Any] = {}
+        if self._input_messages is not None:
+            messages[semconv.GEN_AI_INPUT_MESSAGES] = self._input_messages
+        if self._output is not None:
+            finish = semconv.FINISH_REASON_ERROR if error_type else self._finish_reason or "stop"
+            messages[semconv.GEN_AI_OUTPUT_MESSAGES] = content.output_messages(
+                self._output[0], finish, self._output[1]
+            )
+        capture = self._recorder.capture
+        if capture.on_span and self.span.is_recording():
+            self.span.set_attributes({key: json.dumps(value) for key, value in messages.items()})
+        logger = self._recorder.logger
+        if capture.on_event and logger is not None:
+            attributes = dict(self._attributes)
+            if error_type is not None:
+                attributes[semconv.ERROR_TYPE] = error_type
+            logger.emit(
+                event_name=semconv.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,
+                timestamp=end_time,
+                context=trace.set_span_in_context(self.span),
+                attributes={**attributes, **messages},
+            )
 
     def _split_ms(self, total_ms: float) -> dict[str, float]:
         """``queue_ms``, ``prefill_ms``, ``decode_ms`` where known; prefill and decode capped

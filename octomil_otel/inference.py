@@ -138,7 +138,9 @@ def _load(model: str, engine: str | None) -> _Loaded:
             source = resolve(model, engine)
             # the engine's instrumentation reports its token counts into the request
             instrument_installed(
-                trace.get_tracer_provider(), metrics.get_meter_provider(), [source.engine]
+                trace.get_tracer_provider(),
+                metrics.get_meter_provider(),
+                engines=[source.engine],
             )
             _loaded[key] = _Loaded(load(source))
         return _loaded[key]

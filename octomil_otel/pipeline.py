@@ -23,18 +23,22 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from octomil_otel import semconv
 from octomil_otel.config import Settings
+from octomil_otel.content import Capture
 from octomil_otel.device import device_id as default_device_id
 from octomil_otel.device import validate_device_id
-from octomil_otel.export.otlp import forwarding
+from octomil_otel.export.otlp import forwarding, log_exporter
 from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
 from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
@@ -67,11 +71,13 @@ class Telemetry:
     recorder: Recorder
     tracer_provider: trace.TracerProvider
     meter_provider: metrics.MeterProvider
+    logger_provider: _logs.LoggerProvider | None
     reporter: TelemetryReporter | None
     instrumentors: list[BaseInstrumentor]
     _span_processor: BatchSpanProcessor | None
     _owns_tracer_provider: bool
     _owns_meter_provider: bool
+    _owns_logger_provider: bool
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Export finished requests and deliver their events, within about
@@ -97,6 +103,9 @@ class Telemetry:
         if self._owns_meter_provider and isinstance(self.meter_provider, MeterProvider):
             self.meter_provider.shutdown()
             _retired.add(self.meter_provider)
+        if self._owns_logger_provider and isinstance(self.logger_provider, LoggerProvider):
+            self.logger_provider.shutdown()
+            _retired.add(self.logger_provider)
 
 
 _lock = threading.Lock()
@@ -168,6 +177,9 @@ def init(
             )
         if (owns_tracer or otlp_endpoint) and forwarding("traces", otlp_endpoint):
             _add_processor(tracer_provider, BatchSpanProcessor(otlp_span_exporter(*otlp_args)))
+        logger_provider, owns_logger = _logger_provider(
+            resource, lambda: log_exporter(*otlp_args), otlp_endpoint
+        )
 
         reporter = processor = None
         if settings.api_key is None:
@@ -191,18 +203,21 @@ def init(
             set_default_octomil_processor(processor)
 
         _telemetry = Telemetry(
-            recorder=Recorder(tracer_provider, meter_provider),
+            recorder=Recorder(tracer_provider, meter_provider, logger_provider=logger_provider),
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
+            logger_provider=logger_provider,
             reporter=reporter,
             instrumentors=instrument_installed(
                 tracer_provider,
                 meter_provider,
+                logger_provider,
                 INSTRUMENTORS if instrument is True else instrument or (),
             ),
             _span_processor=processor,
             _owns_tracer_provider=owns_tracer,
             _owns_meter_provider=owns_meter,
+            _owns_logger_provider=owns_logger,
         )
         atexit.register(shutdown)
         return _telemetry
@@ -258,6 +273,29 @@ def _tracer_provider(
     provider = TracerProvider(resource=resource)
     if current not in _retired:
         trace.set_tracer_provider(provider)
+    return provider, True
+
+
+def _logger_provider(
+    resource: Resource, exporter: Callable[[], Any], otlp_endpoint: str | None
+) -> tuple[_logs.LoggerProvider | None, bool]:
+    """Where captured content goes as log events, only when the user asked for events: the
+    application's LoggerProvider, else one of ours sending them over OTLP, else none."""
+    if not Capture.from_environment(semconv.latest_experimental()).on_event:
+        return None, False
+    current = _logs.get_logger_provider()
+    if isinstance(current, LoggerProvider) and current not in _retired:
+        return current, False
+    if not forwarding("logs", otlp_endpoint):
+        _logger.warning(
+            "octomil_otel: message content is captured as events, but no LoggerProvider is "
+            "set and no OTLP endpoint is configured: they go nowhere"
+        )
+        return None, False
+    provider = LoggerProvider(resource=resource)
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter()))
+    if current not in _retired:
+        _logs.set_logger_provider(provider)
     return provider, True
 
 

@@ -22,13 +22,15 @@ def free_port() -> int:
 
 
 class Tap:
-    """Collects every span and metric that arrives at ``url`` (an OTLP/HTTP endpoint)."""
+    """Collects every span, metric and log record that arrives at ``url`` (an OTLP/HTTP
+    endpoint)."""
 
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.spans: list[Any] = []
         self.metrics: list[Any] = []
+        self.logs: list[Any] = []
         self._started = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -52,6 +54,7 @@ class Tap:
             tasks = [
                 asyncio.create_task(self._collect(receiver.stream_traces(), self.spans)),
                 asyncio.create_task(self._collect(receiver.stream_metrics(), self.metrics)),
+                asyncio.create_task(self._collect(receiver.stream_logs(), self.logs)),
             ]
             self._started.set()
             await self._stop.wait()

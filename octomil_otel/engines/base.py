@@ -16,6 +16,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from octomil_otel.content import collect_text
 from octomil_otel.generation import Generation
 from octomil_otel.stream import record_stream
 
@@ -195,12 +196,16 @@ def _tool_calls(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
     """A streamed request: every piece with text is a chunk; ends ``generation`` once."""
     _set_request_parameters(generation, request)
-    return record_stream(
-        generation, engine.pieces(generation, request), _piece_chunk, _finish_reason
-    )
+    is_chunk, on_end = collect_text(generation, _piece_chunk, _piece_text, _finish_reason)
+    return record_stream(generation, engine.pieces(generation, request), is_chunk, on_end)
+
+
+def _piece_text(piece: Piece) -> str:
+    return piece.text
 
 
 def _set_request_parameters(generation: Generation, request: Request) -> None:
+    generation.set_input(request.messages, request.prompt)
     generation.set_request_parameters(
         max_tokens=request.max_tokens,
         temperature=request.temperature,
@@ -267,13 +272,15 @@ def complete(
     except BaseException as error:
         generation.fail(error)  # a no-op after cancel(): a request ends once
         raise
+    text, tool_calls = "".join(texts), _tool_calls(deltas)
     generation.set_finish_reason(finish)
+    generation.set_output(text, [(call.id, call.name, call.arguments) for call in tool_calls])
     generation.stop()
     return Completion(
-        "".join(texts),
+        text,
         finish,
         generation.input_tokens,
         generation.output_tokens,
-        _tool_calls(deltas),
+        tool_calls,
         _joined_logprobs(logprobs),
     )

@@ -1,7 +1,8 @@
 """OTLP forwarding: the same spans and histograms to any OpenTelemetry backend.
 
 Configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the per-signal
-``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT``),
+``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``..._METRICS_ENDPOINT`` / ``..._LOGS_ENDPOINT``, the
+last for captured content only),
 ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``; also per
 signal), ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_METRIC_EXPORT_INTERVAL``, and
 ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER`` set to ``none`` to turn a signal off.
@@ -16,14 +17,15 @@ import os
 from collections.abc import Mapping
 from typing import Literal
 
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.trace.export import SpanExporter
 
 _logger = logging.getLogger(__name__)
 
-Signal = Literal["traces", "metrics"]
+Signal = Literal["traces", "metrics", "logs"]
 PROTOCOLS = ("http/protobuf", "grpc")
-_HTTP_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics"}
+_HTTP_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
 def forwarding(signal: Signal, endpoint: str | None = None) -> bool:
@@ -85,6 +87,20 @@ def metric_reader(
     else:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     return PeriodicExportingMetricReader(OTLPMetricExporter(**kwargs))
+
+
+def log_exporter(
+    endpoint: str | None = None,
+    protocol_name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> LogRecordExporter:
+    """For captured message content as log events (``content.py``), nothing else."""
+    kwargs = _arguments("logs", endpoint, protocol_name, headers)
+    if protocol("logs", protocol_name) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    return OTLPLogExporter(**kwargs)
 
 
 def _arguments(

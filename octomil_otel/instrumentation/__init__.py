@@ -10,7 +10,7 @@ import importlib
 import logging
 from collections.abc import Collection
 
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
 from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
@@ -26,6 +26,7 @@ INSTRUMENTORS = {
 def instrument_installed(
     tracer_provider: trace.TracerProvider,
     meter_provider: metrics.MeterProvider,
+    logger_provider: _logs.LoggerProvider | None = None,
     engines: Collection[str] = tuple(INSTRUMENTORS),
 ) -> list[BaseInstrumentor]:
     """Instrument those of ``engines`` that are installed and not instrumented yet;
@@ -48,6 +49,10 @@ def instrument_installed(
             continue
         if instrumentor.is_instrumented_by_opentelemetry:
             continue
-        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        instrumentor.instrument(
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            logger_provider=logger_provider,
+        )
         done.append(instrumentor)
     return done

@@ -24,7 +24,8 @@ request each, with its input tokens.
 
 Configuration: none of its own; suppression with
 ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` is honoured. Message
-content is never recorded.
+content is recorded only as ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks
+(``content.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
+from octomil_otel.content import collect_text
 from octomil_otel.generation import Generation, Recorder, active_generation
 from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
@@ -73,7 +75,11 @@ class LlamaCppInstrumentor(OnImportInstrumentor):
     def _wrap(self, **kwargs: Any) -> None:
         from llama_cpp import Llama
 
-        recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        recorder = Recorder(
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+        )
         # the request that the next Llama.generate call of an instance belongs to
         pending: weakref.WeakKeyDictionary[Llama, Generation] = weakref.WeakKeyDictionary()
         for method, operation in _TARGETS:
@@ -103,7 +109,10 @@ def _traced(
     positions: dict[str, int],
     pending: weakref.WeakKeyDictionary[Llama, Generation],
 ) -> _Wrapper:
-    is_chunk = _is_chat_chunk if operation == semconv.OPERATION_CHAT else _is_completion_chunk
+    chat = operation == semconv.OPERATION_CHAT
+    is_chunk = _is_chat_chunk if chat else _is_completion_chunk
+    text_of = _chat_chunk_text if chat else _completion_chunk_text
+    input_name = "messages" if chat else "prompt"
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
         if not is_instrumentation_enabled():
@@ -120,16 +129,23 @@ def _traced(
         generation.set_request_parameters(
             **{name: _argument(args, kwargs, positions, name) for name in _PARAMETERS}
         )
+        if generation.captures_content:
+            first = _argument(args, kwargs, positions, input_name)
+            generation.set_input(first if chat else None, None if chat else first)
         pending[instance] = generation
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            return record_stream(generation, result, is_chunk, _stream_finish_reason)
+            chunks, on_end = collect_text(generation, is_chunk, text_of, _stream_finish_reason)
+            return record_stream(generation, result, chunks, on_end)
         try:
             usage = result["usage"]
             generation.set_usage(
                 input_tokens=usage["prompt_tokens"], output_tokens=usage["completion_tokens"]
             )
-            generation.set_finish_reason(result["choices"][0]["finish_reason"])
+            choice = result["choices"][0]
+            generation.set_finish_reason(choice["finish_reason"])
+            if generation.captures_content:
+                _set_whole_output(generation, choice)
         except (KeyError, IndexError, TypeError):
             _logger.debug("octomil_otel: no usage in llama.cpp's response", exc_info=True)
         generation.stop()
@@ -206,6 +222,26 @@ def _embedding(recorder: Recorder, *, reports_usage: bool) -> _Wrapper:
 def _stream_finish_reason(generation: Generation, last: Any, count: int) -> None:
     if last is not None:
         generation.set_finish_reason(last["choices"][0].get("finish_reason"))
+
+
+def _set_whole_output(generation: Generation, choice: dict[str, Any]) -> None:
+    message = choice.get("message")
+    if message is None:  # a text completion
+        generation.set_output(choice["text"])
+        return
+    calls = [
+        (call["id"], call["function"]["name"], call["function"]["arguments"])
+        for call in message.get("tool_calls") or ()
+    ]
+    generation.set_output(message.get("content") or "", calls)
+
+
+def _completion_chunk_text(chunk: Any) -> str:
+    return chunk["choices"][0]["text"]
+
+
+def _chat_chunk_text(chunk: Any) -> str:
+    return chunk["choices"][0]["delta"].get("content") or ""
 
 
 def _is_completion_chunk(chunk: Any) -> bool:

@@ -25,12 +25,14 @@ allocator since the process started or last called ``mx.reset_peak_memory()`` (w
 ``octomil serve`` and ``octomil.generate`` do before each request). ``load`` is wrapped
 only to name the model (the last part of the path it was loaded from).
 
-Configuration: none of its own; suppression is honoured. Message content is never recorded.
+Configuration: none of its own; suppression is honoured. Message content is recorded only
+as ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks (``content.py``).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import weakref
@@ -42,9 +44,12 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
+from octomil_otel.content import collect_text
 from octomil_otel.generation import Generation, Recorder, active_generation
 from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
+
+_logger = logging.getLogger(__name__)
 
 ENGINE = "mlx"
 _instruments = ("mlx-lm >= 0.24",)
@@ -63,7 +68,11 @@ class MLXInstrumentor(OnImportInstrumentor):
         return _instruments
 
     def _wrap(self, **kwargs: Any) -> None:
-        recorder = Recorder(kwargs.get("tracer_provider"), kwargs.get("meter_provider"))
+        recorder = Recorder(
+            kwargs.get("tracer_provider"),
+            kwargs.get("meter_provider"),
+            logger_provider=kwargs.get("logger_provider"),
+        )
         # mlx-lm's generate() as defined: one bound before instrumentation stays unwrapped,
         # and its calls into stream_generate are then still one request answered whole
         generate_code = importlib.import_module(_MODULES[0]).generate.__code__
@@ -124,11 +133,17 @@ def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) 
             stream=streamed,
         )
         generation.set_request_parameters(max_tokens=kwargs.get("max_tokens"))
+        if generation.captures_content:
+            prompt = _prompt_text(args, kwargs)
+            if prompt is not None:
+                generation.set_input(prompt=prompt)
         result = generation.call(wrapped, *args, **kwargs)
-        if streamed:
-            return record_stream(generation, result, _has_text, _usage)
-        if stream:  # an unwrapped generate() reading it: answered whole, when it ends
-            return record_stream(generation, result, False, _usage)
+        if stream:  # an unwrapped generate() reading it is answered whole, when it ends
+            chunks, on_end = collect_text(generation, _has_text if streamed else False,
+                                          _text, _usage)  # fmt: skip
+            return record_stream(generation, result, chunks, on_end)
+        if isinstance(result, str):
+            generation.set_output(result)
         generation.stop()
         return result
 
@@ -150,6 +165,23 @@ def _called_from(code: CodeType | None) -> bool:
 
 def _has_text(response: Any) -> bool:
     return bool(response.text)
+
+
+def _text(response: Any) -> str:
+    return response.text
+
+
+def _prompt_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """The prompt as text: mlx-lm takes text or token ids (decoded with the tokenizer)."""
+    prompt = args[2] if len(args) > 2 else kwargs.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    try:
+        tokenizer = args[1] if len(args) > 1 else kwargs["tokenizer"]
+        return tokenizer.decode(list(prompt.tolist() if hasattr(prompt, "tolist") else prompt))
+    except Exception:  # the engine will say what is wrong with its arguments, not us
+        _logger.debug("octomil_otel: could not read the prompt", exc_info=True)
+        return None
 
 
 def _usage(generation: Generation, last: Any, count: int) -> None:
