@@ -46,19 +46,33 @@ ENV_URI = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}
 
 # --- the dashboard -----------------------------------------------------------------------
 DASHBOARD = CONFIG_DIR / "grafana-dashboard.json"
-# Our four histograms as the OTLP -> Prometheus translation names them: dots become
-# underscores, unit `s` appends `_seconds`, the annotation unit `{token}` is dropped.
+# Our histograms as the OTLP -> Prometheus translation names them: dots become
+# underscores, unit `s` appends `_seconds`, the annotation unit `{token}` is dropped; a
+# counter gets `_total`. Today's GenAI names, the current ones (with
+# OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental), and ours.
 HISTOGRAMS = {
     "gen_ai.client.operation.duration": "gen_ai_client_operation_duration_seconds",
     "gen_ai.client.token.usage": "gen_ai_client_token_usage",
     "gen_ai.server.time_to_first_token": "gen_ai_server_time_to_first_token_seconds",
     "gen_ai.server.time_per_output_token": "gen_ai_server_time_per_output_token_seconds",
-}
+    "gen_ai.client.inference.duration": "gen_ai_client_inference_duration_seconds",
+    "gen_ai.client.inference.time_to_first_chunk":
+        "gen_ai_client_inference_time_to_first_chunk_seconds",
+    "gen_ai.client.inference.time_per_output_chunk":
+        "gen_ai_client_inference_time_per_output_chunk_seconds",
+    "octomil.inference.queue.duration": "octomil_inference_queue_duration_seconds",
+    "octomil.inference.prefill.duration": "octomil_inference_prefill_duration_seconds",
+    "octomil.inference.decode.duration": "octomil_inference_decode_duration_seconds",
+}  # fmt: skip
+COUNTERS = {"gen_ai.client.inference.usage.output_tokens":
+            "gen_ai_client_inference_usage_output_tokens_total"}  # fmt: skip
 METRICS = {
     f"{base}_{suffix}" for base in HISTOGRAMS.values() for suffix in ("bucket", "sum", "count")
-}
+} | set(COUNTERS.values())
 DURATION_COUNT = "gen_ai_client_operation_duration_seconds_count"
+INFERENCE_COUNT = "gen_ai_client_inference_duration_seconds_count"
 TTFT_BUCKET = "gen_ai_server_time_to_first_token_seconds_bucket"
+TTFC_BUCKET = "gen_ai_client_inference_time_to_first_chunk_seconds_bucket"
 # Our metric attributes and the device.id resource attribute, translated; `le` is the
 # bucket bound, `job` comes from service.name.
 LABELS = {
@@ -482,7 +496,10 @@ def test_dashboard_datasource_variable_is_prometheus_datasource() -> None:
 
 def test_dashboard_model_variable_lists_models_multi_with_all() -> None:
     model = variable("model")
-    query = "label_values(gen_ai_client_operation_duration_seconds_count, gen_ai_request_model)"
+    query = (
+        'label_values({__name__=~"gen_ai_client_operation_duration_seconds_count|'
+        'gen_ai_client_inference_duration_seconds_count"}, gen_ai_request_model)'
+    )
     assert model["type"] == "query"
     assert model["query"] == query
     assert model["definition"] == query
@@ -532,7 +549,7 @@ def test_dashboard_ttfc_view_has_heatmap_and_percentiles() -> None:
     assert heatmap["type"] == "heatmap"
     ((target),) = heatmap["targets"]
     assert target["format"] == "heatmap"
-    assert vector_selectors(target["expr"])[0][0] == TTFT_BUCKET
+    assert [name for name, _ in vector_selectors(target["expr"])] == [TTFT_BUCKET, TTFC_BUCKET]
     assert target["expr"].startswith("sum by (le) (rate(")
 
     percentiles = panel("TTFC p50 / p90 / p99")
@@ -542,7 +559,8 @@ def test_dashboard_ttfc_view_has_heatmap_and_percentiles() -> None:
         for t in percentiles["targets"]
     ]
     assert quantiles == ["0.5", "0.9", "0.99"]
-    assert {vector_selectors(t["expr"])[0][0] for t in percentiles["targets"]} == {TTFT_BUCKET}
+    for target in percentiles["targets"]:  # today's names, else the current ones
+        assert [name for name, _ in vector_selectors(target["expr"])] == [TTFT_BUCKET, TTFC_BUCKET]
 
 
 def test_dashboard_throughput_view_groups_by_model_and_engine() -> None:
@@ -550,6 +568,9 @@ def test_dashboard_throughput_view_groups_by_model_and_engine() -> None:
     assert [t["expr"] for t in throughput["targets"]] == [
         "sum by (gen_ai_request_model, gen_ai_provider_name) "
         '(rate(gen_ai_client_token_usage_sum{gen_ai_token_type="output", '
+        'gen_ai_request_model=~"$model"}[$__rate_interval])) or '
+        "sum by (gen_ai_request_model, gen_ai_provider_name) "
+        "(rate(gen_ai_client_inference_usage_output_tokens_total{"
         'gen_ai_request_model=~"$model"}[$__rate_interval]))'
     ]
     per_token = panel("Time per output token p50 by model and engine")
@@ -562,16 +583,22 @@ def test_dashboard_throughput_view_groups_by_model_and_engine() -> None:
 
 def test_dashboard_requests_view_has_volume_error_and_cancel_rates() -> None:
     volume = panel("Request volume (requests/s)")
-    assert {vector_selectors(t["expr"])[0][0] for t in volume["targets"]} == {DURATION_COUNT}
+    ((target),) = volume["targets"]
+    assert [name for name, _ in vector_selectors(target["expr"])] == [
+        DURATION_COUNT,
+        INFERENCE_COUNT,
+    ]
     assert volume["fieldConfig"]["defaults"]["unit"] == "reqps"
 
     errors = panel("Error rate")
     by_legend = {t["legendFormat"]: vector_selectors(t["expr"]) for t in errors["targets"]}
     assert set(by_legend) == {"errors", "cancelled"}
     for selectors in by_legend.values():
-        # numerator: the failed (or cancelled) requests; denominator: all requests
-        assert [metric for metric, _ in selectors] == [DURATION_COUNT, DURATION_COUNT]
-        assert "error_type" not in selectors[1][1]
+        # numerator: the failed (or cancelled) requests; denominator: all requests; each
+        # under today's names, else the current ones
+        assert [metric for metric, _ in selectors] == [DURATION_COUNT, INFERENCE_COUNT] * 2
+        assert selectors[0][1] == selectors[1][1]
+        assert "error_type" not in selectors[2][1] + selectors[3][1]
     assert 'error_type!=""' in by_legend["errors"][0][1]
     assert 'error_type!="cancelled"' in by_legend["errors"][0][1]
     assert 'error_type="cancelled"' in by_legend["cancelled"][0][1]
@@ -592,3 +619,26 @@ def test_dashboard_devices_view_groups_every_query_by_device_id() -> None:
         "Value #B": "TTFC p90",
         "Value #C": "Throughput",
     }
+
+
+def test_dashboard_time_split_view_stacks_queue_prefill_decode_per_model() -> None:
+    split = panel("Mean time per request by phase and model")
+    assert split["type"] == "barchart"
+    assert (split["options"]["stacking"], split["options"]["xField"]) == (
+        "normal",
+        "gen_ai_request_model",
+    )
+    phases = {}
+    for target in split["targets"]:
+        (numerator, denominator) = vector_selectors(target["expr"])
+        assert numerator[0].removesuffix("_sum") == denominator[0].removesuffix("_count")
+        assert (target["instant"], target["format"]) == (True, "table")
+        phases[target["refId"]] = numerator[0]
+    assert phases == {
+        "A": "octomil_inference_queue_duration_seconds_sum",
+        "B": "octomil_inference_prefill_duration_seconds_sum",
+        "C": "octomil_inference_decode_duration_seconds_sum",
+    }
+    renamed = split["transformations"][1]["options"]["renameByName"]
+    assert renamed == {"Value #A": "queue", "Value #B": "prefill", "Value #C": "decode"}
+    assert split["fieldConfig"]["defaults"]["unit"] == "s"

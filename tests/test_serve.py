@@ -341,3 +341,27 @@ def test_each_request_says_where_its_time_went(api, tiny_server):
         metric = f"octomil_inference_{name}_duration_seconds_count"
         (line,) = [x for x in text.splitlines() if x.startswith(metric + "{")]
         assert 'gen_ai_request_model="tiny-llama"' in line and line.endswith(" 1.0")
+
+
+def test_prometheus_metrics_under_the_current_conventions_are_the_dashboards(api, tiny_gguf):
+    """The series names collector-config's Grafana dashboard reads, from a real exporter."""
+    from .test_collector_config import METRICS, dashboard, exprs, vector_selectors
+
+    env = {"OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental"}
+    with serve(str(tiny_gguf), api.url, env=env) as server:
+        openai_client = client(server)
+        openai_client.completions.create(model="tiny-llama", prompt="hi", max_tokens=3)
+        list(openai_client.completions.create(model="tiny-llama", prompt="hi", max_tokens=3,
+                                              stream=True))  # fmt: skip
+        text = requests.get(server.url + "/metrics", timeout=5).text
+
+    exported = {line.split("{")[0] for line in text.splitlines() if not line.startswith("#")}
+    read = {name for expr in exprs(dashboard()) for name, _ in vector_selectors(expr)}
+    current = {name for name in read if "gen_ai_client_inference" in name or "octomil" in name}
+    assert current <= exported
+    assert not [name for name in exported if name.startswith("gen_ai_server_")]
+    assert read <= METRICS
+    (line,) = [x for x in text.splitlines()
+               if x.startswith("gen_ai_client_inference_usage_output_tokens_total{")
+               and 'gen_ai_token_modality="text"' in x]  # fmt: skip
+    assert line.endswith(" 6.0")
