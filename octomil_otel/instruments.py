@@ -43,22 +43,21 @@ class Instruments:
 
     def __init__(self, meter: metrics.Meter, *, latest: bool) -> None:
         self._genai = _LatestGenAI(meter) if latest else _GenAI(meter)
-        seconds = {"unit": "s", "explicit_bucket_boundaries_advisory": semconv.DURATION_BUCKETS}
         self._split = {
-            semconv.OCTOMIL_QUEUE_MS: meter.create_histogram(
+            semconv.OCTOMIL_QUEUE_MS: _seconds(
+                meter,
                 semconv.OCTOMIL_QUEUE_DURATION,
-                description="Time a request waited for the engine (octomil serve)",
-                **seconds,
+                "Time a request waited for the engine (octomil serve)",
             ),
-            semconv.OCTOMIL_PREFILL_MS: meter.create_histogram(
+            semconv.OCTOMIL_PREFILL_MS: _seconds(
+                meter,
                 semconv.OCTOMIL_PREFILL_DURATION,
-                description="The engine's prompt evaluation, from its own counters",
-                **seconds,
+                "The engine's prompt evaluation, from its own counters",
             ),
-            semconv.OCTOMIL_DECODE_MS: meter.create_histogram(
+            semconv.OCTOMIL_DECODE_MS: _seconds(
+                meter,
                 semconv.OCTOMIL_DECODE_DURATION,
-                description="The engine's generation after the first token, from its counters",
-                **seconds,
+                "The engine's generation after the first token, from its counters",
             ),
         }
         self._peak_memory = meter.create_histogram(
@@ -79,15 +78,22 @@ class Instruments:
             self._peak_memory.record(outcome.peak_memory_bytes, attributes)
 
 
+def _seconds(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
+    """A duration histogram with the conventions' duration buckets."""
+    return meter.create_histogram(
+        name,
+        unit="s",
+        description=description,
+        explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+    )
+
+
 class _GenAI:
     """The names of the main repository's last GenAI release: the default."""
 
     def __init__(self, meter: metrics.Meter) -> None:
-        self.duration = meter.create_histogram(
-            semconv.GEN_AI_CLIENT_OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        self.duration = _seconds(
+            meter, semconv.GEN_AI_CLIENT_OPERATION_DURATION, "GenAI operation duration"
         )
         self.token_usage = meter.create_histogram(
             semconv.GEN_AI_CLIENT_TOKEN_USAGE,
@@ -131,21 +137,20 @@ class _LatestGenAI:
     """The current names (semantic-conventions-genai, see ``semconv``)."""
 
     def __init__(self, meter: metrics.Meter) -> None:
-        seconds = {"unit": "s", "explicit_bucket_boundaries_advisory": semconv.DURATION_BUCKETS}
-        self.duration = meter.create_histogram(
+        self.duration = _seconds(
+            meter,
             semconv.GEN_AI_CLIENT_INFERENCE_DURATION,
-            description="GenAI client inference operation duration",
-            **seconds,
+            "GenAI client inference operation duration",
         )
-        self.time_to_first_chunk = meter.create_histogram(
+        self.time_to_first_chunk = _seconds(
+            meter,
             semconv.GEN_AI_CLIENT_INFERENCE_TIME_TO_FIRST_CHUNK,
-            description="Time to receive the first chunk of a streamed response",
-            **seconds,
+            "Time to receive the first chunk of a streamed response",
         )
-        self.time_per_output_chunk = meter.create_histogram(
+        self.time_per_output_chunk = _seconds(
+            meter,
             semconv.GEN_AI_CLIENT_INFERENCE_TIME_PER_OUTPUT_CHUNK,
-            description="Time from the end of the previous chunk to the end of this one",
-            **seconds,
+            "Time from the end of the previous chunk to the end of this one",
         )
         self.input_tokens = meter.create_counter(
             semconv.GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS,
@@ -157,10 +162,10 @@ class _LatestGenAI:
             unit="{token}",
             description="The number of output (completion) tokens used",
         )
-        self.embeddings_duration = meter.create_histogram(
+        self.embeddings_duration = _seconds(
+            meter,
             semconv.GEN_AI_CLIENT_EMBEDDINGS_DURATION,
-            description="GenAI client embeddings operation duration",
-            **seconds,
+            "GenAI client embeddings operation duration",
         )
         self.embeddings_input_tokens = meter.create_histogram(
             semconv.GEN_AI_CLIENT_EMBEDDINGS_OPERATION_INPUT_TOKENS,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -77,19 +78,37 @@ def octomil_records() -> InMemorySpanExporter:
 
 
 @pytest.fixture
-def recorder(
+def make_recorder(
     tracer_provider: TracerProvider,
     meter_provider: MeterProvider,
     clock: FakeClock,
     octomil_records: InMemorySpanExporter,
-) -> Recorder:
-    return Recorder(
-        tracer_provider,
-        meter_provider,
-        octomil_processor=SimpleSpanProcessor(octomil_records),
-        clock=clock,
-        wall_clock=clock.wall,
-    )
+    monkeypatch: pytest.MonkeyPatch,
+) -> Callable[..., Recorder]:
+    """A recorder on the test's providers and clock, created under ``environment`` (a
+    variable set to ``None`` is removed): recorders read their settings when created."""
+
+    def make(environment: dict[str, str | None] | None = None, **kwargs: Any) -> Recorder:
+        for name, value in (environment or {}).items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        return Recorder(
+            tracer_provider,
+            meter_provider,
+            octomil_processor=SimpleSpanProcessor(octomil_records),
+            clock=clock,
+            wall_clock=clock.wall,
+            **kwargs,
+        )
+
+    return make
+
+
+@pytest.fixture
+def recorder(make_recorder: Callable[..., Recorder]) -> Recorder:
+    return make_recorder()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import sys
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from octomil_otel import content
 from octomil_otel.generation import Recorder
@@ -48,30 +47,20 @@ def logs() -> InMemoryLogRecordExporter:
 
 
 @pytest.fixture
-def make_recorder(tracer_provider, meter_provider, clock, octomil_records, logs, monkeypatch):
+def capturing(make_recorder, logs):
+    """A recorder created with the capture mode and opt-in given, logging into ``logs``."""
     content._warn_once.cache_clear()
     providers = []
 
     def make(mode: str | None, opt_in: str | None = OPT_IN) -> Recorder:
-        for name, value in (
-            ("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", mode),
-            ("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in),
-        ):
-            if value is None:
-                monkeypatch.delenv(name, raising=False)
-            else:
-                monkeypatch.setenv(name, value)
-        logger_provider = LoggerProvider()
-        logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-        providers.append(logger_provider)
-        return Recorder(
-            tracer_provider,
-            meter_provider,
-            logger_provider=logger_provider,
-            octomil_processor=SimpleSpanProcessor(octomil_records),
-            clock=clock,
-            wall_clock=clock.wall,
-        )
+        provider = LoggerProvider()
+        provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+        providers.append(provider)
+        environment = {
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": mode,
+            "OTEL_SEMCONV_STABILITY_OPT_IN": opt_in,
+        }
+        return make_recorder(environment, logger_provider=provider)
 
     yield make
     for provider in providers:
@@ -98,9 +87,9 @@ def answer(recorder: Recorder) -> None:
     ],
 )
 def test_content_goes_where_the_mode_says_and_never_to_octomil(
-    make_recorder, span_exporter, octomil_records, logs, mode, on_span, on_event
+    capturing, span_exporter, octomil_records, logs, mode, on_span, on_event
 ):
-    answer(make_recorder(mode))
+    answer(capturing(mode))
 
     span = only_span(span_exporter)
     captured = {k: v for k, v in span.attributes.items() if k.endswith("messages")}
@@ -131,10 +120,8 @@ def test_content_goes_where_the_mode_says_and_never_to_octomil(
     assert "secret plan" not in repr(dict(octomil.attributes))
 
 
-def test_a_failed_request_captures_what_it_had_with_finish_reason_error(
-    make_recorder, span_exporter
-):
-    recorder = make_recorder("SPAN_ONLY")
+def test_a_failed_request_captures_what_it_had_with_finish_reason_error(capturing, span_exporter):
+    recorder = capturing("SPAN_ONLY")
     generation = recorder.start(model="tiny", engine="mlx", operation="text_completion")
     generation.set_input(prompt="tell me")
     generation.set_output("par")
@@ -163,11 +150,11 @@ def test_a_failed_request_captures_what_it_had_with_finish_reason_error(
     ],
 )  # fmt: skip
 def test_no_content_unless_asked_the_documented_way(
-    make_recorder, span_exporter, logs, caplog, mode, opt_in, warning
+    capturing, span_exporter, logs, caplog, mode, opt_in, warning
 ):
     caplog.set_level(logging.DEBUG)
-    recorder = make_recorder(mode, opt_in)
-    make_recorder(mode, opt_in)  # a second recorder: still one warning
+    recorder = capturing(mode, opt_in)
+    capturing(mode, opt_in)  # a second recorder: still one warning
     answer(recorder)
 
     assert not [k for k in only_span(span_exporter).attributes if k.endswith("messages")]
@@ -262,13 +249,11 @@ def test_init_sends_content_events_over_otlp_and_nothing_to_octomil(api, tiny_gg
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-def test_served_requests_capture_what_the_client_sent_and_got(
-    make_recorder, span_exporter, streamed
-):
+def test_served_requests_capture_what_the_client_sent_and_got(capturing, span_exporter, streamed):
     from octomil_otel.engines.base import Request, complete, stream
     from octomil_otel.engines.echo import EchoEngine
 
-    recorder = make_recorder("SPAN_ONLY")
+    recorder = capturing("SPAN_ONLY")
     generation = recorder.start(model="echo", engine="echo", stream=streamed)
     request = Request(messages=[{"role": "user", "content": "one two three"}], max_tokens=2)
     if streamed:

@@ -4,7 +4,6 @@ without it, today's, unchanged."""
 from __future__ import annotations
 
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from octomil_otel import semconv
 from octomil_otel.generation import Recorder
@@ -32,21 +31,9 @@ LEGACY = {
 
 
 @pytest.fixture
-def make_recorder(tracer_provider, meter_provider, clock, octomil_records, monkeypatch):
-    def make(opt_in: str | None) -> Recorder:
-        if opt_in is None:
-            monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
-        else:
-            monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
-        return Recorder(
-            tracer_provider,
-            meter_provider,
-            octomil_processor=SimpleSpanProcessor(octomil_records),
-            clock=clock,
-            wall_clock=clock.wall,
-        )
-
-    return make
+def opted(make_recorder):
+    """A recorder created with OTEL_SEMCONV_STABILITY_OPT_IN set to ``opt_in``."""
+    return lambda opt_in: make_recorder({"OTEL_SEMCONV_STABILITY_OPT_IN": opt_in})
 
 
 def stream(recorder: Recorder, clock, gaps_ms=(142.0, 20.0, 30.0), output_tokens=3):
@@ -62,8 +49,8 @@ def stream(recorder: Recorder, clock, gaps_ms=(142.0, 20.0, 30.0), output_tokens
 @pytest.mark.parametrize(
     "opt_in", ["gen_ai_latest_experimental", "http, gen_ai_latest_experimental"]
 )
-def test_opt_in_records_the_current_metric_names(make_recorder, clock, metric_reader, opt_in):
-    stream(make_recorder(opt_in), clock)
+def test_opt_in_records_the_current_metric_names(opted, clock, metric_reader, opt_in):
+    stream(opted(opt_in), clock)
 
     points = histogram_points(metric_reader)
     assert set(points) == LATEST
@@ -81,8 +68,8 @@ def test_opt_in_records_the_current_metric_names(make_recorder, clock, metric_re
         assert dict(counter.attributes) == {**ATTRS, "gen_ai.token.modality": "text"}
 
 
-def test_opt_in_counts_a_failed_request_without_usage_as_zero_unknown(make_recorder, metric_reader):
-    recorder = make_recorder("gen_ai_latest_experimental")
+def test_opt_in_counts_a_failed_request_without_usage_as_zero_unknown(opted, metric_reader):
+    recorder = opted("gen_ai_latest_experimental")
     recorder.start(model="gemma-1b", engine="mlx").fail(RuntimeError("no"))
 
     points = histogram_points(metric_reader)
@@ -100,10 +87,8 @@ def test_opt_in_counts_a_failed_request_without_usage_as_zero_unknown(make_recor
     }
 
 
-def test_opt_in_whole_answer_has_no_chunk_metrics(
-    make_recorder, clock, metric_reader, span_exporter
-):
-    recorder = make_recorder("gen_ai_latest_experimental")
+def test_opt_in_whole_answer_has_no_chunk_metrics(opted, clock, metric_reader, span_exporter):
+    recorder = opted("gen_ai_latest_experimental")
     generation = recorder.start(model="gemma-1b", engine="mlx", input_tokens=2)
     clock.advance_ms(40.0)
     generation.set_usage(output_tokens=5)
@@ -114,18 +99,16 @@ def test_opt_in_whole_answer_has_no_chunk_metrics(
     assert "gen_ai.response.time_to_first_chunk" not in span.attributes
 
 
-def test_opt_in_puts_time_to_first_chunk_on_a_streamed_span(make_recorder, clock, span_exporter):
-    stream(make_recorder("gen_ai_latest_experimental"), clock)
+def test_opt_in_puts_time_to_first_chunk_on_a_streamed_span(opted, clock, span_exporter):
+    stream(opted("gen_ai_latest_experimental"), clock)
 
     (span,) = span_exporter.get_finished_spans()
     assert span.attributes["gen_ai.response.time_to_first_chunk"] == 0.142
 
 
 @pytest.mark.parametrize("opt_in", [None, "", "http", "gen_ai_latest"])
-def test_without_opt_in_the_names_are_todays(
-    make_recorder, clock, metric_reader, span_exporter, opt_in
-):
-    stream(make_recorder(opt_in), clock)
+def test_without_opt_in_the_names_are_todays(opted, clock, metric_reader, span_exporter, opt_in):
+    stream(opted(opt_in), clock)
 
     assert set(histogram_points(metric_reader)) == LEGACY
     (span,) = span_exporter.get_finished_spans()
@@ -134,9 +117,9 @@ def test_without_opt_in_the_names_are_todays(
 
 @pytest.mark.parametrize("opt_in", [None, "gen_ai_latest_experimental"])
 def test_embeddings_are_a_span_and_a_duration_but_no_octomil_events(
-    make_recorder, clock, metric_reader, span_exporter, octomil_records, opt_in
+    opted, clock, metric_reader, span_exporter, octomil_records, opt_in
 ):
-    recorder = make_recorder(opt_in)
+    recorder = opted(opt_in)
     generation = recorder.start(
         model="tiny", engine="llamacpp", operation="embeddings", input_tokens=6
     )
