@@ -64,8 +64,10 @@ def main() -> None:
             seconds[name].append(cpu_per_request(NAMINGS[name], args))
 
     today, current = (statistics.median(seconds[name]) * 1e6 for name in NAMINGS)
-    print(f"{args.requests} requests of {args.words} chunks a process, {args.rounds} rounds, "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; CPU per request (median):")  # fmt: skip
+    print(
+        f"{args.requests} requests of {args.words} chunks a process, {args.rounds} rounds, "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs; CPU per request (median):"
+    )
     for name in NAMINGS:
         runs = sorted(round(s * 1e6, 1) for s in seconds[name])
         print(f"  {name:14} {statistics.median(seconds[name]) * 1e6:7.1f} us   {runs}")
