@@ -367,23 +367,23 @@ class Generation:
         if self._dequeued is None:
             self._dequeued = self._clock()
 
-    def set_engine_timing(
-        self,
-        *,
-        prefill_ms: float | None = None,
-        decode_ms: float | None = None,
-        peak_memory_bytes: int | None = None,
+    def add_engine_time(
+        self, *, prefill_ms: float | None = None, decode_ms: float | None = None
     ) -> None:
-        """The engine's own counters for this request: its prompt evaluation, its generation
-        after the first token, its peak memory. A value that is not a finite non-negative
-        number is ignored; the two times are capped so that they never add up to more than
-        the request's whole duration."""
+        """Time the engine spent on this request by its own counters: evaluating the prompt
+        before the first token, and generating after it. Added up over the engine passes of
+        one request (a chat handler may run several). A value that is not a finite
+        non-negative number is ignored; the two are capped, when the request ends, so that
+        they never add up to more than its duration less its queue."""
         for key, value in ((semconv.OCTOMIL_PREFILL_MS, prefill_ms),
                            (semconv.OCTOMIL_DECODE_MS, decode_ms)):  # fmt: skip
             if _is_measure(value):
-                self._engine_ms[key] = float(value)  # type: ignore[arg-type]
-        if _is_measure(peak_memory_bytes):
-            self._peak_memory_bytes = round(peak_memory_bytes)  # type: ignore[arg-type]
+                self._engine_ms[key] = self._engine_ms.get(key, 0.0) + value  # type: ignore[operator]
+
+    def set_peak_memory(self, peak_bytes: float) -> None:
+        """The engine's peak memory during this request, in bytes (the largest given)."""
+        if _is_measure(peak_bytes):
+            self._peak_memory_bytes = max(round(peak_bytes), self._peak_memory_bytes or 0)
 
     @contextmanager
     def activate(self) -> Iterator[Generation]:

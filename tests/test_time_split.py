@@ -25,7 +25,10 @@ def test_queue_prefill_decode_and_peak_memory_reach_span_events_and_histograms(
     clock.advance_ms(8.0)
     generation.chunk()
     generation.set_usage(output_tokens=2)
-    generation.set_engine_timing(prefill_ms=10.5, decode_ms=7.25, peak_memory_bytes=794380.0)
+    generation.add_engine_time(prefill_ms=10.0, decode_ms=7.25)
+    generation.add_engine_time(prefill_ms=0.5)  # a second engine pass of the same request
+    generation.set_peak_memory(794380.0)
+    generation.set_peak_memory(100.0)  # the largest stays
     generation.stop()
 
     (span,) = span_exporter.get_finished_spans()
@@ -69,7 +72,8 @@ def test_unknown_figures_are_left_out_never_zero(recorder, clock, span_exporter,
     generation = recorder.start(model="tiny", engine="echo", stream=True)
     clock.advance_ms(5.0)
     generation.chunk()
-    generation.set_engine_timing(prefill_ms=float("nan"), decode_ms=-1.0, peak_memory_bytes=True)
+    generation.add_engine_time(prefill_ms=float("nan"), decode_ms=-1.0)
+    generation.set_peak_memory(True)
     generation.stop()
 
     (span,) = span_exporter.get_finished_spans()
@@ -82,7 +86,7 @@ def test_prefill_and_decode_never_add_up_to_more_than_the_duration(recorder, clo
     clock.advance_ms(4.0)
     generation.dequeued()
     clock.advance_ms(10.0)
-    generation.set_engine_timing(prefill_ms=7.0, decode_ms=5.0)  # counters ran 2 ms over
+    generation.add_engine_time(prefill_ms=7.0, decode_ms=5.0)  # counters ran 2 ms over
     generation.stop()
 
     (span,) = span_exporter.get_finished_spans()
@@ -96,7 +100,7 @@ def test_a_failed_request_reports_its_queue_time_only(recorder, clock, octomil_r
     generation = recorder.start(model="tiny", engine="llamacpp", stream=True)
     clock.advance_ms(2.0)
     generation.dequeued()
-    generation.set_engine_timing(prefill_ms=1.0)
+    generation.add_engine_time(prefill_ms=1.0)
     clock.advance_ms(3.0)
     generation.fail(RuntimeError("boom"))
 

@@ -87,4 +87,6 @@ class MLXEngine(Engine):
         )
         with closing(responses):
             for response in responses:
+                if response.finish_reason is not None:  # the peak since the reset above
+                    generation.set_peak_memory(response.peak_memory * 1e9)
                 yield Piece(response.text, response.finish_reason)

@@ -15,12 +15,11 @@ handler call) and ``Llama.create_chat_completion``; a call inside another joins 
 chat request is one request. Streamed responses carry no usage, so for a stream the token
 counts come from ``Llama.generate``: the prompt it is given and the tokens it yields
 (less a final end-of-generation token), which is exactly what ``usage`` reports for the
-same call without streaming. Around each ``Llama.generate`` call, llama.cpp's own
-performance counters (``llama_perf_context``) give the request's prompt evaluation
-(``prefill_ms``) and its generation after the first token (``decode_ms``); llama.cpp counts
-a batch of one token as generation, so a prompt whose uncached part is one token has no
-prefill of its own. ``Llama.create_embedding`` and ``Llama.embed`` are one ``embeddings``
-request each, with its input tokens.
+same call without streaming. llama.cpp's own performance counters (``llama_perf_context``),
+read when ``Llama.generate`` starts, yields its first token and ends, give the time it spent
+evaluating before the first token (``prefill_ms``) and after it (``decode_ms``), added up
+over the passes of one request. ``Llama.create_embedding`` and ``Llama.embed`` are one
+``embeddings`` request each, with its input tokens.
 
 Configuration: none of its own; suppression with
 ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` is honoured. Message
@@ -34,7 +33,8 @@ import inspect
 import logging
 import os
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwrap
@@ -155,8 +155,9 @@ def _traced(
 
 
 def _counted(pending: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:
-    """Token counts and engine timing of a request, from ``Llama.generate``: the tokens it
-    yields, and llama.cpp's performance counters before and after."""
+    """Token counts and engine time of a request, from ``Llama.generate``: the tokens it
+    yields, and llama.cpp's performance counters when it starts, when it yields its first
+    token and when it ends."""
     import llama_cpp
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
@@ -164,32 +165,58 @@ def _counted(pending: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:
         if generation is None or generation.finished:
             return wrapped(*args, **kwargs)
         prompt_tokens = len(args[0] if args else kwargs["tokens"])
-        before = _perf_ms(instance)
+        readings = [_evaluated(instance)]
 
         def on_end(generation: Generation, last: int | None, count: int) -> None:
             eog = last is not None and llama_cpp.llama_vocab_is_eog(instance._model.vocab, last)
             generation.set_usage(input_tokens=prompt_tokens, output_tokens=count - bool(eog))
-            after = _perf_ms(instance)
-            if before is not None and after is not None:
-                generation.set_engine_timing(
-                    prefill_ms=after[0] - before[0], decode_ms=after[1] - before[1]
-                )
+            _add_engine_time(generation, [*readings, _evaluated(instance)])
 
-        return record_stream(generation, wrapped(*args, **kwargs), False, on_end, owner=False)
+        tokens = _reading_at_first(wrapped(*args, **kwargs), readings, instance)
+        return record_stream(generation, tokens, False, on_end, owner=False)
 
     return traced
 
 
-def _perf_ms(llm: Llama) -> tuple[float, float] | None:
-    """llama.cpp's prompt evaluation and generation time so far, in ms, for this context."""
+def _reading_at_first(tokens: Iterator[int], readings: list[Any], llm: Llama) -> Iterator[int]:
+    """``tokens``, with the performance counters read once, as the first one comes."""
+    with closing(tokens):  # type: ignore[type-var]
+        for token in tokens:
+            readings.append(_evaluated(llm))
+            yield token
+            break
+        yield from tokens
+
+
+def _evaluated(llm: Llama) -> float | None:
+    """The ms llama.cpp has spent evaluating in this context so far, by its own counters,
+    prompt batches and single tokens together (which kind of batch a token was in says
+    nothing of the request's phase: a cached prompt leaves one token to evaluate,
+    speculative decoding verifies drafts in batches). ``None`` without the counters."""
     import llama_cpp
 
     try:
         perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
-        return perf.t_p_eval_ms, perf.t_eval_ms
+        return perf.t_p_eval_ms + perf.t_eval_ms
     except Exception:  # a build without the performance API, or a closed model
         _logger.debug("octomil_otel: no llama.cpp performance counters", exc_info=True)
         return None
+
+
+def _add_engine_time(generation: Generation, readings: list[Any]) -> None:
+    """Prefill: what was evaluated before the first token; decode: after it. A phase in
+    which the counters saw nothing evaluated (an exact prompt cache hit, a one-token answer,
+    a context made with ``no_perf``) has no figure."""
+    if None in readings:
+        return
+    start, *first, end = readings
+    boundary = first[0] if first else end
+    phases = {}
+    for name, (before, after) in (("prefill_ms", (start, boundary)),
+                                  ("decode_ms", (boundary, end))):  # fmt: skip
+        if after > before:  # with no_perf the times stay 0
+            phases[name] = after - before
+    generation.add_engine_time(**phases)
 
 
 def _embedding(recorder: Recorder, *, reports_usage: bool) -> _Wrapper:

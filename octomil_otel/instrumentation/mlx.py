@@ -20,10 +20,11 @@ text is a chunk. The counts are the last response's ``prompt_tokens`` and
 ``generation_tokens``, less the end-of-generation token that a ``"stop"`` response carries
 (the caller never receives it; llama.cpp does not count it either), so the same answer counts
 the same on both engines. The last response also gives the request's prompt evaluation
-and generation times, as mlx-lm measures them, and its ``peak_memory``: the peak of MLX's
-allocator since the process started or last called ``mx.reset_peak_memory()`` (which
-``octomil serve`` and ``octomil.generate`` do before each request). ``load`` is wrapped
-only to name the model (the last part of the path it was loaded from).
+and generation times, as mlx-lm measures them. Its ``peak_memory`` is not the request's (it
+is the allocator's peak since the process started or last called
+``mx.reset_peak_memory()``), so only ``octomil serve`` and ``octomil.generate``, which reset
+it before each request, report it. ``load`` is wrapped only to name the model (the last
+part of the path it was loaded from).
 
 Configuration: none of its own; suppression is honoured. Message content is recorded only
 as ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT`` asks (``content.py``).
@@ -186,8 +187,7 @@ def _prompt_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
 
 def _usage(generation: Generation, last: Any, count: int) -> None:
     """Counts, timing and finish reason from the last response: mlx-lm times the prompt
-    (``prompt_tokens / prompt_tps``) and the generation after the first token
-    (``generation_tokens / generation_tps``) itself, and reports its peak memory in GB."""
+    (``prompt_tokens / prompt_tps``) and the generation after the first token itself."""
     if last is None:
         return
     end_token = last.finish_reason == "stop"
@@ -195,10 +195,9 @@ def _usage(generation: Generation, last: Any, count: int) -> None:
         input_tokens=last.prompt_tokens, output_tokens=last.generation_tokens - end_token
     )
     generation.set_finish_reason(last.finish_reason)
-    generation.set_engine_timing(
+    generation.add_engine_time(
         prefill_ms=_ms(last.prompt_tokens, last.prompt_tps),
         decode_ms=_ms(last.generation_tokens, last.generation_tps),
-        peak_memory_bytes=last.peak_memory * 1e9,
     )
 
 
