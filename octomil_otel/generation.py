@@ -363,7 +363,8 @@ class Generation:
             self._output = (text, tuple(tool_calls))
 
     def dequeued(self) -> None:
-        """The engine takes the request now: the time since it started is its ``queue_ms``."""
+        """The request stops waiting for the engine now, taken by it or not (refused, left
+        by its client): the time since it started is its ``queue_ms``."""
         if self._dequeued is None:
             self._dequeued = self._clock()
 

@@ -119,9 +119,9 @@ OCTOMIL_PREFILL_MS: Final = "octomil.prefill_ms"
 OCTOMIL_DECODE_MS: Final = "octomil.decode_ms"
 OCTOMIL_PEAK_MEMORY_BYTES: Final = "octomil.peak_memory_bytes"
 """Where a request's time went (``octomil-api.md``, extra metrics): the wait for the engine
-in ``octomil serve``, the engine's prompt evaluation and its generation after the first
-token, from the engine's own counters; and the engine's peak memory. Left out when not
-known, never 0 for unknown."""
+in ``octomil serve`` (until it took the request, or the request stopped waiting), the
+engine's prompt evaluation and its generation after the first token, from the engine's own
+counters; and the engine's peak memory. Left out when not known, never 0 for unknown."""
 
 # histograms of the same, both conventions
 OCTOMIL_QUEUE_DURATION: Final = "octomil.inference.queue.duration"
@@ -136,3 +136,6 @@ CANCELLED: Final = "cancelled"
 stream, its client left, or the server stopped while it ran."""
 SHUTDOWN: Final = "shutdown"
 """``error.type`` of a request that waited for the engine while the server stopped."""
+SERVER_OVERLOADED: Final = "server_overloaded"
+"""``error.type`` of a request refused while others waited for the engine, or that waited
+longer than allowed."""

@@ -88,6 +88,10 @@ def test_a_stop_signal_cancels_the_running_request_and_fails_those_waiting(
     assert len(ended) == 3
     kinds = sorted(e["metrics"]["error_type"] for e in ended.values())
     assert kinds == ["cancelled", "shutdown", "shutdown"]
+    for waited in [
+        e["metrics"] for e in ended.values() if e["metrics"]["error_type"] == "shutdown"
+    ]:
+        assert 0 < waited["queue_ms"] <= waited["total_duration_ms"]  # all of it in the queue
     (cancelled,) = [e for e in ended.values() if e["metrics"]["error_type"] == "cancelled"]
     assert 0 < cancelled["metrics"]["output_tokens"] < 2000
     assert "[telemetry] Flushed" in log
@@ -161,4 +165,25 @@ def test_a_client_that_leaves_the_queue_gives_up_its_place_and_costs_no_engine_t
     left = [e for e in ended.values() if e["event_type"] == "generation_failed"]
     assert [e["metrics"]["error_type"] for e in left] == ["cancelled"]
     assert "output_tokens" not in left[0]["metrics"]  # it never reached the engine
+    assert 0 < left[0]["metrics"]["queue_ms"] <= left[0]["metrics"]["total_duration_ms"]
     assert ended[after.id]["metrics"]["output_tokens"] == 2
+
+
+def test_a_request_refused_while_others_wait_is_server_overloaded(api, tiny_gguf):
+    with serve(str(tiny_gguf), api.url, "--n-ctx", "2048", "--max-waiting", "0") as server:
+        running = threading.Thread(
+            target=requests.post,
+            args=(server.url + "/v1/completions",),
+            kwargs={"json": {**LONG, "max_tokens": 1500}, "timeout": 60},
+        )
+        running.start()
+        wait_for_health(server, running=1, waiting=0)
+        refused = requests.post(server.url + "/v1/completions", json=LONG, timeout=30)
+        running.join()
+        server.stop()
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["type"] == "server_overloaded"
+    (failed,) = [e for e in finals(api).values() if e["event_type"] == "generation_failed"]
+    assert failed["metrics"]["error_type"] == "server_overloaded"
+    assert 0 <= failed["metrics"]["queue_ms"] <= failed["metrics"]["total_duration_ms"]

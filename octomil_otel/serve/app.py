@@ -246,6 +246,7 @@ def create_app(
     ) -> Response:
         waiting = asyncio.ensure_future(slot.acquire())
         await asyncio.wait((waiting, client_left), return_when=asyncio.FIRST_COMPLETED)
+        generation.dequeued()  # taken by the engine, refused, or left by its client
         if not waiting.done():  # the client left the queue: its place, and no engine time
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Overloaded, ShuttingDown):
@@ -258,9 +259,8 @@ def create_app(
             generation.fail(refused, error_type=semconv.SHUTDOWN)
             return shutting_down()
         except Overloaded as overloaded:
-            generation.fail(overloaded)
+            generation.fail(overloaded, error_type=semconv.SERVER_OVERLOADED)
             return error(overloaded.status, str(overloaded), "server_overloaded")
-        generation.dequeued()
         echo = body.prompt if isinstance(body, CompletionBody) and body.echo else ""
         shape = _Shape(operation, generation.request_id, engine.model, echo)
         if not body.stream:
