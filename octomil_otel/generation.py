@@ -225,6 +225,7 @@ class Generation:
         "_output_tokens",
         "_peak_memory_bytes",
         "_recorder",
+        "_request",
         "_t0",
         "_wall0",
         "request_id",
@@ -255,6 +256,7 @@ class Generation:
         self._engine_ms: dict[str, float] = {}
         self._peak_memory_bytes: int | None = None
         self._finish_reason: str | None = None
+        self._request: dict[str, Any] = {}
         self._input_messages: list[content.Message] | None = None
         self._output: tuple[str, tuple[tuple[str, str, str], ...]] | None = None
         self.request_id = request_id
@@ -320,21 +322,14 @@ class Generation:
         """What the caller asked for (``max_tokens``, ``temperature``, ``top_p``, ``top_k``,
         ``seed``, ``stop``, ``frequency_penalty``, ``presence_penalty``), as
         ``gen_ai.request.*`` on the span; ``None`` and values of the wrong type are left
-        out. Only the application's span carries them."""
-        if not self.span.is_recording():
-            return
-        attributes = {}
+        out. Only the application's span (and captured content's event) carries them."""
         for name, value in parameters.items():
-            key, kinds = _REQUEST_PARAMETERS[name]
-            if name == "stop" and isinstance(value, str):
-                value = [value]
-            if name == "stop" and isinstance(value, (list, tuple)):
-                if value and all(isinstance(item, str) for item in value):
-                    attributes[key] = tuple(value)
-            elif isinstance(value, kinds) and not isinstance(value, bool):
-                attributes[key] = value
-        with suppress(Exception):  # an application's span may refuse them
-            self.span.set_attributes(attributes)
+            attribute = _request_attribute(name, value)
+            if attribute is not None:
+                self._request[attribute[0]] = attribute[1]
+        if self._request and self.span.is_recording():
+            with suppress(Exception):  # an application's span may refuse them
+                self.span.set_attributes(self._request)
 
     def set_finish_reason(self, reason: str | None) -> None:
         """Why the engine stopped (``stop``, ``length``, ...): ``gen_ai.response.finish_reasons``
@@ -592,16 +587,33 @@ def _unobserved_span() -> trace.Span:
     return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False))
 
 
-_REQUEST_PARAMETERS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+_REQUEST_PARAMETERS: dict[str, tuple[str, type]] = {  # name -> attribute, its type
     "max_tokens": (semconv.GEN_AI_REQUEST_MAX_TOKENS, int),
-    "temperature": (semconv.GEN_AI_REQUEST_TEMPERATURE, (int, float)),
-    "top_p": (semconv.GEN_AI_REQUEST_TOP_P, (int, float)),
+    "temperature": (semconv.GEN_AI_REQUEST_TEMPERATURE, float),
+    "top_p": (semconv.GEN_AI_REQUEST_TOP_P, float),
     "top_k": (semconv.GEN_AI_REQUEST_TOP_K, int),
     "seed": (semconv.GEN_AI_REQUEST_SEED, int),
-    "stop": (semconv.GEN_AI_REQUEST_STOP_SEQUENCES, ()),
-    "frequency_penalty": (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, (int, float)),
-    "presence_penalty": (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, (int, float)),
+    "stop": (semconv.GEN_AI_REQUEST_STOP_SEQUENCES, tuple),
+    "frequency_penalty": (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, float),
+    "presence_penalty": (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, float),
 }
+
+
+def _request_attribute(name: str, value: object) -> tuple[str, Any] | None:
+    """``name=value`` as its ``gen_ai.request.*`` attribute, in the conventions' type (a
+    double for an int temperature, a list for one stop string); ``None`` if it is not one."""
+    key, kind = _REQUEST_PARAMETERS[name]
+    if kind is tuple:
+        stops = [value] if isinstance(value, str) else value
+        if isinstance(stops, (list, tuple)) and stops and all(isinstance(x, str) for x in stops):
+            return key, tuple(stops)
+    elif (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (kind is float or isinstance(value, int))
+    ):
+        return key, kind(value)
+    return None
 
 
 def _is_measure(value: object) -> bool:

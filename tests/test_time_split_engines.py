@@ -204,3 +204,19 @@ def test_mlx_prefill_decode_and_peak_memory_from_its_responses(mlx_loaded, span_
     assert "octomil.peak_memory_bytes" not in span.attributes
     assert span.attributes["gen_ai.request.max_tokens"] == 5
     assert span.attributes["gen_ai.response.finish_reasons"] == (last.finish_reason,)
+
+
+def test_llamacpp_call_records_only_the_parameters_its_caller_gave(llm, llamacpp, span_exporter):
+    """``Llama.__call__`` passes every default on to create_completion."""
+    llm("hello", max_tokens=2, temperature=1)
+
+    span = only_span(span_exporter)
+    request = {k: v for k, v in span.attributes.items() if k.startswith("gen_ai.request.")}
+    assert request == {
+        "gen_ai.request.model": "tiny-llama",
+        "gen_ai.request.stream": False,
+        "gen_ai.request.max_tokens": 2,
+        "gen_ai.request.temperature": 1.0,
+    }
+    assert isinstance(request["gen_ai.request.temperature"], float)
+    assert span.name == "text_completion tiny-llama"

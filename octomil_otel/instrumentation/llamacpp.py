@@ -10,16 +10,17 @@ Usage::
 
 ``octomil.init()`` and ``opentelemetry-instrument`` do this for you.
 
-What is wrapped: ``Llama.create_completion`` (which ``Llama.__call__`` and every chat
-handler call) and ``Llama.create_chat_completion``; a call inside another joins it, so a
-chat request is one request. Streamed responses carry no usage, so for a stream the token
-counts come from ``Llama.generate``: the prompt it is given and the tokens it yields
-(less a final end-of-generation token), which is exactly what ``usage`` reports for the
-same call without streaming. llama.cpp's own performance counters (``llama_perf_context``),
-read when ``Llama.generate`` starts, yields its first token and ends, give the time it spent
-evaluating before the first token (``prefill_ms``) and after it (``decode_ms``), added up
-over the passes of one request. ``Llama.create_embedding`` and ``Llama.embed`` are one
-``embeddings`` request each, with its input tokens.
+What is wrapped: ``Llama.create_completion`` (which every chat handler calls),
+``Llama.__call__`` and ``Llama.create_chat_completion``; a call inside another joins it, so
+a chat request is one request, with the request parameters its caller gave. Streamed
+responses carry no usage, so for a stream the token counts come from ``Llama.generate``: the
+prompt it is given and the tokens it yields (less a final end-of-generation token), which is
+exactly what ``usage`` reports for the same call without streaming. llama.cpp's own
+performance counters (``llama_perf_context``), read when ``Llama.generate`` starts, yields
+its first token and ends, give the time it spent evaluating before the first token
+(``prefill_ms``) and after it (``decode_ms``), added up over the passes of one request.
+``Llama.create_embedding`` and ``Llama.embed`` are one ``embeddings`` request each, with its
+input tokens.
 
 Configuration: none of its own; suppression with
 ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` is honoured. Message
@@ -56,6 +57,8 @@ _instruments = ("llama-cpp-python >= 0.3.0, < 0.4",)
 _TARGETS = (
     ("create_completion", semconv.OPERATION_TEXT_COMPLETION),
     ("create_chat_completion", semconv.OPERATION_CHAT),
+    # calls create_completion with every default spelled out: the caller's are these
+    ("__call__", semconv.OPERATION_TEXT_COMPLETION),
 )
 _EMBEDDINGS = ("create_embedding", "embed")
 _PARAMETERS = ("max_tokens", "temperature", "top_p", "top_k", "seed", "stop",
