@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from octomil_otel import semconv
@@ -32,6 +32,8 @@ OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: Final = (
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 )
 Message = dict[str, Any]
+ToolCall = tuple[str, str, str]
+"""A tool call: its id, the function's name, its arguments (JSON text)."""
 T = TypeVar("T")
 
 
@@ -99,13 +101,15 @@ def input_messages(
             parts = _content_parts(message.get("content"))
             parts += [_tool_call(call) for call in message.get("tool_calls") or ()]
         shaped.append({"role": role, "parts": parts})
+        if message.get("name"):
+            shaped[-1]["name"] = message["name"]
     return shaped
 
 
 def output_messages(
-    text: str, finish_reason: str, tool_calls: Iterable[tuple[str, str, str]] = ()
+    text: str, finish_reason: str, tool_calls: Iterable[ToolCall] = ()
 ) -> list[Message]:
-    """One answer as ``gen_ai.output.messages``; ``tool_calls``: (id, name, arguments)."""
+    """One answer as ``gen_ai.output.messages``."""
     parts = [_text(text)] if text else []
     parts += [
         _tool_call({"id": i, "function": {"name": n, "arguments": a}}) for i, n, a in tool_calls
@@ -113,28 +117,44 @@ def output_messages(
     return [{"role": "assistant", "parts": parts, "finish_reason": finish_reason}]
 
 
-def collect_text(
+Output = tuple[str, Sequence[ToolCall]]
+"""An answer's text and its tool calls."""
+
+
+def collect_output(
     generation: Generation,
     is_chunk: Callable[[T], bool] | bool,
-    text_of: Callable[[T], str],
+    output_of: Callable[[list[T]], Output],
     on_end: Callable[[Generation, T | None, int], None] | None = None,
 ) -> tuple[Callable[[T], bool] | bool, Callable[[Generation, T | None, int], None] | None]:
-    """``record_stream``'s chunk test and end hook, also gathering the stream's text into
-    ``generation``'s output when it captures content; unchanged (no cost) otherwise."""
+    """``record_stream``'s chunk test and end hook, also keeping the stream's items to
+    make ``generation``'s output of (``output_of``) when it captures content; unchanged (no
+    cost) otherwise."""
     if not generation.captures_content:
         return is_chunk, on_end
-    texts: list[str] = []
+    items: list[T] = []
 
     def chunk(item: T) -> bool:
-        texts.append(text_of(item) or "")
+        items.append(item)
         return is_chunk(item) if callable(is_chunk) else is_chunk
 
     def end(generation: Generation, last: T | None, count: int) -> None:
         if on_end is not None:
             on_end(generation, last, count)
-        generation.set_output("".join(texts))
+        generation.set_output(*output_of(items))
 
     return chunk, end
+
+
+def merge_tool_calls(deltas: Iterable[tuple[int, str | None, str | None, str]]) -> list[ToolCall]:
+    """Whole tool calls, in index order, from their streamed pieces: (index, id, name,
+    arguments), the id and name on a call's first piece, its arguments in order."""
+    calls: dict[int, list[str]] = {}
+    for index, call_id, name, arguments in deltas:
+        call = calls.setdefault(index, ["", "", ""])
+        call[0], call[1] = call[0] or call_id or "", call[1] or name or ""
+        call[2] += arguments or ""
+    return [(call[0], call[1], call[2]) for _, call in sorted(calls.items())]
 
 
 def _content_parts(content: object) -> list[Message]:

@@ -270,3 +270,73 @@ def test_served_requests_capture_what_the_client_sent_and_got(capturing, span_ex
     assert json.loads(span.attributes["gen_ai.input.messages"]) == [
         {"role": "user", "parts": [{"type": "text", "content": "one two three"}]}
     ]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_llamacpp_tool_calls_are_captured_streamed_or_not(
+    tiny_gguf, tracer_provider, meter_provider, span_exporter, monkeypatch, stream
+):
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", OPT_IN)
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    llm = llama_cpp.Llama(model_path=str(tiny_gguf), n_ctx=2048, n_threads=1, verbose=False,
+                          chat_format="chatml-function-calling")  # fmt: skip
+    weather = {"name": "get_weather", "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 8}}, "required": ["city"]}}  # fmt: skip
+    instrumentor = LlamaCppInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    try:
+        result = llm.create_chat_completion(
+            messages=[{"role": "user", "content": "weather?"}],
+            tools=[{"type": "function", "function": weather}],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+            max_tokens=30,
+            stream=stream,
+        )
+        if stream:
+            deltas = [chunk["choices"][0]["delta"] for chunk in result]
+            pieces = [call for delta in deltas for call in delta.get("tool_calls") or ()]
+            call_id = pieces[0]["id"]
+            arguments = "".join(piece["function"]["arguments"] or "" for piece in pieces)
+        else:
+            (call,) = result["choices"][0]["message"]["tool_calls"]
+            call_id, arguments = call["id"], call["function"]["arguments"]
+    finally:
+        instrumentor.uninstrument()
+
+    (output,) = json.loads(only_span(span_exporter).attributes["gen_ai.output.messages"])
+    (part,) = [part for part in output["parts"] if part["type"] == "tool_call"]
+    expected = {"type": "tool_call", "id": call_id, "name": "get_weather"}
+    assert {key: part[key] for key in expected} == expected
+    try:
+        assert part["arguments"] == json.loads(arguments)
+    except ValueError:  # cut off by max_tokens: kept as the model wrote it
+        assert part["arguments"] == arguments
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_served_tool_calls_are_captured_streamed_or_not(capturing, span_exporter, streamed):
+    from octomil_otel.engines.base import Engine, Piece, Request, ToolCallDelta, complete, stream
+
+    class Caller(Engine):
+        name = "caller"
+
+        def pieces(self, generation, request):
+            yield Piece("", tool_calls=(ToolCallDelta(0, '{"q": ', "call_1", "lookup"),))
+            yield Piece("", tool_calls=(ToolCallDelta(0, '"x"}'),))
+            yield Piece("", "tool_calls")
+
+    generation = capturing("SPAN_ONLY").start(model="m", engine="caller", stream=streamed)
+    request = Request(messages=[{"role": "user", "content": "look up x", "name": "ann"}])
+    if streamed:
+        list(stream(Caller("m"), generation, request))
+    else:
+        complete(Caller("m"), generation, request)
+
+    span = only_span(span_exporter)
+    assert json.loads(span.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "look up x"}], "name": "ann"}
+    ]
+    assert json.loads(span.attributes["gen_ai.output.messages"]) == [
+        {"role": "assistant", "finish_reason": "tool_calls", "parts": [
+            {"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": {"q": "x"}}]},
+    ]  # fmt: skip

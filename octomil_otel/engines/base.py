@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from typing import Any, ClassVar
 
-from octomil_otel.content import collect_text
+from octomil_otel.content import Output, collect_output, merge_tool_calls
 from octomil_otel.generation import Generation
 from octomil_otel.stream import record_stream
 
@@ -184,24 +184,23 @@ def _joined_logprobs(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
     return joined
 
 
-def _tool_calls(deltas: list[ToolCallDelta]) -> tuple[ToolCall, ...]:
+def _tool_calls(deltas: Iterable[ToolCallDelta]) -> tuple[ToolCall, ...]:
     """Whole tool calls from their streamed pieces, in index order."""
-    calls: dict[int, list[str]] = {}
-    for delta in deltas:
-        call = calls.setdefault(delta.index, [delta.id or "", delta.name or "", ""])
-        call[2] += delta.arguments
-    return tuple(ToolCall(*calls[index]) for index in sorted(calls))
+    pieces = ((delta.index, delta.id, delta.name, delta.arguments) for delta in deltas)
+    return tuple(ToolCall(*call) for call in merge_tool_calls(pieces))
+
+
+def _output(pieces: list[Piece]) -> Output:
+    """A streamed answer's text and tool calls, for captured content."""
+    calls = _tool_calls(delta for piece in pieces for delta in piece.tool_calls)
+    return "".join(piece.text for piece in pieces), [astuple(call) for call in calls]
 
 
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
     """A streamed request: every piece with text is a chunk; ends ``generation`` once."""
     _set_request_parameters(generation, request)
-    is_chunk, on_end = collect_text(generation, _piece_chunk, _piece_text, _finish_reason)
+    is_chunk, on_end = collect_output(generation, _piece_chunk, _output, _finish_reason)
     return record_stream(generation, engine.pieces(generation, request), is_chunk, on_end)
-
-
-def _piece_text(piece: Piece) -> str:
-    return piece.text
 
 
 def _set_request_parameters(generation: Generation, request: Request) -> None:
@@ -274,7 +273,7 @@ def complete(
         raise
     text, tool_calls = "".join(texts), _tool_calls(deltas)
     generation.set_finish_reason(finish)
-    generation.set_output(text, [(call.id, call.name, call.arguments) for call in tool_calls])
+    generation.set_output(text, [astuple(call) for call in tool_calls])
     generation.stop()
     return Completion(
         text,

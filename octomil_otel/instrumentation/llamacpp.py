@@ -42,7 +42,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
-from octomil_otel.content import collect_text
+from octomil_otel.content import Output, collect_output, merge_tool_calls
 from octomil_otel.generation import Generation, Recorder, active_generation
 from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
@@ -114,7 +114,7 @@ def _traced(
 ) -> _Wrapper:
     chat = operation == semconv.OPERATION_CHAT
     is_chunk = _is_chat_chunk if chat else _is_completion_chunk
-    text_of = _chat_chunk_text if chat else _completion_chunk_text
+    output_of = _chat_output if chat else _completion_output
     input_name = "messages" if chat else "prompt"
 
     def traced(wrapped: Callable[..., Any], instance: Llama, args: Any, kwargs: Any) -> Any:
@@ -138,7 +138,7 @@ def _traced(
         pending[instance] = generation
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
-            chunks, on_end = collect_text(generation, is_chunk, text_of, _stream_finish_reason)
+            chunks, on_end = collect_output(generation, is_chunk, output_of, _stream_finish_reason)
             return record_stream(generation, result, chunks, on_end)
         try:
             usage = result["usage"]
@@ -266,12 +266,19 @@ def _set_whole_output(generation: Generation, choice: dict[str, Any]) -> None:
     generation.set_output(message.get("content") or "", calls)
 
 
-def _completion_chunk_text(chunk: Any) -> str:
-    return chunk["choices"][0]["text"]
+def _completion_output(chunks: list[Any]) -> Output:
+    return "".join(chunk["choices"][0]["text"] for chunk in chunks), ()
 
 
-def _chat_chunk_text(chunk: Any) -> str:
-    return chunk["choices"][0]["delta"].get("content") or ""
+def _chat_output(chunks: list[Any]) -> Output:
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks]
+    calls = merge_tool_calls(
+        (call["index"], call.get("id"), call["function"].get("name"),
+         call["function"].get("arguments"))
+        for delta in deltas
+        for call in delta.get("tool_calls") or ()
+    )  # fmt: skip
+    return "".join(delta.get("content") or "" for delta in deltas), calls
 
 
 def _is_completion_chunk(chunk: Any) -> bool:

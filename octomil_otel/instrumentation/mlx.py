@@ -45,7 +45,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled, unwr
 from wrapt import wrap_function_wrapper
 
 from octomil_otel import semconv
-from octomil_otel.content import collect_text
+from octomil_otel.content import Output, collect_output
 from octomil_otel.generation import Generation, Recorder, active_generation
 from octomil_otel.instrumentation.on_import import OnImportInstrumentor
 from octomil_otel.stream import record_stream
@@ -140,8 +140,8 @@ def _traced(recorder: Recorder, *, stream: bool, whole: CodeType | None = None) 
                 generation.set_input(prompt=prompt)
         result = generation.call(wrapped, *args, **kwargs)
         if stream:  # an unwrapped generate() reading it is answered whole, when it ends
-            chunks, on_end = collect_text(generation, _has_text if streamed else False,
-                                          _text, _usage)  # fmt: skip
+            chunks, on_end = collect_output(generation, _has_text if streamed else False,
+                                            _output, _usage)  # fmt: skip
             return record_stream(generation, result, chunks, on_end)
         if isinstance(result, str):
             generation.set_output(result)
@@ -168,8 +168,8 @@ def _has_text(response: Any) -> bool:
     return bool(response.text)
 
 
-def _text(response: Any) -> str:
-    return response.text
+def _output(responses: list[Any]) -> Output:
+    return "".join(response.text for response in responses), ()
 
 
 def _prompt_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
