@@ -474,14 +474,15 @@ class Generation:
             # first: no application processor can stand in its way
             processor.on_end(self._octomil_record(final, end_time))
 
+        response = self._response_attributes(error_type, summary)
         if self.captures_content:  # before the span ends: it may carry the content
-            self._record_content(error_type, end_time)
+            self._record_content(error_type, end_time, {**final, **response})
 
         span = self.span
         try:
             if span.is_recording():
                 span.set_attributes(final)
-                span.set_attributes(self._response_attributes(error_type, summary))
+                span.set_attributes(response)
                 if error_type is not None:
                     span.set_status(Status(StatusCode.ERROR, description))
             span.end(end_time=end_time)
@@ -503,9 +504,12 @@ class Generation:
             )
         )
 
-    def _record_content(self, error_type: str | None, end_time: int) -> None:
+    def _record_content(
+        self, error_type: str | None, end_time: int, outcome: dict[str, Any]
+    ) -> None:
         """The captured messages, where the capture mode says: the application's span (JSON
-        text), a log event (structured), or both. Never the Octomil record."""
+        text), a log event (structured, with the request's GenAI attributes from
+        ``outcome``), or both. Never the Octomil record."""
         messages: dict[str, Any] = {}
         if self._input_messages is not None:
             messages[semconv.GEN_AI_INPUT_MESSAGES] = self._input_messages
@@ -519,9 +523,8 @@ class Generation:
             self.span.set_attributes({key: json.dumps(value) for key, value in messages.items()})
         logger = self._recorder.logger
         if capture.on_event and logger is not None:
-            attributes = dict(self._attributes)
-            if error_type is not None:
-                attributes[semconv.ERROR_TYPE] = error_type
+            attributes = {**self._span_attributes(), **self._request}
+            attributes.update((k, v) for k, v in outcome.items() if k in _EVENT_OUTCOME)
             logger.emit(
                 event_name=semconv.GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS,
                 timestamp=end_time,
@@ -549,7 +552,9 @@ class Generation:
         """The application's span only: the response's model and finish reason, and under
         the current conventions the time to the first chunk of a stream, in seconds."""
         attributes: dict[str, Any] = {}
-        if error_type is not None:
+        if self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS:
+            pass  # nothing generated: no finish reason, no response model
+        elif error_type is not None:
             attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = (semconv.FINISH_REASON_ERROR,)
         else:
             attributes[semconv.GEN_AI_RESPONSE_MODEL] = self._attributes[
@@ -597,6 +602,18 @@ _REQUEST_PARAMETERS: dict[str, tuple[str, type]] = {  # name -> attribute, its t
     "frequency_penalty": (semconv.GEN_AI_REQUEST_FREQUENCY_PENALTY, float),
     "presence_penalty": (semconv.GEN_AI_REQUEST_PRESENCE_PENALTY, float),
 }
+
+
+_EVENT_OUTCOME = frozenset(
+    (
+        semconv.ERROR_TYPE,
+        semconv.GEN_AI_USAGE_INPUT_TOKENS,
+        semconv.GEN_AI_USAGE_OUTPUT_TOKENS,
+        semconv.GEN_AI_RESPONSE_MODEL,
+        semconv.GEN_AI_RESPONSE_FINISH_REASONS,
+    )
+)
+"""What the details event carries of a request's outcome, besides its messages."""
 
 
 def _request_attribute(name: str, value: object) -> tuple[str, Any] | None:

@@ -88,6 +88,16 @@ def _seconds(meter: metrics.Meter, name: str, description: str) -> metrics.Histo
     )
 
 
+def _tokens(meter: metrics.Meter, name: str, description: str) -> metrics.Histogram:
+    """A per-operation token histogram with the conventions' token buckets."""
+    return meter.create_histogram(
+        name,
+        unit="{token}",
+        description=description,
+        explicit_bucket_boundaries_advisory=semconv.TOKEN_USAGE_BUCKETS,
+    )
+
+
 class _GenAI:
     """The names of the main repository's last GenAI release: the default."""
 
@@ -128,9 +138,17 @@ class _GenAI:
             return
         ttfc_s = outcome.latencies_ns[0] / 1e9
         self.time_to_first_token.record(ttfc_s, attributes)
-        if outcome.output_tokens is not None and outcome.output_tokens > 1:
+        if outcome.output_tokens is None or outcome.output_tokens < 2:
+            return
+        # after the first token: as the caller saw it come, or (answered whole, when the
+        # first token is not seen) as the engine's counters timed it, if they did
+        if outcome.stream:
             decode_s = outcome.duration_s - ttfc_s
-            self.time_per_output_token.record(decode_s / (outcome.output_tokens - 1), attributes)
+        elif semconv.OCTOMIL_DECODE_MS in outcome.split_ms:
+            decode_s = outcome.split_ms[semconv.OCTOMIL_DECODE_MS] / 1000
+        else:
+            return
+        self.time_per_output_token.record(decode_s / (outcome.output_tokens - 1), attributes)
 
 
 class _LatestGenAI:
@@ -162,16 +180,25 @@ class _LatestGenAI:
             unit="{token}",
             description="The number of output (completion) tokens used",
         )
+        self.operation_input_tokens = _tokens(
+            meter,
+            semconv.GEN_AI_CLIENT_INFERENCE_OPERATION_INPUT_TOKENS,
+            "Input (prompt) tokens of one inference operation",
+        )
+        self.operation_output_tokens = _tokens(
+            meter,
+            semconv.GEN_AI_CLIENT_INFERENCE_OPERATION_OUTPUT_TOKENS,
+            "Output (completion) tokens of one inference operation",
+        )
         self.embeddings_duration = _seconds(
             meter,
             semconv.GEN_AI_CLIENT_EMBEDDINGS_DURATION,
             "GenAI client embeddings operation duration",
         )
-        self.embeddings_input_tokens = meter.create_histogram(
+        self.embeddings_input_tokens = _tokens(
+            meter,
             semconv.GEN_AI_CLIENT_EMBEDDINGS_OPERATION_INPUT_TOKENS,
-            unit="{token}",
-            description="Input tokens of one embeddings operation",
-            explicit_bucket_boundaries_advisory=semconv.TOKEN_USAGE_BUCKETS,
+            "Input tokens of one embeddings operation",
         )
 
     def record(self, outcome: Outcome, attributes: dict[str, Any]) -> None:
@@ -181,19 +208,21 @@ class _LatestGenAI:
                 self.embeddings_input_tokens.record(outcome.input_tokens, attributes)
             return
         self.duration.record(outcome.duration_s, attributes)
-        # every request, failed ones too; a count the engine did not give is 0 "unknown"
-        for counter, count in (
-            (self.input_tokens, outcome.input_tokens),
-            (self.output_tokens, outcome.output_tokens),
+        # every request, failed ones too; a count the engine did not give is 0 ("unknown"
+        # on the counters, which, like the chunk metrics, carry no error.type)
+        plain = outcome.attributes
+        for counter, histogram, count in (
+            (self.input_tokens, self.operation_input_tokens, outcome.input_tokens),
+            (self.output_tokens, self.operation_output_tokens, outcome.output_tokens),
         ):
             modality = semconv.TOKEN_MODALITY_TEXT
             if count is None:
                 count, modality = 0, semconv.TOKEN_MODALITY_UNKNOWN
-            counter.add(count, {**attributes, semconv.GEN_AI_TOKEN_MODALITY: modality})
+            counter.add(count, {**plain, semconv.GEN_AI_TOKEN_MODALITY: modality})
+            histogram.record(count, attributes)
         if not outcome.stream or not outcome.latencies_ns:
             return
-        chunk_attributes = outcome.attributes  # no error.type: not among these metrics'
-        self.time_to_first_chunk.record(outcome.latencies_ns[0] / 1e9, chunk_attributes)
+        self.time_to_first_chunk.record(outcome.latencies_ns[0] / 1e9, plain)
         record = self.time_per_output_chunk.record
         for latency_ns in outcome.latencies_ns[1:]:
-            record(latency_ns / 1e9, chunk_attributes)
+            record(latency_ns / 1e9, plain)

@@ -69,6 +69,7 @@ def capturing(make_recorder, logs):
 
 def answer(recorder: Recorder) -> None:
     generation = recorder.start(model="tiny", engine="llamacpp", input_tokens=4)
+    generation.set_request_parameters(max_tokens=16)
     generation.set_input(MESSAGES)
     generation.set_output("the answer")
     generation.set_finish_reason("stop")
@@ -110,6 +111,13 @@ def test_content_goes_where_the_mode_says_and_never_to_octomil(
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": "llamacpp",
             "gen_ai.request.model": "tiny",
+            "gen_ai.request.stream": False,
+            "gen_ai.request.max_tokens": 16,
+            "gen_ai.response.id": span.attributes["gen_ai.response.id"],
+            "gen_ai.response.model": "tiny",
+            "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.usage.input_tokens": 4,
+            "gen_ai.usage.output_tokens": 2,
             "gen_ai.input.messages": INPUT,
             "gen_ai.output.messages": OUTPUT,
         }

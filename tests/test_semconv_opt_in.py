@@ -21,6 +21,8 @@ LATEST = {
     "gen_ai.client.inference.time_per_output_chunk",
     "gen_ai.client.inference.usage.input_tokens",
     "gen_ai.client.inference.usage.output_tokens",
+    "gen_ai.client.inference.operation.input_tokens",
+    "gen_ai.client.inference.operation.output_tokens",
 }
 LEGACY = {
     "gen_ai.client.operation.duration",
@@ -66,6 +68,9 @@ def test_opt_in_records_the_current_metric_names(opted, clock, metric_reader, op
         (counter,) = points[f"gen_ai.client.inference.usage.{name}"]
         assert counter.value == tokens
         assert dict(counter.attributes) == {**ATTRS, "gen_ai.token.modality": "text"}
+        (histogram,) = points[f"gen_ai.client.inference.operation.{name}"]
+        assert (histogram.count, histogram.sum, dict(histogram.attributes)) == (1, tokens, ATTRS)
+        assert tuple(histogram.explicit_bounds) == semconv.TOKEN_USAGE_BUCKETS
 
 
 def test_opt_in_counts_a_failed_request_without_usage_as_zero_unknown(opted, metric_reader):
@@ -73,18 +78,16 @@ def test_opt_in_counts_a_failed_request_without_usage_as_zero_unknown(opted, met
     recorder.start(model="gemma-1b", engine="mlx").fail(RuntimeError("no"))
 
     points = histogram_points(metric_reader)
-    assert set(points) == {
-        "gen_ai.client.inference.duration",
-        "gen_ai.client.inference.usage.input_tokens",
-        "gen_ai.client.inference.usage.output_tokens",
+    assert set(points) == LATEST - {
+        "gen_ai.client.inference.time_to_first_chunk",
+        "gen_ai.client.inference.time_per_output_chunk",
     }
     (counter,) = points["gen_ai.client.inference.usage.output_tokens"]
     assert counter.value == 0
-    assert dict(counter.attributes) == {
-        **ATTRS,
-        "error.type": "RuntimeError",
-        "gen_ai.token.modality": "unknown",
-    }
+    assert dict(counter.attributes) == {**ATTRS, "gen_ai.token.modality": "unknown"}
+    (histogram,) = points["gen_ai.client.inference.operation.output_tokens"]
+    assert (histogram.count, histogram.sum) == (1, 0)
+    assert dict(histogram.attributes) == {**ATTRS, "error.type": "RuntimeError"}
 
 
 def test_opt_in_whole_answer_has_no_chunk_metrics(opted, clock, metric_reader, span_exporter):

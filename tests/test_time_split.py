@@ -144,3 +144,21 @@ def test_request_parameters_model_and_finish_reason_on_the_span(
     }
     assert span.attributes["gen_ai.response.finish_reasons"] == finish_reasons
     assert ("gen_ai.response.model" in span.attributes) == (end == "stop")
+
+
+@pytest.mark.parametrize("decode_ms", [40.0, None])
+def test_a_whole_answers_time_per_output_token_is_the_engines_decode(
+    recorder, clock, metric_reader, decode_ms
+):
+    generation = recorder.start(model="tiny", engine="llamacpp", input_tokens=3)
+    clock.advance_ms(100.0)
+    generation.set_usage(output_tokens=5)
+    generation.add_engine_time(prefill_ms=20.0, decode_ms=decode_ms)
+    generation.stop()
+
+    points = histogram_points(metric_reader)
+    if decode_ms is None:  # the first token was not seen: no time after it either
+        assert "gen_ai.server.time_per_output_token" not in points
+    else:
+        (per_token,) = points["gen_ai.server.time_per_output_token"]
+        assert (per_token.count, per_token.sum) == (1, 0.040 / 4)
