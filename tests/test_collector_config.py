@@ -85,6 +85,7 @@ LABELS = {
     "job",
     "le",
 }
+NOT_EMBEDDINGS = 'gen_ai_operation_name!="embeddings", '
 MODEL_FILTER = re.compile(r'gen_ai_request_model\s*=~\s*"\$model"')
 PROMQL_WORDS = frozenset(
     {
@@ -597,7 +598,9 @@ def test_dashboard_requests_view_has_volume_error_and_cancel_rates() -> None:
         # numerator: the failed (or cancelled) requests; denominator: all requests; each
         # under today's names, else the current ones
         assert [metric for metric, _ in selectors] == [DURATION_COUNT, INFERENCE_COUNT] * 2
-        assert selectors[0][1] == selectors[1][1]
+        # today's names record embeddings in the same histogram: they are not requests here
+        assert selectors[0][1] == NOT_EMBEDDINGS + selectors[1][1]
+        assert selectors[2][1] == NOT_EMBEDDINGS + selectors[3][1]
         assert "error_type" not in selectors[2][1] + selectors[3][1]
     assert 'error_type!=""' in by_legend["errors"][0][1]
     assert 'error_type!="cancelled"' in by_legend["errors"][0][1]
@@ -630,10 +633,12 @@ def test_dashboard_time_split_view_stacks_queue_prefill_decode_per_model() -> No
     )
     phases = {}
     for target in split["targets"]:
-        (numerator, denominator) = vector_selectors(target["expr"])
-        assert numerator[0].removesuffix("_sum") == denominator[0].removesuffix("_count")
+        # a phase's time per request of the model, whichever naming counts the requests
+        (phase, *requests) = vector_selectors(target["expr"])
+        assert requests == [(DURATION_COUNT, NOT_EMBEDDINGS + 'gen_ai_request_model=~"$model"'),
+                            (INFERENCE_COUNT, 'gen_ai_request_model=~"$model"')]  # fmt: skip
         assert (target["instant"], target["format"]) == (True, "table")
-        phases[target["refId"]] = numerator[0]
+        phases[target["refId"]] = phase[0]
     assert phases == {
         "A": "octomil_inference_queue_duration_seconds_sum",
         "B": "octomil_inference_prefill_duration_seconds_sum",
