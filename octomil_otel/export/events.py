@@ -7,7 +7,7 @@ request), so the same span always gives the same events, byte for byte.
 from __future__ import annotations
 
 import bisect
-import calendar
+import datetime
 import functools
 import itertools
 import json
@@ -87,8 +87,13 @@ def parse_timestamp(text: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _utc_second_ms(text: str) -> int:
-    """Parsed once per second, as ``_utc_second`` formats: a batch's events share few."""
-    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S")) * 1000
+    """Parsed once per second, as ``_utc_second`` formats (a request's events share one),
+    by datetime's C parser: ``time.strptime`` took 5 us."""
+    return (datetime.datetime.fromisoformat(text) - _EPOCH) // _MILLISECOND
+
+
+_EPOCH: Final = datetime.datetime(1970, 1, 1)
+_MILLISECOND: Final = datetime.timedelta(milliseconds=1)
 
 
 def validate_event(event: object) -> dict[str, Any]:
