@@ -53,7 +53,8 @@ class SQLQueries(ABC):
     def _facts(self, filters: Filters, step_ms: int | None) -> tuple[str, Params]:
         """A subquery with the facts (``facts.NAMES``) of the requests that ended within
         ``filters``, by ``start``, model, engine and device: one row per request here; a
-        store with rollups adds up fewer. ``step_ms``: the buckets they will be summed in."""
+        store with rollups adds up fewer, whose device may be NULL unless ``step_ms`` (the
+        buckets they will be summed in) is None, as the views that group by device ask."""
         where, params = self._where(filters)
         return f"({facts.of_events(self._EVENTS, where)})", params
 
