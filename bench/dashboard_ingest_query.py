@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import pathlib
 import random
 import shutil
 import sys
@@ -64,7 +65,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 MODELS = ("gemma3-270m", "gemma-3-1b", "llama-3.2-1b", "qwen2.5-0.5b", "phi-3.5-mini")
 ENGINES = ("llamacpp", "mlx", "echo")
-VIEWS = ("ttfc", "throughput", "volume", "devices", "dimensions")
+VIEWS = ("ttfc", "throughput", "volume", "devices", "dimensions", "requests", "requests/{id}")
 STORES = ("sqlite", "chdb")
 EVENTS_PATH = "/api/v1/telemetry/events"
 EVENTS_PER_REQUEST = 8.1  # the generator's average, measured
@@ -166,13 +167,13 @@ def generate_events(
             }
 
 
-def batches(events: Iterator[dict[str, Any]], size: int, count: int) -> Iterator[list[dict]]:
-    """``count`` events from ``events`` in lists of at most ``size``."""
-    left = count
-    while left > 0:
-        batch = [next(events) for _ in range(min(size, left))]
-        left -= len(batch)
-        yield batch
+def take(events: Iterator[dict[str, Any]], count: int, size: int) -> list[list[dict]]:
+    """The next ``count`` events of ``events``, in lists of at most ``size``."""
+    out = []
+    while count > 0:
+        out.append([next(events) for _ in range(min(size, count))])
+        count -= len(out[-1])
+    return out
 
 
 # --- the dashboards --------------------------------------------------------------------
@@ -205,10 +206,6 @@ class Dashboard:
     def url(self) -> str:
         return f"http://{_common.LOCALHOST}:{self.port}"
 
-    @property
-    def stored(self) -> int:
-        return sum(phase.events for phase in self.phases.values())
-
     def start(self, stack: ExitStack) -> None:
         argv = [sys.executable, "-m", "octomil_otel.cli", "dashboard",
                 "--port", str(self.port), "--db", self.db]  # fmt: skip
@@ -239,11 +236,13 @@ class Dashboard:
         response = self.session.post(
             self.url + EVENTS_PATH, data=body, headers=headers, timeout=120
         )
-        seconds = now() - start
+        self.count(phase, count, now() - start)
         if response.status_code != 202 or response.json().get("accepted") != count:
             raise RuntimeError(f"{self.name} ingest: HTTP {response.status_code} {response.text}")
+
+    def count(self, phase: str, events: int, seconds: float) -> None:
         done = self.phases.setdefault(phase, Phase())
-        done.events += count
+        done.events += events
         done.seconds += seconds
 
 
@@ -258,7 +257,9 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-HTTP_FIRST, BULK, HTTP_TAIL = "http-first", "bulk", "http-tail"
+HTTP_FIRST, FIRST_IN_PROCESS = "http-first", "first-in-process"
+BULK = "bulk"
+HTTP_TAIL, TAIL_IN_PROCESS = "http-tail", "tail-in-process"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--http-events", type=int, default=100_000, help="of them, first, over HTTP"
     )
     parser.add_argument(
-        "--http-tail", type=int, default=20_000, help="of them, last, over HTTP again"
+        "--http-tail", type=int, default=100_000, help="of them, last, over HTTP again"
     )
     parser.add_argument("--batch", type=int, default=500, help="events per POST")
     parser.add_argument("--load-batch", type=int, default=10_000, help="events per bulk insert")
@@ -277,9 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per query")
     parser.add_argument("--seed", type=int, default=1, help="of the generated events")
-    parser.add_argument(
-        "--max-seconds", type=float, default=3600.0, help="stop loading after this (says so)"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the databases (path printed)")
     args = parser.parse_args(argv)
     first = min(args.http_events, args.events)
@@ -287,30 +285,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     bulk = args.events - first - tail
 
     work = _common.temp_dir("dashboard")
-    dashboards = {
-        "sqlite": Dashboard("sqlite", f"sqlite:///{work / 'events.db'}", _common.free_port()),
-        "chdb": Dashboard("chdb", f"chdb://{work / 'chdb'}", _common.free_port()),
-    }
+    dashboards = {name: Dashboard(name, _db_url(name, work / "stored"), _common.free_port())
+                  for name in STORES}  # fmt: skip
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - DAY_MS
     events = generate_events(args.seed, args.models, start_ms, end_ms, args.events)
-    deadline = time.monotonic() + args.max_seconds
     print(f"load before: {_common.load_average()}")
     print(f"databases in {work}")
     try:
+        first_batches = take(events, first, args.batch)
         with ExitStack() as stack:
             for dashboard in dashboards.values():
                 dashboard.start(stack)
-            http_ingest(dashboards, events, first, args.batch, HTTP_FIRST, deadline)
+            http_ingest(dashboards, first_batches, HTTP_FIRST)
             for dashboard in dashboards.values():
                 dashboard.stop()
+        in_process(dashboards, first_batches, FIRST_IN_PROCESS, work / "first", copy=None)
         if bulk > 0:
-            bulk_load(dashboards, events, bulk, args.load_batch, deadline)
+            print(f"{BULK}: {bulk:,} events in-process, insert() of {args.load_batch:,} rows ...",
+                  flush=True)  # fmt: skip
+            for part in _chunks(take(events, bulk, args.load_batch), 20):
+                in_process(dashboards, part, BULK, None, copy=None)
+                print(f"  {dashboards['sqlite'].phases[BULK].events:,} inserted", flush=True)
+        tail_batches = take(events, tail, args.batch)
+        if tail_batches:
+            in_process(
+                dashboards, tail_batches, TAIL_IN_PROCESS, work / "tail", copy=work / "stored"
+            )
         with ExitStack() as stack:
             for dashboard in dashboards.values():
                 dashboard.start(stack)
-            if tail > 0:
-                http_ingest(dashboards, events, tail, args.batch, HTTP_TAIL, deadline)
+            if tail_batches:
+                http_ingest(dashboards, tail_batches, HTTP_TAIL)
             print("querying ...", flush=True)
             results = run_queries(dashboards, start_ms, end_ms, MODELS[0], args.repeats)
         print(f"load after: {_common.load_average()}")
@@ -326,69 +332,69 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def http_ingest(
-    dashboards: dict[str, Dashboard],
-    events: Iterator[dict[str, Any]],
-    count: int,
-    size: int,
-    phase: str,
-    deadline: float,
-) -> None:
-    """POST ``count`` events to each dashboard, a batch at a time, alternating."""
+def _db_url(name: str, directory: pathlib.Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    return (
+        f"sqlite:///{directory / 'events.db'}"
+        if name == "sqlite"
+        else f"chdb://{directory / 'chdb'}"
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def http_ingest(dashboards: dict[str, Dashboard], batches: list[list[dict]], phase: str) -> None:
+    """POST ``batches`` to each dashboard, one at a time, alternating; the bodies built
+    (gzip) before the clock starts."""
     built = now()
-    bodies = [
-        (gzip.compress(json.dumps({"events": b}).encode(), 6), len(b))
-        for b in batches(events, size, count)
-    ]
-    stored = dashboards["sqlite"].stored
+    bodies = [(gzip.compress(json.dumps({"events": b}).encode(), 6), len(b)) for b in batches]
+    count = sum(n for _, n in bodies)
     print(
-        f"{phase}: {count:,} events over HTTP onto {stored:,} stored, in {len(bodies):,} gzip "
-        f"bodies of {sum(len(b) for b, _ in bodies) / len(bodies) / 1024:.0f} KiB on average "
+        f"{phase}: {count:,} events over HTTP, in {len(bodies):,} gzip bodies of "
+        f"{sum(len(b) for b, _ in bodies) / len(bodies) / 1024:.0f} KiB on average "
         f"(built in {now() - built:.1f} s, untimed) ...",
         flush=True,
     )
     for index, (body, batch_count) in enumerate(bodies):
-        if time.monotonic() > deadline:
-            print("(--max-seconds reached during the HTTP ingest)")
-            break
         for name in STORES if index % 2 == 0 else STORES[::-1]:
             dashboards[name].post_events(body, batch_count, phase)
-        if index % 400 == 399:
-            print(f"  {dashboards['sqlite'].phases[phase].events:,} posted", flush=True)
 
 
-def bulk_load(
+def in_process(
     dashboards: dict[str, Dashboard],
-    events: Iterator[dict[str, Any]],
-    count: int,
-    size: int,
-    deadline: float,
+    batches: list[list[dict]],
+    phase: str,
+    where: pathlib.Path | None,
+    copy: pathlib.Path | None,
 ) -> None:
-    """``count`` events into each store in this process (the dashboards stopped), a batch
-    at a time, alternating; only ``insert()`` is timed (rows built before, for each org)."""
+    """``insert()`` ``batches`` into each store in this process, alternating, timing only
+    ``insert()`` (the rows are built before). ``where``: into fresh stores there (a copy
+    of ``copy``'s stores, if given), deleted after; None: into the dashboards' own."""
     from octomil_otel.dashboard.batch import row_of
     from octomil_otel.dashboard.stores import open_store
 
-    print(f"{BULK}: {count:,} events in-process, insert() of {size:,} rows ...", flush=True)
-    stores = {name: open_store(d.db) for name, d in dashboards.items()}
-    try:
-        for index, batch in enumerate(batches(events, size, count)):
-            if time.monotonic() > deadline:
-                print("(--max-seconds reached during the bulk load)")
-                break
-            for name in STORES if index % 2 == 0 else STORES[::-1]:
-                dashboard = dashboards[name]
+    if where is not None:
+        onto = "a copy of the stores" if copy else "empty stores"
+        print(f"{phase}: {sum(map(len, batches)):,} events in-process, insert() of "
+              f"{len(batches[0]):,} rows, onto {onto} ...", flush=True)  # fmt: skip
+        if copy is not None:
+            shutil.copytree(copy, where, symlinks=True)  # chdb links metadata to its store
+    for name in STORES:  # one at a time: chdb runs one database per process
+        dashboard = dashboards[name]
+        store = open_store(_db_url(name, where) if where is not None else dashboard.db)
+        try:
+            for batch in batches:
                 rows = [row_of(dashboard.org_id, event) for event in batch]
                 start = now()
-                stores[name].insert(rows)
-                done = dashboard.phases.setdefault(BULK, Phase())
-                done.seconds += now() - start
-                done.events += len(rows)
-            if index % 20 == 19:
-                print(f"  {dashboards['sqlite'].phases[BULK].events:,} inserted", flush=True)
-    finally:
-        for store in stores.values():
+                store.insert(rows)
+                dashboard.count(phase, len(rows), now() - start)
+        finally:
             store.close()
+    if where is not None:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 @dataclass
@@ -406,14 +412,19 @@ def run_queries(
     for view in VIEWS:
         for filtered in (False, True):
             params = {"from": start_ms, "to": end_ms, **({"model": model} if filtered else {})}
+            path = f"/api/v1/query/{view}"
+            if view == "requests/{id}":  # the newest request (no range, no filter)
+                if filtered:
+                    continue
+                newest = dashboards["sqlite"].get("/api/v1/query/requests", **params, limit=1)
+                path, params = f"/api/v1/query/requests/{newest['requests'][0]['request_id']}", {}
             result = QueryResult(view, filtered, {name: [] for name in STORES})
-            answers = {name: d.get(f"/api/v1/query/{view}", **params)  # untimed, first call
-                       for name, d in dashboards.items()}  # fmt: skip
+            answers = {name: d.get(path, **params) for name, d in dashboards.items()}  # untimed
             result.same = _rounded(answers["sqlite"]) == _rounded(answers["chdb"])
             for repeat in range(repeats):
                 for name in STORES if repeat % 2 == 0 else STORES[::-1]:
                     start = now()
-                    dashboards[name].get(f"/api/v1/query/{view}", **params)
+                    dashboards[name].get(path, **params)
                     result.ms[name].append((now() - start) * 1000)
             results.append(result)
     return results
@@ -422,32 +433,43 @@ def run_queries(
 def report(
     dashboards: dict[str, Dashboard], results: list[QueryResult], args: argparse.Namespace
 ) -> None:
-    sqlite, chdb = dashboards["sqlite"], dashboards["chdb"]
-    print()
-    print(f"events stored: sqlite {sqlite.stored:,}, chdb {chdb.stored:,}")
-    labels = {
-        HTTP_FIRST: f"HTTP ingest onto an empty store, events/s (batches of {args.batch}, gzip)",
-        BULK: f"bulk: in-process insert() only, NOT HTTP, events/s (of {args.load_batch:,})",
-        HTTP_TAIL: "HTTP ingest onto the full store, events/s (the last events)",
-    }
+    def rates(label: str, phase: str) -> list[object]:
+        sqlite, chdb = (dashboards[name].phases[phase].rate for name in STORES)
+        return [label, sqlite, chdb, _common.ratio(chdb, sqlite), ""]
+
+    def ratios(label: str, http: str, reference: str) -> list[object]:
+        return [label, *(_common.ratio(dashboards[name].phases[http].rate,
+                                       dashboards[name].phases[reference].rate)
+                          for name in STORES), "", ""]  # fmt: skip
+
+    phases = dashboards["sqlite"].phases
+    stored = sum(phases[p].events for p in (HTTP_FIRST, BULK, HTTP_TAIL) if p in phases)
+    print(f"\nevents stored in each: {stored:,}")
     rows: list[list[object]] = []
-    for phase, label in labels.items():
-        if phase in sqlite.phases or phase in chdb.phases:
-            mine, theirs = sqlite.phases.get(phase, Phase()), chdb.phases.get(phase, Phase())
-            count = max(mine.events, theirs.events)
-            rows.append([f"{label}: {count:,}", mine.rate, theirs.rate,
-                         _common.ratio(theirs.rate, mine.rate), ""])  # fmt: skip
+    ingests = (
+        (HTTP_FIRST, FIRST_IN_PROCESS, "onto an empty store"),
+        (HTTP_TAIL, TAIL_IN_PROCESS, "onto the full store"),
+    )
+    for http, reference, label in ingests:
+        if http in phases:
+            rows += [
+                rates(f"HTTP ingest {label}, events/s ({phases[http].events:,})", http),
+                rates("  in-process insert() of the same rows, same batches", reference),
+                ratios("  HTTP / in-process", http, reference),
+            ]
+    if BULK in phases:
+        rows.append(rates(f"bulk load: in-process insert() of {args.load_batch:,} rows", BULK))
     for result in results:
         median = {name: _common.median(result.ms[name]) for name in STORES}
         label = f"query {result.view}{' model=' + MODELS[0] if result.filtered else ''}, ms"
         rows.append([label, median["sqlite"], median["chdb"],
                      _common.ratio(median["chdb"], median["sqlite"]),
                      "yes" if result.same else "NO"])  # fmt: skip
-    print()
-    print(f"over 24 h, {args.models} models, 3 engines, 20 devices; query latency: median of "
-          f"{args.repeats} HTTP GETs after one untimed call")  # fmt: skip
+    print(f"\nover 24 h, {args.models} models, 3 engines, 20 devices; ingest {args.batch} events"
+          f" a POST (gzip), one at a time; query latency: median of {args.repeats} HTTP GETs"
+          " after one untimed call")  # fmt: skip
     _common.print_table([" ", "sqlite", "chdb", "chdb / sqlite", "same answer"], rows)
-    print("events/s: higher is better; ms: lower is better. Ingest: one request at a time.")
+    print("events/s and HTTP / in-process: higher is better; ms: lower is better.")
 
 
 if __name__ == "__main__":
