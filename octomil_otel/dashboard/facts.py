@@ -8,8 +8,6 @@ and a query may add the two up.
 
 from __future__ import annotations
 
-from octomil_otel.dashboard.model import TTFC_BOUNDS_MS
-
 
 def ends(column: str = "event_type") -> str:
     """Every ended request has one of these events: the views count requests by them."""
@@ -23,7 +21,8 @@ FAILED = "event_type = 'generation_failed' AND coalesce(error_type, '') != 'canc
 WITH_TOK_S = f"{COMPLETED} AND throughput_tok_s IS NOT NULL"
 
 
-def _count(condition: str) -> str:
+def count_if(condition: str) -> str:
+    """1 where ``condition`` holds, else 0: summed, a conditional count."""
     return f"CASE WHEN {condition} THEN 1 ELSE 0 END"
 
 
@@ -33,13 +32,11 @@ def _sum(condition: str, value: str) -> str:
 
 SUMMED: tuple[tuple[str, str], ...] = (
     ("requests", "1"),
-    ("failed", _count(FAILED)),
-    ("cancelled", _count(CANCELLED)),
-    ("tok_s_n", _count(WITH_TOK_S)),
+    ("failed", count_if(FAILED)),
+    ("cancelled", count_if(CANCELLED)),
+    ("tok_s_n", count_if(WITH_TOK_S)),
     ("tok_s_sum", _sum(WITH_TOK_S, "throughput_tok_s")),
     ("output_tokens_sum", _sum(WITH_TOK_S, "output_tokens")),
-    ("ttfc_n", _count(f"{COMPLETED} AND ttfc_ms IS NOT NULL")),
-    *((f"ttfc_le_{b}", _count(f"{COMPLETED} AND ttfc_ms <= {b}")) for b in TTFC_BOUNDS_MS),
 )
 """(name, its value for one ended request's event): the facts that add up."""
 LAST_SEEN = ("last_ts", "ts")
