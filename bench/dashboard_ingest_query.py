@@ -8,18 +8,20 @@ prints its first key (``OCTOMIL_API_KEY=...``) on its first start. Then:
    events are POSTed to ``/api/v1/telemetry/events`` in batches of ``--batch`` (gzip,
    ``Authorization: Bearer``), one request at a time, alternating the two dashboards batch
    by batch (order flipping each pair), the bodies built before the clock starts. Rate:
-   events / total time of the POSTs.
-2. Bulk load, to save time (all 1M over HTTP, ``--http-events 1000000``, took 4 minutes
-   here instead of under 3): the dashboards are stopped and all but the last
-   ``--http-tail`` of the remaining events go straight through each store's
-   ``insert()`` in this process, ``--load-batch`` rows at a time, alternating; only
-   ``insert()`` is timed (the rows are built before it). No HTTP, no JSON, no validation:
-   a different, faster path, printed as its own line, not an ingest rate.
+   events / total time of the POSTs. Against it, the limit: the same rows (built before
+   the clock starts) through each store's ``insert()`` in this process, in the same
+   batches, onto fresh stores; printed as the ratio HTTP / in-process.
+2. Bulk load, to save time: the dashboards are stopped and all but the last
+   ``--http-tail`` of the remaining events go straight through each store's ``insert()``
+   in this process, ``--load-batch`` rows at a time. No HTTP, no JSON, no checks: printed
+   as its own line, not an ingest rate.
 3. Ingest over HTTP again, onto the nearly full stores (the dashboards restarted on the same
-   databases): the last ``--http-tail`` events, as in 1.
+   databases): the last ``--http-tail`` events, as in 1; the in-process limit measured
+   onto a copy of the full stores, made before.
 4. Queries over all ``--events`` stored: every view of the query API (``ttfc``,
-   ``throughput``, ``volume``, ``devices``, ``dimensions``) over the whole 24 h range,
-   without and with a ``model`` filter; one untimed call each, then ``--repeats`` timed calls
+   ``throughput``, ``volume``, ``devices``, ``dimensions``, the request list ``requests``)
+   over the whole 24 h range, without and with a ``model`` filter, and one request
+   (``requests/{id}``, the newest); one untimed call each, then ``--repeats`` timed calls
    alternating the two dashboards; the median latency of the whole HTTP GET. It also says
    whether the two stores gave the same answer (floats compared to 9 significant digits).
 
@@ -34,7 +36,7 @@ Why: the README says ClickHouse is for "more than one machine holds"; this measu
 each store stands at a million events, on this machine, through the same HTTP API the page
 uses. No thresholds: numbers depend on the machine and on what else runs on it.
 
-Run (from the repo root; defaults: 1,000,000 events, 120,000 of them over HTTP; several
+Run (from the repo root; defaults: 1,000,000 events, 200,000 of them over HTTP; about ten
 minutes on 2 cores; the databases in a temporary directory, deleted at the end)::
 
     .venv/bin/python bench/dashboard_ingest_query.py
