@@ -1,9 +1,9 @@
 """What the views add up about each ended request, defined once in SQL.
 
-Every view but the percentiles is a sum (or a max) of these per-request facts, grouped by
-time bucket, model, engine or device: so the same definitions compute them from the events
-themselves and from rollup rows that hold their sums per minute or hour (``rollups.py``),
-and a query may add the two up.
+Every view but TTFC's (its percentiles need every value) is made of sums (and a max) of
+these per-request facts, grouped by time bucket, model, engine or device: so the same
+definitions compute them from the events themselves and from rollup rows that hold their
+sums per minute or hour (``rollups.py``), and a query may add the two up.
 """
 
 from __future__ import annotations

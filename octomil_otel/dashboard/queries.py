@@ -50,6 +50,17 @@ class SQLQueries(ABC):
         """(group, count, p50, p90, p99) of ``value`` by nearest rank: the value at
         position ceil(p * n / 100) of the n sorted values."""
 
+    def _ttfc_summary(self, where: str, params: Params, step_ms: int) -> tuple[Rows, list[int]]:
+        """Of the TTFCs ``where`` selects: per ``step_ms`` bucket (start, count, p50, p90,
+        p99), and the count of all, then of those at or under each of ``TTFC_BOUNDS_MS``.
+        From the events, not rollups: the percentiles need every value anyway."""
+        buckets = self._percentiles(self._bucket(), "ttfc_ms", where, {**params, "step": step_ms})
+        under = ", ".join(f"sum({facts.count_if(f'ttfc_ms <= {b}')})" for b in TTFC_BOUNDS_MS)
+        (cumulative,) = self._rows(
+            f"SELECT count(*), {under} FROM {self._EVENTS} WHERE {where}", params
+        )
+        return buckets, [int(c or 0) for c in cumulative]
+
     def _facts(self, filters: Filters, step_ms: int | None) -> tuple[str, Params]:
         """A subquery with the facts (``facts.NAMES``) of the requests that ended within
         ``filters``, by ``start``, model, engine and device: one row per request here; a
@@ -61,14 +72,8 @@ class SQLQueries(ABC):
     # --- the views ---------------------------------------------------------------------
 
     def ttfc(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        """From the events, not rollups: the percentiles need every value anyway."""
         where, params = self._where(filters, facts.COMPLETED, "ttfc_ms IS NOT NULL")
-        buckets = self._percentiles(self._bucket(), "ttfc_ms", where, {**params, "step": step_ms})
-        under = ", ".join(f"sum({facts.count_if(f'ttfc_ms <= {b}')})" for b in TTFC_BOUNDS_MS)
-        (cumulative,) = self._rows(
-            f"SELECT count(*), {under} FROM {self._EVENTS} WHERE {where}", params
-        )
-        return results.ttfc(buckets, [int(c or 0) for c in cumulative])
+        return results.ttfc(*self._ttfc_summary(where, params, step_ms))
 
     def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]:
         source, params = self._facts(filters, step_ms)

@@ -1,12 +1,14 @@
 """The dashboard's store in one SQLite file (WAL mode): nothing to run, nothing to set up.
 
 Written for ingest: besides the table, an event writes one index entry (its identity,
-which makes a second delivery a no-op), and an ending event also a covering index entry
-and its rollups (``rollups.py``); the views read those, never the table.
+which makes a second delivery a no-op and finds a request's events), and an ending event
+also a covering index entry and its rollups (``rollups.py``). The views and the request
+list read those; only one request's detail reads the table.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import sqlite3
 import threading
@@ -18,7 +20,7 @@ from typing import Any
 
 from octomil_otel.dashboard import facts, results, rollups
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, Filters, Key, Row
+from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, TTFC_BOUNDS_MS, Filters, Key, Row
 from octomil_otel.dashboard.queries import Params, Rows, SQLQueries, within
 
 SCHEMA_VERSION = 1
@@ -182,14 +184,30 @@ class SQLiteStore(SQLQueries):
         return f"({' UNION ALL '.join(arms)})", params
 
     def _percentiles(self, group: str, value: str, where: str, params: Params) -> Rows:
-        """Sorted in Python: SQLite's window functions sort several times slower."""
+        return [
+            (key, len(numbers), *results.nearest_ranks(numbers))
+            for key, numbers in self._sorted_values(group, value, where, params).items()
+        ]
+
+    def _ttfc_summary(self, where: str, params: Params, step_ms: int) -> tuple[Rows, list[int]]:
+        """The distribution counted from the values the percentiles read anyway."""
+        values = self._sorted_values(self._bucket(), "ttfc_ms", where, {**params, "step": step_ms})
+        cumulative = [sum(map(len, values.values()))] + [
+            sum(bisect.bisect_right(numbers, bound) for numbers in values.values())
+            for bound in TTFC_BOUNDS_MS
+        ]
+        buckets = [(key, len(n), *results.nearest_ranks(n)) for key, n in values.items()]
+        return buckets, cumulative
+
+    def _sorted_values(
+        self, group: str, value: str, where: str, params: Params
+    ) -> dict[Any, list[float]]:
+        """``value`` by ``group``, each sorted, groups in order. Sorted in Python: SQLite's
+        sort, and the window functions over it, took several times as long."""
         values: defaultdict[Any, list[float]] = defaultdict(list)
         for key, number in self._rows(f"SELECT {group}, {value} FROM events WHERE {where}", params):
             values[key].append(number)
-        return [
-            (key, len(numbers), *results.nearest_ranks(sorted(numbers)))
-            for key, numbers in sorted(values.items())
-        ]
+        return {key: sorted(values[key]) for key in sorted(values)}
 
     def close(self) -> None:
         with self._lock:
