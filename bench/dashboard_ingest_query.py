@@ -17,7 +17,7 @@ prints its first key (``OCTOMIL_API_KEY=...``) on its first start. Then:
    as its own line, not an ingest rate.
 3. Ingest over HTTP again, onto the nearly full stores (the dashboards restarted on the same
    databases): the last ``--http-tail`` events, as in 1; the in-process limit measured
-   onto a copy of the full stores, made before.
+   after the queries, onto a copy of the stores made before this phase.
 4. Queries over all ``--events`` stored: every view of the query API (``ttfc``,
    ``throughput``, ``volume``, ``devices``, ``dimensions``, the request list ``requests``)
    over the whole 24 h range, without and with a ``model`` filter, and one request
@@ -31,6 +31,9 @@ requests; 1 when not) and a ``generation_completed`` (94%) or ``generation_faile
 error, 2% cancelled), over ``--models`` models, 3 engines and 20 devices, the requests'
 start times spread uniformly over the 24 h before the run, stored in time order. About
 8.1 events per request: 1,000,000 events are about 123,000 requests.
+
+Each timed phase starts with ``os.sync()``: the files the previous one wrote go to the
+disk before, not during it.
 
 Why: the README says ClickHouse is for "more than one machine holds"; this measures where
 each store stands at a million events, on this machine, through the same HTTP API the page
@@ -48,6 +51,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import pathlib
 import random
 import shutil
@@ -302,18 +306,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             http_ingest(dashboards, first_batches, HTTP_FIRST)
             for dashboard in dashboards.values():
                 dashboard.stop()
-        in_process(dashboards, first_batches, FIRST_IN_PROCESS, work / "first", copy=None)
+        in_process(dashboards, first_batches, FIRST_IN_PROCESS, work / "first")
         if bulk > 0:
             print(f"{BULK}: {bulk:,} events in-process, insert() of {args.load_batch:,} rows ...",
                   flush=True)  # fmt: skip
             for part in _chunks(take(events, bulk, args.load_batch), 20):
-                in_process(dashboards, part, BULK, None, copy=None)
+                in_process(dashboards, part, BULK, None)
                 print(f"  {dashboards['sqlite'].phases[BULK].events:,} inserted", flush=True)
         tail_batches = take(events, tail, args.batch)
-        if tail_batches:
-            in_process(
-                dashboards, tail_batches, TAIL_IN_PROCESS, work / "tail", copy=work / "stored"
-            )
+        if tail_batches:  # the stores as they are now, for the in-process limit after
+            shutil.copytree(work / "stored", work / "tail", symlinks=True)  # chdb: links
         with ExitStack() as stack:
             for dashboard in dashboards.values():
                 dashboard.start(stack)
@@ -321,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 http_ingest(dashboards, tail_batches, HTTP_TAIL)
             print("querying ...", flush=True)
             results = run_queries(dashboards, start_ms, end_ms, MODELS[0], args.repeats)
+        if tail_batches:
+            in_process(dashboards, tail_batches, TAIL_IN_PROCESS, work / "tail")
         print(f"load after: {_common.load_average()}")
         report(dashboards, results, args)
     finally:
@@ -348,11 +352,17 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
+def _settle() -> None:
+    """Before a timed phase: the files written so far go to the disk now, not during it."""
+    os.sync()
+
+
 def http_ingest(dashboards: dict[str, Dashboard], batches: list[list[dict]], phase: str) -> None:
     """POST ``batches`` to each dashboard, one at a time, alternating; the bodies built
     (gzip) before the clock starts."""
     built = now()
     bodies = [(gzip.compress(json.dumps({"events": b}).encode(), 6), len(b)) for b in batches]
+    _settle()
     count = sum(n for _, n in bodies)
     print(
         f"{phase}: {count:,} events over HTTP, in {len(bodies):,} gzip bodies of "
@@ -370,20 +380,18 @@ def in_process(
     batches: list[list[dict]],
     phase: str,
     where: pathlib.Path | None,
-    copy: pathlib.Path | None,
 ) -> None:
-    """``insert()`` ``batches`` into each store in this process, alternating, timing only
-    ``insert()`` (the rows are built before). ``where``: into fresh stores there (a copy
-    of ``copy``'s stores, if given), deleted after; None: into the dashboards' own."""
+    """``insert()`` ``batches`` into each store in this process, one store after the other,
+    timing only ``insert()`` (the rows are built before). ``where``: into the stores there
+    (new ones, or a copy made before), deleted after; None: into the dashboards' own."""
     from octomil_otel.dashboard.batch import row_of
     from octomil_otel.dashboard.stores import open_store
 
     if where is not None:
-        onto = "a copy of the stores" if copy else "empty stores"
+        onto = "a copy of the stores made before" if where.exists() else "empty stores"
         print(f"{phase}: {sum(map(len, batches)):,} events in-process, insert() of "
               f"{len(batches[0]):,} rows, onto {onto} ...", flush=True)  # fmt: skip
-        if copy is not None:
-            shutil.copytree(copy, where, symlinks=True)  # chdb links metadata to its store
+    _settle()
     for name in STORES:  # one at a time: chdb runs one database per process
         dashboard = dashboards[name]
         store = open_store(_db_url(name, where) if where is not None else dashboard.db)
