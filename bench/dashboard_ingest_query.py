@@ -32,8 +32,9 @@ error, 2% cancelled), over ``--models`` models, 3 engines and 20 devices, the re
 start times spread uniformly over the 24 h before the run, stored in time order. About
 8.1 events per request: 1,000,000 events are about 123,000 requests.
 
-Each timed phase starts with ``os.sync()``: the files the previous one wrote go to the
-disk before, not during it.
+Each timed phase starts with ``os.sync()``, so the files the previous one wrote go to the
+disk before, not during it, and waits for a quiet machine (90% idle; ClickHouse merges
+what it took in the background for a while), at most 2 minutes.
 
 Why: the README says ClickHouse is for "more than one machine holds"; this measures where
 each store stands at a million events, on this machine, through the same HTTP API the page
@@ -322,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if tail_batches:
                 http_ingest(dashboards, tail_batches, HTTP_TAIL)
             print("querying ...", flush=True)
+            _settle()
             results = run_queries(dashboards, start_ms, end_ms, MODELS[0], args.repeats)
         if tail_batches:
             in_process(dashboards, tail_batches, TAIL_IN_PROCESS, work / "tail")
@@ -352,9 +354,33 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
-def _settle() -> None:
-    """Before a timed phase: the files written so far go to the disk now, not during it."""
+def _settle(idle: float = 0.9, longest: float = 120.0) -> None:
+    """Before a timed phase: the files written so far go to the disk now, not during it,
+    and ClickHouse's merges of what it took (in its dashboard, or in this process) end
+    first: wait until the machine is ``idle`` (a share of all cores, over a second), for at
+    most ``longest`` seconds (Linux; elsewhere, only the sync)."""
     os.sync()
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = _cpu_times()
+        if before is None:
+            return
+        time.sleep(1.0)
+        after = _cpu_times()
+        total, unused = (a - b for a, b in zip(after, before, strict=True))
+        if total and unused / total >= idle:
+            return
+    print(f"  (the machine was still busy after {longest:.0f} s: measuring anyway)")
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """All cores' time so far, and the part idle or waiting for the disk (/proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields_ = [int(f) for f in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(fields_), fields_[3] + fields_[4]
 
 
 def http_ingest(dashboards: dict[str, Dashboard], batches: list[list[dict]], phase: str) -> None:
