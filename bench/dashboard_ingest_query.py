@@ -8,18 +8,20 @@ prints its first key (``OCTOMIL_API_KEY=...``) on its first start. Then:
    events are POSTed to ``/api/v1/telemetry/events`` in batches of ``--batch`` (gzip,
    ``Authorization: Bearer``), one request at a time, alternating the two dashboards batch
    by batch (order flipping each pair), the bodies built before the clock starts. Rate:
-   events / total time of the POSTs.
-2. Bulk load, to save time (all 1M over HTTP, ``--http-events 1000000``, took 4 minutes
-   here instead of under 3): the dashboards are stopped and all but the last
-   ``--http-tail`` of the remaining events go straight through each store's
-   ``insert()`` in this process, ``--load-batch`` rows at a time, alternating; only
-   ``insert()`` is timed (the rows are built before it). No HTTP, no JSON, no validation:
-   a different, faster path, printed as its own line, not an ingest rate.
+   events / total time of the POSTs. Against it, the limit: the same rows (built before
+   the clock starts) through each store's ``insert()`` in this process, in the same
+   batches, onto fresh stores; printed as the ratio HTTP / in-process.
+2. Bulk load, to save time: the dashboards are stopped and all but the last
+   ``--http-tail`` of the remaining events go straight through each store's ``insert()``
+   in this process, ``--load-batch`` rows at a time. No HTTP, no JSON, no checks: printed
+   as its own line, not an ingest rate.
 3. Ingest over HTTP again, onto the nearly full stores (the dashboards restarted on the same
-   databases): the last ``--http-tail`` events, as in 1.
+   databases): the last ``--http-tail`` events, as in 1; the in-process limit measured
+   after the queries, onto a copy of the stores made before this phase.
 4. Queries over all ``--events`` stored: every view of the query API (``ttfc``,
-   ``throughput``, ``volume``, ``devices``, ``dimensions``) over the whole 24 h range,
-   without and with a ``model`` filter; one untimed call each, then ``--repeats`` timed calls
+   ``throughput``, ``volume``, ``devices``, ``dimensions``, the request list ``requests``)
+   over the whole 24 h range, without and with a ``model`` filter, and one request
+   (``requests/{id}``, the newest); one untimed call each, then ``--repeats`` timed calls
    alternating the two dashboards; the median latency of the whole HTTP GET. It also says
    whether the two stores gave the same answer (floats compared to 9 significant digits).
 
@@ -30,11 +32,15 @@ error, 2% cancelled), over ``--models`` models, 3 engines and 20 devices, the re
 start times spread uniformly over the 24 h before the run, stored in time order. About
 8.1 events per request: 1,000,000 events are about 123,000 requests.
 
+Each timed phase starts with ``os.sync()``, so the files the previous one wrote go to the
+disk before, not during it, and waits for a quiet machine (90% idle; ClickHouse merges
+what it took in the background for a while), at most 2 minutes.
+
 Why: the README says ClickHouse is for "more than one machine holds"; this measures where
 each store stands at a million events, on this machine, through the same HTTP API the page
 uses. No thresholds: numbers depend on the machine and on what else runs on it.
 
-Run (from the repo root; defaults: 1,000,000 events, 120,000 of them over HTTP; several
+Run (from the repo root; defaults: 1,000,000 events, 200,000 of them over HTTP; about ten
 minutes on 2 cores; the databases in a temporary directory, deleted at the end)::
 
     .venv/bin/python bench/dashboard_ingest_query.py
@@ -46,6 +52,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
+import pathlib
 import random
 import shutil
 import sys
@@ -64,7 +72,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 MODELS = ("gemma3-270m", "gemma-3-1b", "llama-3.2-1b", "qwen2.5-0.5b", "phi-3.5-mini")
 ENGINES = ("llamacpp", "mlx", "echo")
-VIEWS = ("ttfc", "throughput", "volume", "devices", "dimensions")
+VIEWS = ("ttfc", "throughput", "volume", "devices", "dimensions", "requests", "requests/{id}")
 STORES = ("sqlite", "chdb")
 EVENTS_PATH = "/api/v1/telemetry/events"
 EVENTS_PER_REQUEST = 8.1  # the generator's average, measured
@@ -166,13 +174,13 @@ def generate_events(
             }
 
 
-def batches(events: Iterator[dict[str, Any]], size: int, count: int) -> Iterator[list[dict]]:
-    """``count`` events from ``events`` in lists of at most ``size``."""
-    left = count
-    while left > 0:
-        batch = [next(events) for _ in range(min(size, left))]
-        left -= len(batch)
-        yield batch
+def take(events: Iterator[dict[str, Any]], count: int, size: int) -> list[list[dict]]:
+    """The next ``count`` events of ``events``, in lists of at most ``size``."""
+    out = []
+    while count > 0:
+        out.append([next(events) for _ in range(min(size, count))])
+        count -= len(out[-1])
+    return out
 
 
 # --- the dashboards --------------------------------------------------------------------
@@ -205,10 +213,6 @@ class Dashboard:
     def url(self) -> str:
         return f"http://{_common.LOCALHOST}:{self.port}"
 
-    @property
-    def stored(self) -> int:
-        return sum(phase.events for phase in self.phases.values())
-
     def start(self, stack: ExitStack) -> None:
         argv = [sys.executable, "-m", "octomil_otel.cli", "dashboard",
                 "--port", str(self.port), "--db", self.db]  # fmt: skip
@@ -239,11 +243,13 @@ class Dashboard:
         response = self.session.post(
             self.url + EVENTS_PATH, data=body, headers=headers, timeout=120
         )
-        seconds = now() - start
+        self.count(phase, count, now() - start)
         if response.status_code != 202 or response.json().get("accepted") != count:
             raise RuntimeError(f"{self.name} ingest: HTTP {response.status_code} {response.text}")
+
+    def count(self, phase: str, events: int, seconds: float) -> None:
         done = self.phases.setdefault(phase, Phase())
-        done.events += count
+        done.events += events
         done.seconds += seconds
 
 
@@ -258,7 +264,9 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-HTTP_FIRST, BULK, HTTP_TAIL = "http-first", "bulk", "http-tail"
+HTTP_FIRST, FIRST_IN_PROCESS = "http-first", "first-in-process"
+BULK = "bulk"
+HTTP_TAIL, TAIL_IN_PROCESS = "http-tail", "tail-in-process"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -268,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--http-events", type=int, default=100_000, help="of them, first, over HTTP"
     )
     parser.add_argument(
-        "--http-tail", type=int, default=20_000, help="of them, last, over HTTP again"
+        "--http-tail", type=int, default=100_000, help="of them, last, over HTTP again"
     )
     parser.add_argument("--batch", type=int, default=500, help="events per POST")
     parser.add_argument("--load-batch", type=int, default=10_000, help="events per bulk insert")
@@ -277,9 +285,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per query")
     parser.add_argument("--seed", type=int, default=1, help="of the generated events")
-    parser.add_argument(
-        "--max-seconds", type=float, default=3600.0, help="stop loading after this (says so)"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the databases (path printed)")
     args = parser.parse_args(argv)
     first = min(args.http_events, args.events)
@@ -287,32 +292,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     bulk = args.events - first - tail
 
     work = _common.temp_dir("dashboard")
-    dashboards = {
-        "sqlite": Dashboard("sqlite", f"sqlite:///{work / 'events.db'}", _common.free_port()),
-        "chdb": Dashboard("chdb", f"chdb://{work / 'chdb'}", _common.free_port()),
-    }
+    dashboards = {name: Dashboard(name, _db_url(name, work / "stored"), _common.free_port())
+                  for name in STORES}  # fmt: skip
     end_ms = int(time.time() * 1000)
     start_ms = end_ms - DAY_MS
     events = generate_events(args.seed, args.models, start_ms, end_ms, args.events)
-    deadline = time.monotonic() + args.max_seconds
     print(f"load before: {_common.load_average()}")
     print(f"databases in {work}")
     try:
+        first_batches = take(events, first, args.batch)
         with ExitStack() as stack:
             for dashboard in dashboards.values():
                 dashboard.start(stack)
-            http_ingest(dashboards, events, first, args.batch, HTTP_FIRST, deadline)
+            http_ingest(dashboards, first_batches, HTTP_FIRST)
             for dashboard in dashboards.values():
                 dashboard.stop()
+        in_process(dashboards, first_batches, FIRST_IN_PROCESS, work / "first")
         if bulk > 0:
-            bulk_load(dashboards, events, bulk, args.load_batch, deadline)
+            print(f"{BULK}: {bulk:,} events in-process, insert() of {args.load_batch:,} rows ...",
+                  flush=True)  # fmt: skip
+            for part in _chunks(take(events, bulk, args.load_batch), 20):
+                in_process(dashboards, part, BULK, None)
+                print(f"  {dashboards['sqlite'].phases[BULK].events:,} inserted", flush=True)
+        tail_batches = take(events, tail, args.batch)
+        if tail_batches:  # the stores as they are now, for the in-process limit after
+            shutil.copytree(work / "stored", work / "tail", symlinks=True)  # chdb: links
         with ExitStack() as stack:
             for dashboard in dashboards.values():
                 dashboard.start(stack)
-            if tail > 0:
-                http_ingest(dashboards, events, tail, args.batch, HTTP_TAIL, deadline)
+            if tail_batches:
+                http_ingest(dashboards, tail_batches, HTTP_TAIL)
             print("querying ...", flush=True)
+            _settle()
             results = run_queries(dashboards, start_ms, end_ms, MODELS[0], args.repeats)
+        if tail_batches:
+            in_process(dashboards, tail_batches, TAIL_IN_PROCESS, work / "tail")
         print(f"load after: {_common.load_average()}")
         report(dashboards, results, args)
     finally:
@@ -326,69 +340,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def http_ingest(
-    dashboards: dict[str, Dashboard],
-    events: Iterator[dict[str, Any]],
-    count: int,
-    size: int,
-    phase: str,
-    deadline: float,
-) -> None:
-    """POST ``count`` events to each dashboard, a batch at a time, alternating."""
+def _db_url(name: str, directory: pathlib.Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    return (
+        f"sqlite:///{directory / 'events.db'}"
+        if name == "sqlite"
+        else f"chdb://{directory / 'chdb'}"
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _settle(idle: float = 0.9, longest: float = 120.0) -> None:
+    """Before a timed phase: the files written so far go to the disk now, not during it,
+    and ClickHouse's merges of what it took (in its dashboard, or in this process) end
+    first: wait until the machine is ``idle`` (a share of all cores, over a second), for at
+    most ``longest`` seconds (Linux; elsewhere, only the sync)."""
+    os.sync()
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        before = _cpu_times()
+        if before is None:
+            return
+        time.sleep(1.0)
+        after = _cpu_times()
+        total, unused = (a - b for a, b in zip(after, before, strict=True))
+        if total and unused / total >= idle:
+            return
+    print(f"  (the machine was still busy after {longest:.0f} s: measuring anyway)")
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """All cores' time so far, and the part idle or waiting for the disk (/proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields_ = [int(f) for f in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    return sum(fields_), fields_[3] + fields_[4]
+
+
+def http_ingest(dashboards: dict[str, Dashboard], batches: list[list[dict]], phase: str) -> None:
+    """POST ``batches`` to each dashboard, one at a time, alternating; the bodies built
+    (gzip) before the clock starts."""
     built = now()
-    bodies = [
-        (gzip.compress(json.dumps({"events": b}).encode(), 6), len(b))
-        for b in batches(events, size, count)
-    ]
-    stored = dashboards["sqlite"].stored
+    bodies = [(gzip.compress(json.dumps({"events": b}).encode(), 6), len(b)) for b in batches]
+    _settle()
+    count = sum(n for _, n in bodies)
     print(
-        f"{phase}: {count:,} events over HTTP onto {stored:,} stored, in {len(bodies):,} gzip "
-        f"bodies of {sum(len(b) for b, _ in bodies) / len(bodies) / 1024:.0f} KiB on average "
+        f"{phase}: {count:,} events over HTTP, in {len(bodies):,} gzip bodies of "
+        f"{sum(len(b) for b, _ in bodies) / len(bodies) / 1024:.0f} KiB on average "
         f"(built in {now() - built:.1f} s, untimed) ...",
         flush=True,
     )
     for index, (body, batch_count) in enumerate(bodies):
-        if time.monotonic() > deadline:
-            print("(--max-seconds reached during the HTTP ingest)")
-            break
         for name in STORES if index % 2 == 0 else STORES[::-1]:
             dashboards[name].post_events(body, batch_count, phase)
-        if index % 400 == 399:
-            print(f"  {dashboards['sqlite'].phases[phase].events:,} posted", flush=True)
 
 
-def bulk_load(
+def in_process(
     dashboards: dict[str, Dashboard],
-    events: Iterator[dict[str, Any]],
-    count: int,
-    size: int,
-    deadline: float,
+    batches: list[list[dict]],
+    phase: str,
+    where: pathlib.Path | None,
 ) -> None:
-    """``count`` events into each store in this process (the dashboards stopped), a batch
-    at a time, alternating; only ``insert()`` is timed (rows built before, for each org)."""
-    from octomil_otel.dashboard.model import to_row
+    """``insert()`` ``batches`` into each store in this process, one store after the other,
+    timing only ``insert()`` (the rows are built before). ``where``: into the stores there
+    (new ones, or a copy made before), deleted after; None: into the dashboards' own."""
+    from octomil_otel.dashboard.batch import row_of
     from octomil_otel.dashboard.stores import open_store
 
-    print(f"{BULK}: {count:,} events in-process, insert() of {size:,} rows ...", flush=True)
-    stores = {name: open_store(d.db) for name, d in dashboards.items()}
-    try:
-        for index, batch in enumerate(batches(events, size, count)):
-            if time.monotonic() > deadline:
-                print("(--max-seconds reached during the bulk load)")
-                break
-            for name in STORES if index % 2 == 0 else STORES[::-1]:
-                dashboard = dashboards[name]
-                rows = [to_row(dashboard.org_id, event) for event in batch]
+    if where is not None:
+        onto = "a copy of the stores made before" if where.exists() else "empty stores"
+        print(f"{phase}: {sum(map(len, batches)):,} events in-process, insert() of "
+              f"{len(batches[0]):,} rows, onto {onto} ...", flush=True)  # fmt: skip
+    _settle()
+    for name in STORES:  # one at a time: chdb runs one database per process
+        dashboard = dashboards[name]
+        store = open_store(_db_url(name, where) if where is not None else dashboard.db)
+        try:
+            for batch in batches:
+                rows = [row_of(dashboard.org_id, event) for event in batch]
                 start = now()
-                added = stores[name].insert(rows)
-                done = dashboard.phases.setdefault(BULK, Phase())
-                done.seconds += now() - start
-                done.events += added
-            if index % 20 == 19:
-                print(f"  {dashboards['sqlite'].phases[BULK].events:,} inserted", flush=True)
-    finally:
-        for store in stores.values():
+                store.insert(rows)
+                dashboard.count(phase, len(rows), now() - start)
+        finally:
             store.close()
+    if where is not None:
+        shutil.rmtree(where, ignore_errors=True)
 
 
 @dataclass
@@ -406,14 +448,19 @@ def run_queries(
     for view in VIEWS:
         for filtered in (False, True):
             params = {"from": start_ms, "to": end_ms, **({"model": model} if filtered else {})}
+            path = f"/api/v1/query/{view}"
+            if view == "requests/{id}":  # the newest request (no range, no filter)
+                if filtered:
+                    continue
+                newest = dashboards["sqlite"].get("/api/v1/query/requests", **params, limit=1)
+                path, params = f"/api/v1/query/requests/{newest['requests'][0]['request_id']}", {}
             result = QueryResult(view, filtered, {name: [] for name in STORES})
-            answers = {name: d.get(f"/api/v1/query/{view}", **params)  # untimed, first call
-                       for name, d in dashboards.items()}  # fmt: skip
+            answers = {name: d.get(path, **params) for name, d in dashboards.items()}  # untimed
             result.same = _rounded(answers["sqlite"]) == _rounded(answers["chdb"])
             for repeat in range(repeats):
                 for name in STORES if repeat % 2 == 0 else STORES[::-1]:
                     start = now()
-                    dashboards[name].get(f"/api/v1/query/{view}", **params)
+                    dashboards[name].get(path, **params)
                     result.ms[name].append((now() - start) * 1000)
             results.append(result)
     return results
@@ -422,32 +469,43 @@ def run_queries(
 def report(
     dashboards: dict[str, Dashboard], results: list[QueryResult], args: argparse.Namespace
 ) -> None:
-    sqlite, chdb = dashboards["sqlite"], dashboards["chdb"]
-    print()
-    print(f"events stored: sqlite {sqlite.stored:,}, chdb {chdb.stored:,}")
-    labels = {
-        HTTP_FIRST: f"HTTP ingest onto an empty store, events/s (batches of {args.batch}, gzip)",
-        BULK: f"bulk: in-process insert() only, NOT HTTP, events/s (of {args.load_batch:,})",
-        HTTP_TAIL: "HTTP ingest onto the full store, events/s (the last events)",
-    }
+    def rates(label: str, phase: str) -> list[object]:
+        sqlite, chdb = (dashboards[name].phases[phase].rate for name in STORES)
+        return [label, sqlite, chdb, _common.ratio(chdb, sqlite), ""]
+
+    def ratios(label: str, http: str, reference: str) -> list[object]:
+        return [label, *(_common.ratio(dashboards[name].phases[http].rate,
+                                       dashboards[name].phases[reference].rate)
+                          for name in STORES), "", ""]  # fmt: skip
+
+    phases = dashboards["sqlite"].phases
+    stored = sum(phases[p].events for p in (HTTP_FIRST, BULK, HTTP_TAIL) if p in phases)
+    print(f"\nevents stored in each: {stored:,}")
     rows: list[list[object]] = []
-    for phase, label in labels.items():
-        if phase in sqlite.phases or phase in chdb.phases:
-            mine, theirs = sqlite.phases.get(phase, Phase()), chdb.phases.get(phase, Phase())
-            count = max(mine.events, theirs.events)
-            rows.append([f"{label}: {count:,}", mine.rate, theirs.rate,
-                         _common.ratio(theirs.rate, mine.rate), ""])  # fmt: skip
+    ingests = (
+        (HTTP_FIRST, FIRST_IN_PROCESS, "onto an empty store"),
+        (HTTP_TAIL, TAIL_IN_PROCESS, "onto the full store"),
+    )
+    for http, reference, label in ingests:
+        if http in phases:
+            rows += [
+                rates(f"HTTP ingest {label}, events/s ({phases[http].events:,})", http),
+                rates("  in-process insert() of the same rows, same batches", reference),
+                ratios("  HTTP / in-process", http, reference),
+            ]
+    if BULK in phases:
+        rows.append(rates(f"bulk load: in-process insert() of {args.load_batch:,} rows", BULK))
     for result in results:
         median = {name: _common.median(result.ms[name]) for name in STORES}
         label = f"query {result.view}{' model=' + MODELS[0] if result.filtered else ''}, ms"
         rows.append([label, median["sqlite"], median["chdb"],
                      _common.ratio(median["chdb"], median["sqlite"]),
                      "yes" if result.same else "NO"])  # fmt: skip
-    print()
-    print(f"over 24 h, {args.models} models, 3 engines, 20 devices; query latency: median of "
-          f"{args.repeats} HTTP GETs after one untimed call")  # fmt: skip
+    print(f"\nover 24 h, {args.models} models, 3 engines, 20 devices; ingest {args.batch} events"
+          f" a POST (gzip), one at a time; query latency: median of {args.repeats} HTTP GETs"
+          " after one untimed call")  # fmt: skip
     _common.print_table([" ", "sqlite", "chdb", "chdb / sqlite", "same answer"], rows)
-    print("events/s: higher is better; ms: lower is better. Ingest: one request at a time.")
+    print("events/s and HTTP / in-process: higher is better; ms: lower is better.")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     dashboard.add_argument("--port", type=_port, default=8090, help="port (%(default)s)")
     db_help = "sqlite:////absolute/path.db or clickhouse://user:password@host:8123/db (%(default)s)"
     dashboard.add_argument("--db", default=default_url(), help=db_help)
+    dashboard.add_argument(
+        "--trace-url",
+        type=_trace_url,
+        metavar="TEMPLATE",
+        help="link each request to its trace in your tracing backend: a URL with {trace_id} "
+        "where the trace id goes, e.g. 'http://grafana.local/explore?...{trace_id}' "
+        "(default: no link)",
+    )
+    dashboard.add_argument(
+        "--retention-days",
+        type=_positive(int),
+        metavar="N",
+        help="delete events older than N days, at start and then hourly (default: keep all)",
+    )
     dashboard.set_defaults(run=run_dashboard)
 
     keys = commands.add_parser("keys", help="API keys of the local dashboard")
@@ -146,6 +160,15 @@ def _at_least_zero(text: str) -> int:
     return value
 
 
+def _trace_url(text: str) -> str:
+    from octomil_otel.dashboard.traces import checked_template
+
+    try:
+        return checked_template(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -182,7 +205,8 @@ def run_dashboard(args: argparse.Namespace) -> int:
         )
         store.close()
         return 2
-    uvicorn.run(create_app(store), host=args.host, port=args.port, log_level="warning")
+    app = create_app(store, trace_url=args.trace_url, retention_days=args.retention_days)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     store.close()
     return 0
 

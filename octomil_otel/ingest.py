@@ -24,6 +24,11 @@ class BatchError(ValueError):
 
 def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]]:
     """The checked events of one request body, or a ``BatchError`` with its HTTP status."""
+    return check_batch(uncompressed(raw, content_encoding))
+
+
+def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
+    """The body as JSON text, at most 1 MiB of it, or a ``BatchError``."""
     if content_encoding == "gzip":
         try:  # at most one byte past the limit: enough to answer 413
             raw = zlib.decompressobj(wbits=31).decompress(raw, MAX_BATCH_BYTES + 1)
@@ -33,8 +38,13 @@ def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]
         raise BatchError(400, f"unsupported Content-Encoding {content_encoding!r}")
     if len(raw) > MAX_BATCH_BYTES:
         raise BatchError(413, "the body is over 1 MiB")
+    return raw
+
+
+def check_batch(text: bytes) -> list[dict[str, Any]]:
+    """The checked events of an uncompressed body, or a ``BatchError``."""
     try:
-        batch = json.loads(raw)
+        batch = json.loads(text)
     except ValueError as error:
         raise BatchError(400, f"the body is not JSON: {error}") from None
     events = batch.get("events") if isinstance(batch, dict) else None

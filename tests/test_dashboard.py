@@ -3,87 +3,31 @@ the query API answers exactly what the test computes on its own, on every store.
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 import requests
-import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from octomil_otel.dashboard.app import create_app
-from octomil_otel.dashboard.stores import open_store
 from octomil_otel.export import OctomilSpanExporter, TelemetryReporter
 from octomil_otel.generation import Recorder
 
-from .conftest import WALL0_NS, FakeClock
+from .conftest import FakeClock
+from .dashboards import MINUTE, STORES, WALL0_MS, Dashboard, opened, served, store_url
 from .otlp_tap import free_port
-
-STORES = ["sqlite", "chdb"]
-WALL0_MS = WALL0_NS // 1_000_000
-MINUTE = 60_000
-
-
-def store_url(kind: str, tmp_path) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'events.db'}"
-    pytest.importorskip("chdb")
-    return f"chdb://{tmp_path / 'chdb'}"
-
-
-@dataclass
-class Dashboard:
-    url: str
-    key: str
-    org_id: str
-    store: object
-
-    def get(self, path: str, key: str | None = None, **params) -> requests.Response:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        return requests.get(self.url + path, params=params, headers=headers, timeout=30)
-
-    def query(self, name: str, **params) -> dict:
-        params.setdefault("from", WALL0_MS - MINUTE)
-        params.setdefault("to", WALL0_MS + 60 * MINUTE)
-        response = self.get(f"/api/v1/query/{name}", **params)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def post(self, events: list, key: str | None = None) -> requests.Response:
-        return requests.post(
-            self.url + "/api/v1/telemetry/events",
-            data=gzip.compress(json.dumps({"events": events}).encode()),
-            headers={"Authorization": f"Bearer {key or self.key}", "Content-Encoding": "gzip"},
-            timeout=30,
-        )
 
 
 @pytest.fixture(params=STORES)
 def dashboard(request, tmp_path) -> Iterator[Dashboard]:
-    store = open_store(store_url(request.param, tmp_path))
-    org_id = store.create_org("test")
-    _, key = store.create_key(org_id, "test")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield Dashboard(f"http://127.0.0.1:{port}", key, org_id, store)
-    server.should_exit = True
-    thread.join(10)
-    store.close()
+    with opened(store_url(request.param, tmp_path)) as store, served(store) as board:
+        yield board
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,9 @@ ALL_DISTRIBUTION = [0, 2, 2, 1, 0, 1, 1, 0, 0]
 GEMMA_DISTRIBUTION = [0, 0, 2, 1, 0, 1, 0, 0, 0]
 
 CHARTS = ["ttfc-chart", "ttfc-dist-chart", "throughput-chart", "volume-chart", "devices-chart"]
+GAPS = (20.0, 21.0, 250.0, 19.0, 22.0)  # after the first chunk; 250 is a stall
+TRACE_URL = "http://grafana.local/explore?traceId={trace_id}&orgId=1"
+NONE = "\u2013"  # an en dash: what the page shows where there is no value
 
 
 def utc_ms(minute: str) -> int:
@@ -90,9 +93,17 @@ def events(now_ms: int, requests_: list[tuple[Any, ...]]) -> list[dict[str, Any]
             "request_id": f"req_{n:04x}{device}",
             "stream": True,
         }
-        # a start is no request of its own: the views count ends only
-        out.append({**common, "event_type": "generation_started", "timestamp": stamp(end - 1500)})
+        trace = {"trace_id": f"{n + 1:032x}", "span_id": f"{n + 1:016x}"}
+        # a start is no request of its own: the views count ends only; nor are chunks
+        out.append({**common, **trace, "event_type": "generation_started",
+                    "timestamp": stamp(end - 1500), "metrics": {"input_tokens": 12}})  # fmt: skip
         if outcome == "completed":
+            at = end - 1500
+            for index, latency in enumerate((ttfc, *GAPS)):
+                at += latency
+                metrics = {"chunk_index": index, "chunk_latency_ms": latency}
+                out.append({**common, "event_type": "chunk_produced",
+                            "timestamp": stamp(int(at)), "metrics": metrics})  # fmt: skip
             kind = "generation_completed"
             metrics = {
                 "ttfc_ms": ttfc,
@@ -104,7 +115,8 @@ def events(now_ms: int, requests_: list[tuple[Any, ...]]) -> list[dict[str, Any]
         else:  # failed: "cancelled" is counted apart from the errors
             kind = "generation_failed"
             metrics = {"error_type": outcome, "total_duration_ms": 900}
-        out.append({**common, "event_type": kind, "timestamp": stamp(end), "metrics": metrics})
+        out.append({**common, **trace, "event_type": kind, "timestamp": stamp(end),
+                    "metrics": metrics})  # fmt: skip
     return out
 
 
@@ -136,7 +148,12 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(store, trace_url=TRACE_URL),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -506,4 +523,162 @@ def test_the_page_refreshes_itself_every_10_seconds(dashboard: Dashboard, new_pa
     assert [row[:2] for row in device_rows(page)] == [[D2, "16"], [D1, "1"]]
     assert text(page, "#updated").startswith("Updated ")
     assert text(page, "#updated") != first
+    assert page.errors == []
+
+
+# --- the request explorer ------------------------------------------------------------
+
+
+def request_rows(page: Any) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#requests-table tbody tr",
+        "(rows) => rows.map((r) => [...r.cells].map((c) => c.textContent))",
+    )
+
+
+def request_facts(page: Any) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#request-metrics > div",
+        "(items) => items.map((i) => [...i.children].map((c) => c.textContent))",
+    )
+
+
+def listed(dashboard: Dashboard, minutes: int) -> list[str]:
+    """Request ``minutes`` ago's row, but for its time (checked apart)."""
+    ((_, model, device, outcome, ttfc, tok_s),) = [r for r in REQUESTS if r[0] == minutes]
+    if outcome == "completed":
+        return [model, ENGINE[model], device, "Completed", f"{ttfc:,} ms", "64", f"{tok_s:.1f}"]
+    status = "Cancelled" if outcome == "cancelled" else f"Failed: {outcome}"
+    return [model, ENGINE[model], device, status, NONE, NONE, NONE]
+
+
+def full(ms: int) -> str:
+    """``fmtFull`` in en-US and UTC: ``Nov 30 22:51:03``."""
+    return time.strftime("%b %-d %H:%M:%S", time.gmtime(ms // 1000))
+
+
+def test_the_request_explorer_lists_filters_and_opens_requests(
+    dashboard: Dashboard, new_page: Any
+) -> None:
+    page = new_page()
+    open_dashboard(dashboard, page)
+
+    # the requests of the range, newest first; times in the first column
+    rows = request_rows(page)
+    minutes = sorted(r[0] for r in REQUESTS)
+    assert [row[1:] for row in rows] == [listed(dashboard, m) for m in minutes]
+    for row, m in zip(rows, minutes, strict=True):
+        ended = dashboard.now_ms - m * 60_000
+        assert row[0].endswith(time.strftime("%H:%M:%S", time.gmtime(ended / 1000)))
+    assert text(page, "#requests-sub") == "10 requests · open one for its chunks and trace"
+    page.locator("#card-requests").scroll_into_view_if_needed()
+    wrap = "document.querySelector('#card-requests .table-wrap')"
+    assert page.evaluate(f"{wrap}.scrollHeight <= {wrap}.clientHeight")  # no row cut off
+    assert page.evaluate("window.__xss") is None and page.locator("img").count() == 0
+
+    # its own filters, with the page's model filter
+    n = loads(page)
+    page.select_option("#request-status", "failed")
+    n = wait_loaded(page, n, status="failed")
+    assert [row[1:] for row in request_rows(page)] == [listed(dashboard, m) for m in (32, 41)]
+    assert sum(charts(page)["volume-chart"]["data"]["Completed"]) == 7  # the views stay whole
+    page.select_option("#request-status", "")
+    n = wait_loaded(page, n, status="")
+    options = page.eval_on_selector_all("#request-device option", "(os) => os.map((o) => o.value)")
+    assert options == ["", D2, D1]
+    page.select_option("#request-device", D2)
+    n = wait_loaded(page, n, device=D2)
+    assert [row[1:] for row in request_rows(page)] == [
+        listed(dashboard, m) for m in (26, 32, 38, 47)
+    ]
+    page.select_option("#request-status", "completed")
+    n = wait_loaded(page, n, status="completed", device=D2)
+    assert [row[1:] for row in request_rows(page)] == [listed(dashboard, m) for m in (26, 38, 47)]
+    page.select_option("#request-status", "")
+    page.select_option("#request-device", "")
+    page.select_option("#model", GEMMA)
+    n = wait_loaded(page, n, model=GEMMA, status="", device="")
+    gemma = sorted(r[0] for r in REQUESTS if r[1] == GEMMA)
+    assert [row[1:] for row in request_rows(page)] == [listed(dashboard, m) for m in gemma]
+    page.click('#range button[data-range="15m"]')
+    n = wait_loaded(page, n, range="15m")
+    assert request_rows(page) == [["No requests in this range"]]
+    page.select_option("#model", "")
+    page.click('#range button[data-range="1h"]')
+    n = wait_loaded(page, n, range="1h", model="")
+
+    # a completed request opens with its metrics, trace link and chunk chart
+    ended = dashboard.now_ms - 23 * 60_000
+    page.click(f'#requests-table tr[data-request="req_0009{D1}"]')
+    page.wait_for_function("window.octomilDashboard.requestLoads === 1")
+    assert page.locator("#request-dialog").is_visible()
+    assert text(page, "#request-id") == f"req_0009{D1}"
+    assert text(page, "#request-badge") == "Completed"
+    facts = page.eval_on_selector_all(
+        "#request-metrics > div",
+        "(ds) => ds.map((d) => [d.children[0].textContent, d.children[1].textContent])",
+    )
+    assert facts == [
+        ["Model", f"{GEMMA} · llamacpp"],
+        ["Device", D1],
+        ["Started", full(ended - 1500)],
+        ["Ended", full(ended)],
+        ["Duration", "1,500 ms"],
+        ["TTFC", "900 ms"],
+        ["Input tokens", "12"],
+        ["Output tokens", "64"],
+        ["Throughput", "50.0 tok/s"],
+    ]
+    trace_id = f"{10:032x}"
+    assert text(page, "#request-trace-id") == trace_id
+    link = page.locator("#request-trace-link")
+    assert link.is_visible()
+    assert link.get_attribute("href") == TRACE_URL.replace("{trace_id}", trace_id)
+    assert (link.get_attribute("target"), link.get_attribute("rel")) == (
+        "_blank",
+        "noopener noreferrer",
+    )
+    chart = page.evaluate(
+        """() => {
+            const c = Chart.getChart('request-chart');
+            return {labels: c.data.labels, data: c.data.datasets[0].data,
+                    colors: c.data.datasets[0].backgroundColor, width: c.width, height: c.height};
+        }"""
+    )
+    assert chart["labels"] == [0, 1, 2, 3, 4, 5]
+    assert chart["data"] == [900, *GAPS]  # numbers as sent
+    first, chunk, stall = "#6366f1", "#2563eb", "#dc2626"
+    assert chart["colors"] == [first, chunk, chunk, stall, chunk, chunk]
+    assert chart["width"] > 300 and chart["height"] > 150
+    assert text(page, "#request-chunks-sub") == (
+        "6 chunks · first 900 ms · median gap 21 ms · 1 stall (over 4\u00d7 the median gap)"
+    )
+    page.screenshot(path=str(ARTIFACTS / "dashboard-request.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#request-dialog", state="hidden")
+
+    # a failed one, from the keyboard: its error, no chunks
+    page.focus(f'#requests-table tr[data-request="req_0003{D1}"]')
+    page.keyboard.press("Enter")
+    page.wait_for_function("window.octomilDashboard.requestLoads === 2")
+    assert text(page, "#request-badge") == "Failed"
+    facts = page.eval_on_selector_all(
+        "#request-metrics > div",
+        "(ds) => ds.map((d) => [d.children[0].textContent, d.children[1].textContent])",
+    )
+    ended = dashboard.now_ms - 41 * 60_000
+    assert facts == [
+        ["Model", f"{GEMMA} · llamacpp"],
+        ["Device", D1],
+        ["Started", full(ended - 1500)],
+        ["Ended", full(ended)],
+        ["Duration", "900 ms"],
+        ["Input tokens", "12"],
+        ["Error", "timeout"],
+    ]
+    assert text(page, "#request-chunks-sub") == "No chunks"
+    assert page.evaluate("Chart.getChart('request-chart').data.datasets[0].data") == []
+    page.click("#request-close")
+    page.wait_for_selector("#request-dialog", state="hidden")
+    page.locator("#card-requests").screenshot(path=str(ARTIFACTS / "dashboard-requests.png"))
     assert page.errors == []

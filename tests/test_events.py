@@ -195,28 +195,37 @@ def test_validate_event_accepts_the_documents_example():
     assert validate_event(DOC_EXAMPLE) == DOC_EXAMPLE
 
 
-@pytest.mark.parametrize(
-    ("change", "error", "message"),
-    [
-        (None, TypeError, "event must be a mapping, not list"),
-        ({"event_type": "generation_done"}, ValueError, "event_type must be one of"),
-        ({"model": None}, TypeError, "model must be a non-empty str"),
-        ({"engine": 3}, TypeError, "engine must be a non-empty str"),
-        ({"colour": "red"}, ValueError, "unknown field 'colour'"),
-        ({"timestamp": "2026-02-19 14:32:01"}, ValueError, "timestamp must be RFC 3339"),
-        ({"request_id": "7f8a9b0c"}, ValueError, "request_id must be 'req_'"),
-        ({"stream": "yes"}, TypeError, "stream must be a bool"),
-        ({"trace_id": "XYZ"}, ValueError, "trace_id must be lowercase hex"),
-        ({"metrics": [1, 2]}, TypeError, "metrics must be a mapping"),
-        ({"metrics": {"ttfc_ms": math.nan}}, ValueError, "metrics.ttfc_ms must be finite"),
-        ({"metrics": {"ttfc_ms": math.inf}}, ValueError, "metrics.ttfc_ms must be finite"),
-        ({"metrics": {"output_tokens": -1}}, ValueError, "metrics.output_tokens must be finite"),
-        ({"metrics": {"ttfc_ms": "fast"}}, TypeError, "metrics.ttfc_ms must be a number"),
-        ({"metrics": {"ttfc_ms": True}}, TypeError, "metrics.ttfc_ms must be a number"),
-        ({"metrics": {"ttfc_ms": object()}}, TypeError, "metrics.ttfc_ms must be a number"),
-        ({"metrics": {"error_type": 5}}, TypeError, "metrics.error_type must be a non-empty"),
-    ],
-)
+BAD_CHANGES = [
+    (None, TypeError, "event must be a mapping, not list"),
+    ({"event_type": "generation_done"}, ValueError, "event_type must be one of"),
+    ({"model": None}, TypeError, "model must be a non-empty str"),
+    ({"engine": 3}, TypeError, "engine must be a non-empty str"),
+    ({"colour": "red"}, ValueError, "unknown field 'colour'"),
+    ({"timestamp": "2026-02-19 14:32:01"}, ValueError, "timestamp must be RFC 3339"),
+    ({"request_id": "7f8a9b0c"}, ValueError, "request_id must be 'req_'"),
+    ({"stream": "yes"}, TypeError, "stream must be a bool"),
+    ({"trace_id": "XYZ"}, ValueError, "trace_id must be lowercase hex"),
+    ({"metrics": [1, 2]}, TypeError, "metrics must be a mapping"),
+    ({"metrics": {"ttfc_ms": math.nan}}, ValueError, "metrics.ttfc_ms must be finite"),
+    ({"metrics": {"ttfc_ms": math.inf}}, ValueError, "metrics.ttfc_ms must be finite"),
+    ({"metrics": {"output_tokens": -1}}, ValueError, "metrics.output_tokens must be finite"),
+    ({"metrics": {"ttfc_ms": "fast"}}, TypeError, "metrics.ttfc_ms must be a number"),
+    ({"metrics": {"ttfc_ms": True}}, TypeError, "metrics.ttfc_ms must be a number"),
+    ({"metrics": {"ttfc_ms": object()}}, TypeError, "metrics.ttfc_ms must be a number"),
+    ({"metrics": {"error_type": 5}}, TypeError, "metrics.error_type must be a non-empty"),
+    ({"timestamp": "2026-02-19T14:32:01.442Z\n"}, ValueError, "timestamp must be RFC 3339"),
+    ({"timestamp": "2026-02-30T14:32:01.442Z"}, ValueError, "timestamp must be RFC 3339"),
+    ({"timestamp": "2026-02-19T25:32:01.442Z"}, ValueError, "timestamp must be RFC 3339"),
+    ({"timestamp": "\u0662026-02-19T14:32:01.442Z"}, ValueError, "timestamp must be RFC 3339"),
+    ({"request_id": "req_7f8a9b0c\n"}, ValueError, "request_id must be 'req_'"),
+    ({"span_id": "0f\n"}, ValueError, "span_id must be lowercase hex"),
+    ({"metrics": {"chunk_index": 2.5}}, ValueError, "metrics.chunk_index must be a whole"),
+    ({"metrics": {"chunk_index": 2**53}}, ValueError, "metrics.chunk_index must be a whole"),
+]
+"""Changes to DOC_EXAMPLE that make it wrong, and the error that says so."""
+
+
+@pytest.mark.parametrize(("change", "error", "message"), BAD_CHANGES)
 def test_validate_event_names_the_wrong_field(change, error, message):
     event = [1] if change is None else {**DOC_EXAMPLE, **change}
     with pytest.raises(error, match=message.replace("(", r"\(").replace(".", r"\.")):

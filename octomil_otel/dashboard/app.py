@@ -14,7 +14,13 @@ or RFC 3339; default: the last hour), ``model``, ``engine``, ``device`` and, for
 * ``volume``: per bucket and overall, requests, completed, failed, cancelled, error and
   cancellation rates (failed excludes cancelled);
 * ``devices``: per device, those counts, TTFC percentiles, average tok/s, last seen;
-* ``dimensions``: the models, engines and devices seen in the range (for filters).
+* ``dimensions``: the models, engines and devices seen in the range (for filters);
+* ``requests``: the requests that ended last (``limit``, default 100, at most 1,000), newest
+  first, each with its status (``completed``, ``failed``, ``cancelled``; ``status`` filters
+  by it), TTFC, output tokens and tok/s;
+* ``requests/{request_id}``: one request (no range): its status, error type, start and
+  end, metrics, trace and span ids, ``trace_url`` (from ``--trace-url``), and every chunk's
+  time and latency, in order; 404 if this org has no such request.
 """
 
 # no ``from __future__ import annotations``: FastAPI must see the dependency types defined
@@ -28,10 +34,14 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from octomil_otel.dashboard.model import Filters, Store, to_row
-from octomil_otel.ingest import BatchError, parse_batch
+from octomil_otel.dashboard import retention, traces
+from octomil_otel.dashboard.batch import rows_of
+from octomil_otel.dashboard.model import Filters, Store
+from octomil_otel.dashboard.queries import STATUS
+from octomil_otel.ingest import BatchError
 
 MAX_BUCKETS = 1000
+MAX_REQUESTS = 1000
 
 
 class _Problem(Exception):
@@ -40,8 +50,15 @@ class _Problem(Exception):
         self.status = status
 
 
-def create_app(store: Store) -> FastAPI:
-    app = FastAPI(title="Octomil local API and dashboard", docs_url="/api/docs")
+def create_app(
+    store: Store, *, trace_url: str | None = None, retention_days: int | None = None
+) -> FastAPI:
+    """``trace_url``: a ``traces.checked_template``; ``retention_days``: None keeps all."""
+    app = FastAPI(
+        title="Octomil local API and dashboard",
+        docs_url="/api/docs",
+        lifespan=lambda _: retention.kept(store, retention_days),
+    )
     static = resources.files("octomil_otel.dashboard") / "static"
 
     @app.exception_handler(_Problem)
@@ -63,12 +80,13 @@ def create_app(store: Store) -> FastAPI:
 
     @app.post("/api/v1/telemetry/events", status_code=202)
     async def ingest(request: Request, org_id: Org) -> dict[str, int]:
+        body, encoding = await request.body(), request.headers.get("content-encoding")
         try:
-            events = parse_batch(await request.body(), request.headers.get("content-encoding"))
+            rows = rows_of(body, encoding, org_id)
         except BatchError as error:
             raise _Problem(error.status, str(error)) from None
-        store.insert([to_row(org_id, event) for event in events])
-        return {"accepted": len(events)}
+        store.insert(rows)
+        return {"accepted": len(rows)}
 
     @app.get("/api/v1/auth/whoami")
     def whoami(org_id: Org) -> dict[str, str]:
@@ -118,6 +136,23 @@ def create_app(store: Store) -> FastAPI:
     @app.get("/api/v1/query/dimensions")
     def dimensions(scope: Scope) -> dict[str, Any]:
         return store.dimensions(scope)
+
+    @app.get("/api/v1/query/requests")
+    def requests(scope: Scope, status: str | None = None, limit: int = 100) -> dict[str, Any]:
+        if status is not None and status not in STATUS:
+            raise _Problem(400, f"'status' must be one of {', '.join(STATUS)}")
+        if not 1 <= limit <= MAX_REQUESTS:
+            raise _Problem(400, f"'limit' must be 1 to {MAX_REQUESTS}")
+        return {"limit": limit, **store.requests(scope, status, limit)}
+
+    @app.get("/api/v1/query/requests/{request_id}")
+    def request_detail(request_id: str, org_id: Org) -> dict[str, Any]:
+        found = store.request(org_id, request_id)
+        if found is None:
+            raise _Problem(404, f"no request {request_id!r} in this org")
+        trace_id = found["trace_id"]
+        found["trace_url"] = traces.link(trace_url, trace_id) if trace_url and trace_id else None
+        return found
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> Response:

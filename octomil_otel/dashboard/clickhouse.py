@@ -1,13 +1,16 @@
-"""The dashboard's store in ClickHouse, for event volumes SQLite no longer answers quickly.
+"""The dashboard's store in ClickHouse, for event volumes SQLite no longer answers quickly,
+and for several dashboards (ingest processes, machines) sharing one database.
 
 One client for both kinds of URL: ``clickhouse://`` (``clickhouses://`` for HTTPS) reaches a
 server, and ``chdb://PATH`` runs the same engine in this process (clickhouse-connect's chDB
 backend), so tests and CI run the very SQL a server runs, with nothing to start.
 
-ClickHouse has no unique constraints and no cheap in-place updates: ``insert`` checks which
-rows are stored, then inserts the rest as one block (atomic), both under a lock, so only this
-process may write a database; a revocation is a newer version of the key's row
-(``ReplacingMergeTree``), which ``FINAL`` reads at once.
+ClickHouse has no unique constraints: the events table is a ``ReplacingMergeTree`` whose
+sorting key is an event's identity (org, event type, request, chunk index), so the
+database itself keeps one of each, whoever inserted it and how often; until its merges
+have, queries read it ``FINAL``. Event type comes second in the key so that the views,
+which read only the endings, skip the chunks. A revocation is a newer version of the key's
+row (``ReplacingMergeTree`` too).
 """
 
 from __future__ import annotations
@@ -19,9 +22,22 @@ from typing import Any
 import clickhouse_connect
 
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import PERCENTILES, Key, Row
-from octomil_otel.dashboard.queries import COLUMNS, VALUES, Params, Rows, SQLQueries
+from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, PERCENTILES, Key, Row
+from octomil_otel.dashboard.queries import Params, Rows, SQLQueries
 
+# tokens are Float64: the API accepts any finite non-negative number (5.5, 1e30), and
+# SQLite stores it as given; an event without a request id has no identity: a key of its
+# own, so it is never merged
+_EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
+    org_id String, event_type LowCardinality(String), ts Int64,
+    device_id LowCardinality(String), model LowCardinality(String),
+    engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+    stream Nullable(Bool), ttfc_ms Nullable(Float64), throughput_tok_s Nullable(Float64),
+    total_duration_ms Nullable(Float64), input_tokens Nullable(Float64),
+    output_tokens Nullable(Float64), error_type LowCardinality(Nullable(String)),
+    body String,
+    request_key String MATERIALIZED ifNull(request_id, toString(generateUUIDv4()))
+) ENGINE = ReplacingMergeTree ORDER BY (org_id, event_type, request_key, chunk_index)"""
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS orgs (org_id String, name String, created Int64)
     ENGINE = MergeTree ORDER BY org_id""",
@@ -30,34 +46,46 @@ _SCHEMA = (
         key_id String, key_hash String, org_id String, name String, created Int64,
         revoked UInt8
     ) ENGINE = ReplacingMergeTree(revoked) ORDER BY key_id""",
-    # tokens are Float64: the API accepts any finite non-negative number (5.5, 1e30), and
-    # SQLite stores it as given
-    """CREATE TABLE IF NOT EXISTS events (
-        org_id String, event_type LowCardinality(String), ts Int64,
-        device_id LowCardinality(String), model LowCardinality(String),
-        engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
-        stream Nullable(Bool), ttfc_ms Nullable(Float64), throughput_tok_s Nullable(Float64),
-        total_duration_ms Nullable(Float64), input_tokens Nullable(Float64),
-        output_tokens Nullable(Float64), error_type LowCardinality(Nullable(String)),
-        body String
-    ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)""",  # no PARTITION BY: see _insert
+    _EVENTS_TABLE,
 )
 _KEY_COLUMNS = ["key_id", "key_hash", "org_id", "name", "created", "revoked"]
-# the existence check must see every earlier insert, and a retried block must not be dropped
+# stored before the answer (not buffered by the server), and a block sent twice is kept
+# twice: the table merges its rows, as it does anyone else's
 _INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 0}
 
 
 class ClickHouseStore(SQLQueries):
+    _EVENTS = "events FINAL"
+    _REQUEST_KEY = "request_key"
+
     def __init__(self, url: str) -> None:
         self._client = clickhouse_connect.get_client(
             dsn=url, secure=url.startswith("clickhouses://")
         )
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the client takes one call at a time
         with self._lock:
+            self._replace_plain_events_table()
             for statement in _SCHEMA:
                 self._client.command(statement)
 
-    def _insert(self, table: str, rows: list[tuple[Any, ...]], columns: list[str]) -> None:
+    def _replace_plain_events_table(self) -> None:
+        """A database made before the table kept one of each event: copy its events (they
+        were checked for duplicates as they came) into one that does."""
+        engine = self._client.query(
+            "SELECT engine FROM system.tables WHERE database = currentDatabase()"
+            " AND name = 'events'"
+        ).result_rows
+        if engine != [("MergeTree",)]:
+            return
+        self._client.command("RENAME TABLE events TO events_before_dedup")
+        self._client.command(_EVENTS_TABLE)
+        self._client.command(
+            f"INSERT INTO events ({', '.join(COLUMNS)})"
+            f" SELECT {', '.join(COLUMNS)} FROM events_before_dedup"
+        )
+        self._client.command("DROP TABLE events_before_dedup")
+
+    def _insert(self, table: str, rows: list[Any], columns: list[str]) -> None:
         """Stored whole or not at all: one part of one partition. (The client may send a
         batch as several blocks; the server squashes blocks into one up to
         min_insert_block_size_rows/_bytes, far above a batch.) The caller holds the lock."""
@@ -112,37 +140,16 @@ class ClickHouseStore(SQLQueries):
 
     # --- events ------------------------------------------------------------------------
 
-    def insert(self, rows: list[Row]) -> int:
+    def insert(self, rows: list[Row]) -> None:
         with self._lock:
-            seen = self._stored([r for r in rows if r.request_id is not None])
-            new = []
-            for row in rows:
-                if row.request_id is not None:
-                    key = (row.org_id, row.request_id, row.event_type, row.chunk_index)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                new.append(VALUES(row))
-            if new:
-                self._insert("events", new, COLUMNS)
-        return len(new)
+            self._insert("events", rows, COLUMNS)
 
-    def _stored(self, rows: list[Row]) -> set[tuple[Any, ...]]:
-        """The (org, request id, event type, chunk index) of ``rows`` already stored.
-        The caller holds the lock."""
-        if not rows:
-            return set()
-        result = self._client.query(
-            "SELECT org_id, request_id, event_type, chunk_index FROM events"
-            " WHERE org_id IN {orgs:Array(String)} AND event_type IN {types:Array(String)}"
-            " AND request_id IN {ids:Array(String)}",
-            parameters={
-                "orgs": sorted({r.org_id for r in rows}),
-                "types": sorted({r.event_type for r in rows}),
-                "ids": sorted({r.request_id for r in rows}),
-            },
-        )
-        return set(result.result_rows)
+    def drop_before(self, cutoff_ms: int) -> None:
+        cutoff = cutoff_ms // HOUR_MS * HOUR_MS
+        with self._lock:
+            self._client.command(
+                "DELETE FROM events WHERE ts < {cutoff:Int64}", parameters={"cutoff": cutoff}
+            )
 
     # --- what the queries need ---------------------------------------------------------
 
@@ -153,9 +160,6 @@ class ClickHouseStore(SQLQueries):
     def _param(self, name: str, kind: str) -> str:
         return f"{{{name}:{'Int64' if kind == 'int' else 'String'}}}"
 
-    def _count_if(self, condition: str) -> str:
-        return f"countIf({condition})"
-
     def _int_div(self, a: str, b: str) -> str:
         return f"intDiv({a}, {b})"
 
@@ -165,7 +169,7 @@ class ClickHouseStore(SQLQueries):
             f"arrayElement({ordered}, toUInt64({self._rank(p, 'count()')}))" for p in PERCENTILES
         )
         return self._rows(
-            f"SELECT {group} AS g, count(), {picks} FROM events WHERE {where}"
+            f"SELECT {group} AS g, count(), {picks} FROM {self._EVENTS} WHERE {where}"
             " GROUP BY g ORDER BY g",
             params,
         )

@@ -1,33 +1,38 @@
-"""The dashboard's five queries, written once for every SQL store.
+"""The dashboard's queries, written once for every SQL store.
 
 A store subclasses ``SQLQueries``: it runs statements (``_rows``) and says where its SQL
-differs (placeholders, conditional counts, integer division, nearest-rank percentiles).
-The queries, and the shaping of their answers (``results.py``), are the same for all, so
-every store answers with the same numbers.
+differs (placeholders, integer division, nearest-rank percentiles, where the facts of
+ended requests come from). The queries, and the shaping of their answers
+(``results.py``), are the same for all, so every store answers with the same numbers.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import fields
-from operator import attrgetter
+from dataclasses import replace
 from typing import Any
 
-from octomil_otel.dashboard import results
-from octomil_otel.dashboard.model import TTFC_BOUNDS_MS, Filters, Row
+from octomil_otel.dashboard import facts, results
+from octomil_otel.dashboard.model import TTFC_BOUNDS_MS, Filters
 
-COLUMNS = [f.name for f in fields(Row)]
-VALUES = attrgetter(*COLUMNS)  # a Row as a tuple; dataclasses.astuple deep-copies, slowly
-COMPLETED = "event_type = 'generation_completed'"
-ENDS = "event_type IN ('generation_completed', 'generation_failed')"
-CANCELLED = "event_type = 'generation_failed' AND coalesce(error_type, '') = 'cancelled'"
-FAILED = "event_type = 'generation_failed' AND coalesce(error_type, '') != 'cancelled'"
+STATUS = {
+    "completed": facts.COMPLETED,
+    "failed": facts.FAILED,
+    "cancelled": facts.CANCELLED,
+}
+"""How a request ended, as a condition on its ending event (``results.status`` in Python):
+failed is every ``generation_failed`` but the cancelled ones."""
 
 Params = dict[str, Any]
 Rows = list[tuple[Any, ...]]
 
 
 class SQLQueries(ABC):
+    _EVENTS = "events"
+    """The events as a query reads them (a store may need to say more, e.g. FINAL)."""
+    _REQUEST_KEY = "request_id"
+    """The column that finds a request's events fastest."""
+
     # --- what a store provides ---------------------------------------------------------
 
     @abstractmethod
@@ -38,9 +43,6 @@ class SQLQueries(ABC):
         """The placeholder of a named parameter; ``kind`` is ``str`` or ``int``."""
 
     @abstractmethod
-    def _count_if(self, condition: str) -> str: ...
-
-    @abstractmethod
     def _int_div(self, a: str, b: str) -> str: ...
 
     @abstractmethod
@@ -48,77 +50,128 @@ class SQLQueries(ABC):
         """(group, count, p50, p90, p99) of ``value`` by nearest rank: the value at
         position ceil(p * n / 100) of the n sorted values."""
 
-    # --- the queries -------------------------------------------------------------------
+    def _ttfc_summary(self, where: str, params: Params, step_ms: int) -> tuple[Rows, list[int]]:
+        """Of the TTFCs ``where`` selects: per ``step_ms`` bucket (start, count, p50, p90,
+        p99), and the count of all, then of those at or under each of ``TTFC_BOUNDS_MS``.
+        From the events, not rollups: the percentiles need every value anyway."""
+        buckets = self._percentiles(self._bucket(), "ttfc_ms", where, {**params, "step": step_ms})
+        under = ", ".join(f"sum({facts.count_if(f'ttfc_ms <= {b}')})" for b in TTFC_BOUNDS_MS)
+        (cumulative,) = self._rows(
+            f"SELECT count(*), {under} FROM {self._EVENTS} WHERE {where}", params
+        )
+        return buckets, [int(c or 0) for c in cumulative]
+
+    def _facts(self, filters: Filters, step_ms: int | None) -> tuple[str, Params]:
+        """A subquery with the facts (``facts.NAMES``) of the requests that ended within
+        ``filters``, by ``start``, model, engine and device: one row per request here; a
+        store with rollups adds up fewer, whose device may be NULL unless ``step_ms`` (the
+        buckets they will be summed in) is None, as the views that group by device ask."""
+        where, params = self._where(filters)
+        return f"({facts.of_events(self._EVENTS, where)})", params
+
+    # --- the views ---------------------------------------------------------------------
 
     def ttfc(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = self._where(filters, COMPLETED, "ttfc_ms IS NOT NULL")
-        buckets = self._percentiles(self._bucket(), "ttfc_ms", where, {**params, "step": step_ms})
-        under = ", ".join(self._count_if(f"ttfc_ms <= {b}") for b in TTFC_BOUNDS_MS)
-        (cumulative,) = self._rows(f"SELECT count(*), {under} FROM events WHERE {where}", params)
-        return results.ttfc(buckets, [int(c or 0) for c in cumulative])
+        where, params = self._where(filters, facts.COMPLETED, "ttfc_ms IS NOT NULL")
+        return results.ttfc(*self._ttfc_summary(where, params, step_ms))
 
     def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = self._where(filters, COMPLETED, "throughput_tok_s IS NOT NULL")
+        source, params = self._facts(filters, step_ms)
         rows = self._rows(
-            f"SELECT model, engine, {self._bucket()} AS start, count(*),"
-            f" sum(throughput_tok_s), sum(output_tokens) FROM events WHERE {where}"
-            " GROUP BY model, engine, start ORDER BY model, engine, start",
+            f"SELECT model, engine, {self._bucket('start')} AS b, sum(tok_s_n), sum(tok_s_sum),"
+            f" sum(output_tokens_sum) FROM {source} AS f GROUP BY model, engine, b"
+            " HAVING sum(tok_s_n) > 0 ORDER BY model, engine, b",
             {**params, "step": step_ms},
         )
         return results.throughput(rows)
 
     def volume(self, filters: Filters, step_ms: int) -> dict[str, Any]:
-        where, params = self._where(filters, ENDS)
-        rows = self._grouped(self._bucket(), "", where, {**params, "step": step_ms})
+        source, params = self._facts(filters, step_ms)
+        rows = self._rows(
+            f"SELECT {self._bucket('start')} AS b, sum(requests), sum(failed), sum(cancelled)"
+            f" FROM {source} AS f GROUP BY b ORDER BY b",
+            {**params, "step": step_ms},
+        )
         return results.volume(rows)
 
     def devices(self, filters: Filters) -> dict[str, Any]:
-        where, params = self._where(filters, ENDS)
-        extra = ", sum(throughput_tok_s), count(throughput_tok_s), max(ts)"
-        counts = self._grouped("device_id", extra, where, params)
-        where, params = self._where(filters, COMPLETED, "ttfc_ms IS NOT NULL")
+        source, params = self._facts(filters, None)
+        counts = self._rows(
+            "SELECT device_id, sum(requests), sum(failed), sum(cancelled), sum(tok_s_sum),"
+            f" sum(tok_s_n), max(last_ts) FROM {source} AS f GROUP BY device_id"
+            " ORDER BY device_id",
+            params,
+        )
+        where, params = self._where(filters, facts.COMPLETED, "ttfc_ms IS NOT NULL")
         return results.devices(counts, self._percentiles("device_id", "ttfc_ms", where, params))
 
     def dimensions(self, filters: Filters) -> dict[str, Any]:
         """Over the time range only: the choices a filter offers."""
-        where, params = self._where(Filters(filters.org_id, filters.start, filters.end), ENDS)
-        out: dict[str, Any] = {}
-        for name, column in (("models", "model"), ("engines", "engine"), ("devices", "device_id")):
-            rows = self._rows(
-                f"SELECT DISTINCT {column} FROM events WHERE {where} ORDER BY {column}", params
-            )
-            out[name] = [row[0] for row in rows]
-        return out
+        source, params = self._facts(Filters(filters.org_id, filters.start, filters.end), None)
+        rows = self._rows(
+            f"SELECT {', '.join(facts.DIMENSIONS)} FROM {source} AS f"
+            f" GROUP BY {', '.join(facts.DIMENSIONS)}",
+            params,
+        )
+        return results.dimensions(rows)
+
+    # --- the request explorer ----------------------------------------------------------
+
+    def requests(self, filters: Filters, status: str | None, limit: int) -> dict[str, Any]:
+        where, params = self._where(filters, *([STATUS[status]] if status else []))
+        rows = self._rows(
+            "SELECT ts, request_id, model, engine, device_id, event_type, error_type, ttfc_ms,"
+            f" output_tokens, throughput_tok_s FROM {self._EVENTS} WHERE {where}"
+            f" ORDER BY ts DESC, request_id DESC LIMIT {self._param('limit', 'int')}",
+            {**params, "limit": limit},
+        )
+        return results.request_list(rows)
+
+    def request(self, org_id: str, request_id: str) -> dict[str, Any] | None:
+        rows = self._rows(
+            f"SELECT event_type, ts, chunk_index, body FROM {self._EVENTS}"
+            f" WHERE org_id = {self._param('org_id', 'str')}"
+            f" AND {self._REQUEST_KEY} = {self._param('request_id', 'str')}"
+            " ORDER BY ts, chunk_index, event_type",
+            {"org_id": org_id, "request_id": request_id},
+        )
+        return results.request_detail(request_id, rows) if rows else None
 
     # --- pieces ------------------------------------------------------------------------
 
-    def _bucket(self) -> str:
-        """The start of the ``step`` ms bucket that ``ts`` is in."""
+    def _bucket(self, column: str = "ts") -> str:
+        """The start of the ``step`` ms bucket that ``column`` is in."""
         step = self._param("step", "int")
-        return f"{self._int_div('ts', step)} * {step}"
+        return f"{self._int_div(column, step)} * {step}"
 
     def _rank(self, p: int, count: str) -> str:
         return self._int_div(f"{p} * {count} + 99", "100")
 
-    def _grouped(self, group: str, extra: str, where: str, params: Params) -> Rows:
-        """Per group: requests, failed (not cancelled), cancelled, then ``extra``."""
-        return self._rows(
-            f"SELECT {group} AS g, count(*), {self._count_if(FAILED)},"
-            f" {self._count_if(CANCELLED)}{extra} FROM events WHERE {where}"
-            " GROUP BY g ORDER BY g",
-            params,
-        )
-
     def _where(self, filters: Filters, *conditions: str) -> tuple[str, Params]:
+        """Ending events within ``filters``, and ``conditions``."""
+        return self._match(filters, "ts", facts.ENDS, *conditions)
+
+    def _match(
+        self, filters: Filters, column: str, *conditions: str, tag: str = ""
+    ) -> tuple[str, Params]:
+        """Rows of ``filters.org_id`` with ``column`` in [start, end) that match the
+        filters and ``conditions``; ``tag`` sets their parameters apart from others'."""
+        names = {"org_id": "org_id", "start": f"start{tag}", "end": f"end{tag}"}
         clauses = [
             f"org_id = {self._param('org_id', 'str')}",
-            f"ts >= {self._param('start', 'int')}",
-            f"ts < {self._param('end', 'int')}",
+            f"{column} >= {self._param(names['start'], 'int')}",
+            f"{column} < {self._param(names['end'], 'int')}",
         ]
-        params: Params = {"org_id": filters.org_id, "start": filters.start, "end": filters.end}
-        for column in ("model", "engine", "device_id"):
-            value = getattr(filters, column)
+        params: Params = {"org_id": filters.org_id, names["start"]: filters.start,
+                          names["end"]: filters.end}  # fmt: skip
+        for dimension in facts.DIMENSIONS:
+            value = getattr(filters, dimension)
             if value is not None:
-                clauses.append(f"{column} = {self._param(column, 'str')}")
-                params[column] = value
+                clauses.append(f"{dimension} = {self._param(dimension, 'str')}")
+                params[dimension] = value
         return " AND ".join([*clauses, *conditions]), params
+
+
+def within(filters: Filters, start: int, end: int) -> Filters:
+    """``filters`` over [start, end) instead."""
+    return replace(filters, start=start, end=end)

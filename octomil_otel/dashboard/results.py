@@ -6,10 +6,12 @@ averages are computed here, once, so every store answers with the same numbers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from octomil_otel.dashboard.model import TTFC_BOUNDS_MS
+from octomil_otel.dashboard.model import PERCENTILES, TTFC_BOUNDS_MS
+from octomil_otel.export.events import CHUNK_PRODUCED, GENERATION_COMPLETED, GENERATION_STARTED
 
 Rows = Sequence[Sequence[Any]]
 
@@ -88,6 +90,71 @@ def devices(counts: Rows, percentiles: Rows) -> dict[str, Any]:
             }
         )
     return {"devices": out}
+
+
+def dimensions(rows: Rows) -> dict[str, Any]:
+    """``rows``: the (model, engine, device) combinations seen."""
+    return {
+        name: sorted({row[i] for row in rows})
+        for i, name in enumerate(("models", "engines", "devices"))
+    }
+
+
+def nearest_ranks(ordered: Sequence[float]) -> tuple[float, ...]:
+    """The ``PERCENTILES`` of sorted values, by nearest rank."""
+    n = len(ordered)
+    return tuple(ordered[-(-p * n // 100) - 1] for p in PERCENTILES)
+
+
+def status(event_type: str, error_type: str | None) -> str:
+    """How a request ended, from its ending event: completed, failed or cancelled."""
+    if event_type == GENERATION_COMPLETED:
+        return "completed"
+    return "cancelled" if error_type == "cancelled" else "failed"
+
+
+def request_list(rows: Rows) -> dict[str, Any]:
+    """``rows``: (end, request id, model, engine, device, event type, error type, TTFC,
+    output tokens, tok/s) of ending events, newest first."""
+    return {
+        "requests": [
+            {"request_id": request_id, "ended": int(end), "model": model, "engine": engine,
+             "device_id": device, "status": status(event_type, error_type),
+             "error_type": error_type, "ttfc_ms": ttfc, "output_tokens": output_tokens,
+             "throughput_tok_s": tok_s}
+            for (end, request_id, model, engine, device, event_type, error_type, ttfc,
+                 output_tokens, tok_s) in rows
+        ]
+    }  # fmt: skip
+
+
+def request_detail(request_id: str, rows: Rows) -> dict[str, Any]:
+    """``rows``: (event type, time, chunk index, the event's JSON) of every event of one
+    request, in time order. Its metrics are its start's and its ending's (the ending's win)."""
+    out: dict[str, Any] = {
+        "request_id": request_id, "model": None, "engine": None, "device_id": None,
+        "stream": None, "status": None, "error_type": None, "started": None, "ended": None,
+        "trace_id": None, "span_id": None, "metrics": {}, "chunks": [],
+    }  # fmt: skip
+    for event_type, ts, index, body in rows:
+        event = json.loads(body)
+        metrics = event.get("metrics") or {}
+        for name in ("model", "engine", "device_id", "stream", "trace_id", "span_id"):
+            if name in event:
+                out[name] = event[name]
+        if event_type == CHUNK_PRODUCED:
+            out["chunks"].append(
+                {"index": int(index), "ts": int(ts), "latency_ms": metrics.get("chunk_latency_ms")}
+            )
+            continue
+        out["metrics"].update((k, v) for k, v in metrics.items() if k != "error_type")
+        if event_type == GENERATION_STARTED:
+            out["started"] = int(ts)
+        else:
+            out["ended"] = int(ts)
+            out["error_type"] = metrics.get("error_type")
+            out["status"] = status(event_type, out["error_type"])
+    return out
 
 
 def _counts(requests: int, failed: Any, cancelled: Any) -> dict[str, Any]:

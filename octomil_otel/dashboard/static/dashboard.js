@@ -1,5 +1,6 @@
 /*
- * Octomil monitoring dashboard: four views over the JSON query API (see app.py).
+ * Octomil monitoring dashboard: four views and the request explorer over the JSON query
+ * API (see app.py).
  *
  * The key arrives once in the address (/?key=...), is kept in sessionStorage and removed
  * from the address bar; every call sends it as "Authorization: Bearer <key>". Without a
@@ -30,9 +31,15 @@
     p50: '#2563eb', p90: '#f59e0b', p99: '#dc2626',
     completed: '#34a37a', failed: '#e5484d', cancelled: '#a8b1bd',
     errorRate: '#9f1239', distribution: '#6366f1',
+    firstChunk: '#6366f1', chunk: '#2563eb', stall: '#dc2626',
   };
+  var REQUESTS_SHOWN = 100;
+  // a chunk that took this many times the request's median gap between chunks is a stall
+  var STALL_FACTOR = 4;
 
-  var state = { range: '1h', from: null, to: null, model: '', devicesView: 'table' };
+  var state = {
+    range: '1h', from: null, to: null, model: '', devicesView: 'table', status: '', device: '',
+  };
   var key = null;
   var timer = null;
   var inflight = null;
@@ -42,10 +49,12 @@
   var seriesColors = new Map();
   var hiddenSeries = new Set();
   var modelList = null;
+  var deviceList = null;
 
   // for tests and the curious: how many loads finished, with what filters
   var hook = window.octomilDashboard = {
     loads: 0, loaded: null, loadedAt: 0, error: null, charts: null, devices: 0,
+    request: null, requestLoads: 0,
   };
 
   function $(id) { return document.getElementById(id); }
@@ -153,7 +162,14 @@
     if (state.model) filtered.set('model', state.model);
     var series = new URLSearchParams(filtered);
     series.set('step', String(stepFor(r.to - r.from)));
-    var filters = { range: state.range, model: state.model, from: r.from, to: r.to };
+    var listed = new URLSearchParams(filtered);
+    listed.set('limit', String(REQUESTS_SHOWN));
+    if (state.status) listed.set('status', state.status);
+    if (state.device) listed.set('device', state.device);
+    var filters = {
+      range: state.range, model: state.model, from: r.from, to: r.to,
+      status: state.status, device: state.device,
+    };
     setStatus('loading');
 
     Promise.all([
@@ -162,15 +178,18 @@
       api('api/v1/query/throughput', series, mine.signal),
       api('api/v1/query/volume', series, mine.signal),
       api('api/v1/query/devices', filtered, mine.signal),
+      api('api/v1/query/requests', listed, mine.signal),
     ]).then(function (answers) {
       if (mine !== inflight) return;
       spanMs = r.to - r.from;
       grid = buckets(r.from, r.to, answers[1].step_ms);
       renderModels(answers[0].models || []);
+      renderDeviceFilter(answers[0].devices || []);
       renderTtfc(answers[1]);
       renderThroughput(answers[2]);
       renderVolume(answers[3]);
       renderDevices(answers[4]);
+      renderRequests(answers[5]);
       filters.step_ms = answers[1].step_ms;
       hook.loads += 1;
       hook.loaded = filters;
@@ -642,18 +661,192 @@
     hook.devices = devices.length;
   }
 
-  function renderModels(models) {
-    var wanted = models.slice();
-    if (state.model && wanted.indexOf(state.model) < 0) wanted.push(state.model);
+  /** The options of a filter: "all" and ``values``, kept while the list is unchanged
+   * (an open select is left alone); the chosen value stays even if the range lost it. */
+  function renderChoices(select, all, values, chosen, shown) {
+    var wanted = values.slice();
+    if (chosen && wanted.indexOf(chosen) < 0) wanted.push(chosen);
     var signature = JSON.stringify(wanted);
-    if (signature === modelList) return;  // leave an open select alone
-    modelList = signature;
-    var select = $('model');
-    var options = [new Option('All models', '')].concat(wanted.map(function (m) {
-      return new Option(m, m);  // text, not HTML
+    if (signature === shown) return shown;
+    var options = [new Option(all, '')].concat(wanted.map(function (v) {
+      return new Option(v, v);  // text, not HTML
     }));
     select.replaceChildren.apply(select, options);
-    select.value = state.model;
+    select.value = chosen;
+    return signature;
+  }
+
+  function renderModels(models) {
+    modelList = renderChoices($('model'), 'All models', models, state.model, modelList);
+  }
+
+  function renderDeviceFilter(devices) {
+    deviceList = renderChoices($('request-device'), 'All devices', devices, state.device,
+      deviceList);
+  }
+
+  // --- the request explorer --------------------------------------------------------
+
+  var STATUS_TEXT = { completed: 'Completed', failed: 'Failed', cancelled: 'Cancelled' };
+
+  function statusCell(request) {
+    var text = STATUS_TEXT[request.status] || request.status;
+    if (request.status === 'failed' && request.error_type) text += ': ' + request.error_type;
+    return cell(text, 'status ' + request.status, request.error_type || '');
+  }
+
+  function renderRequests(answer) {
+    var body = document.querySelector('#requests-table tbody');
+    var rows = answer.requests.map(function (request) {
+      var tr = document.createElement('tr');
+      tr.dataset.request = request.request_id;
+      tr.tabIndex = 0;
+      tr.title = 'Open ' + request.request_id;
+      tr.append(
+        cell(fmtSeen(request.ended), 'time', new Date(request.ended).toISOString()),
+        cell(request.model, 'text'),
+        cell(request.engine, 'text'),
+        cell(request.device_id, 'device'),
+        statusCell(request),
+        cell(fmtMs(request.ttfc_ms)),
+        cell(request.output_tokens === null ? '–' : fmtCount(request.output_tokens)),
+        cell(fmtTok(request.throughput_tok_s))
+      );
+      return tr;
+    });
+    if (!rows.length) {
+      var tr = document.createElement('tr');
+      var td = cell('No requests in this range', 'none');
+      td.colSpan = 8;
+      tr.append(td);
+      rows.push(tr);
+    }
+    body.replaceChildren.apply(body, rows);
+    var n = answer.requests.length;
+    $('requests-sub').textContent = n
+      ? (n === REQUESTS_SHOWN ? 'The latest ' + n + ' requests' : plural(n, 'request')) +
+        ' · open one for its chunks and trace'
+      : '';
+  }
+
+  function openRequest(id) {
+    api('api/v1/query/requests/' + encodeURIComponent(id)).then(renderRequest, function (error) {
+      if (error instanceof Unauthorized) {
+        forget('That key was not accepted: it is wrong or was revoked.');
+        return;
+      }
+      $('banner').textContent = 'Could not open ' + id + ': ' + (error && error.message);
+      $('banner').hidden = false;
+    });
+  }
+
+  function median(values) {
+    var sorted = values.slice().sort(function (a, b) { return a - b; });
+    var middle = Math.floor(sorted.length / 2);
+    return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+  }
+
+  /** Its metrics, in the order a reader follows a request, where it has them. */
+  function requestFacts(request) {
+    var m = request.metrics;
+    var facts = [
+      ['Model', request.model + ' · ' + request.engine],
+      ['Device', request.device_id],
+      ['Started', request.started === null ? null : fmtFull(request.started)],
+      ['Ended', request.ended === null ? null : fmtFull(request.ended)],
+      ['Duration', m.total_duration_ms === undefined ? null : fmtMs(m.total_duration_ms)],
+      ['Queue', m.queue_ms === undefined ? null : fmtMs(m.queue_ms)],
+      ['TTFC', m.ttfc_ms === undefined ? null : fmtMs(m.ttfc_ms)],
+      ['Prefill', m.prefill_ms === undefined ? null : fmtMs(m.prefill_ms)],
+      ['Decode', m.decode_ms === undefined ? null : fmtMs(m.decode_ms)],
+      ['Input tokens', m.input_tokens === undefined ? null : fmtCount(m.input_tokens)],
+      ['Output tokens', m.output_tokens === undefined ? null : fmtCount(m.output_tokens)],
+      ['Throughput', m.throughput_tok_s === undefined ? null : fmtTok(m.throughput_tok_s) + ' tok/s'],
+      ['Chunk gap avg', m.chunk_latency_avg_ms === undefined ? null : fmtMs(m.chunk_latency_avg_ms)],
+      ['Chunk gap p99', m.chunk_latency_p99_ms === undefined ? null : fmtMs(m.chunk_latency_p99_ms)],
+      ['Error', request.error_type],
+    ];
+    return facts.filter(function (fact) { return fact[1] !== null && fact[1] !== undefined; });
+  }
+
+  function renderRequest(request) {
+    $('request-id').textContent = request.request_id;
+    var badge = $('request-badge');
+    badge.textContent = STATUS_TEXT[request.status] || 'Not ended';
+    badge.className = 'badge ' + (request.status || 'open');
+
+    var list = $('request-metrics');
+    list.replaceChildren.apply(list, requestFacts(request).map(function (fact) {
+      var item = document.createElement('div');
+      var term = document.createElement('dt');
+      var value = document.createElement('dd');
+      term.textContent = fact[0];
+      value.textContent = fact[1];
+      item.append(term, value);
+      return item;
+    }));
+
+    $('request-trace').hidden = !request.trace_id;
+    $('request-trace-id').textContent = request.trace_id || '';
+    var link = $('request-trace-link');
+    link.hidden = !request.trace_url;
+    if (request.trace_url) link.href = request.trace_url; else link.removeAttribute('href');
+
+    var dialog = $('request-dialog');
+    if (!dialog.open) dialog.showModal();
+    renderChunks(request.chunks);
+    hook.request = request.request_id;
+    hook.requestLoads += 1;
+  }
+
+  /** Each chunk's latency as a bar: the first (the TTFC) apart, stalls in red. */
+  function renderChunks(chunks) {
+    var latencies = chunks.map(function (c) { return c.latency_ms; });
+    var gaps = latencies.slice(1);
+    var typical = gaps.length ? median(gaps) : null;
+    var stalls = 0;
+    var colors = latencies.map(function (latency, i) {
+      if (i === 0) return COLORS.firstChunk;
+      if (typical !== null && latency > STALL_FACTOR * typical) {
+        stalls += 1;
+        return COLORS.stall;
+      }
+      return COLORS.chunk;
+    });
+    var chart = charts.request || (charts.request = new window.Chart($('request-chart'), {
+      type: 'bar',
+      data: { labels: [], datasets: [{ label: 'Latency', data: [], backgroundColor: [] }] },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              title: function (items) {
+                return items.length ? 'Chunk ' + items[0].label : '';
+              },
+              label: function (c) { return fmtMs(c.parsed.y); },
+            },
+          },
+        },
+        scales: {
+          x: { title: axisTitle('chunk'), grid: { display: false },
+            ticks: { maxRotation: 0, autoSkip: true, maxTicksLimit: 20 } },
+          y: { beginAtZero: true, grace: '5%', title: axisTitle('ms since the chunk before') },
+        },
+      },
+    }));
+    chart.data.labels = chunks.map(function (c) { return c.index; });
+    chart.data.datasets[0].data = latencies;
+    chart.data.datasets[0].backgroundColor = colors;
+    chart.update('none');
+    $('request-chunks-sub').textContent = chunks.length
+      ? plural(chunks.length, 'chunk') + ' · first ' + fmtMs(latencies[0]) +
+        (typical === null ? '' : ' · median gap ' + fmtMs(typical) + ' · ' +
+          plural(stalls, 'stall') + ' (over ' + STALL_FACTOR + '× the median gap)')
+      : 'No chunks';
   }
 
   // --- the controls ----------------------------------------------------------------
@@ -713,6 +906,27 @@
       state.model = $('model').value;
       load();
     });
+    $('request-status').addEventListener('change', function () {
+      state.status = $('request-status').value;
+      load();
+    });
+    $('request-device').addEventListener('change', function () {
+      state.device = $('request-device').value;
+      load();
+    });
+    var requestRows = document.querySelector('#requests-table tbody');
+    requestRows.addEventListener('click', function (event) {
+      var row = event.target.closest('tr[data-request]');
+      if (row) openRequest(row.dataset.request);
+    });
+    requestRows.addEventListener('keydown', function (event) {
+      var row = event.target.closest('tr[data-request]');
+      if (row && (event.key === 'Enter' || event.key === ' ')) {
+        event.preventDefault();
+        openRequest(row.dataset.request);
+      }
+    });
+    $('request-close').addEventListener('click', function () { $('request-dialog').close(); });
     document.querySelectorAll('#devices-view button').forEach(function (b) {
       b.addEventListener('click', function () { onDevicesView(b.dataset.view); });
     });

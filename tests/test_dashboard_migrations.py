@@ -1,0 +1,81 @@
+"""Stores made by an earlier version: a SQLite file from before rollups is summed up, a
+ClickHouse table from before it kept one of each event is copied into one that does; the
+views then count what was there and what comes, once."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from octomil_otel.dashboard.batch import row_of
+from octomil_otel.dashboard.model import COLUMNS, Filters
+
+from .dashboards import HOUR, MINUTE, opened
+from .test_dashboard_rollups import RANGES, REQUESTS, chosen, devices, volume
+
+OLD_SQLITE = """
+CREATE TABLE orgs (org_id TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER);
+CREATE TABLE keys (
+    key_id TEXT PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, org_id TEXT NOT NULL,
+    name TEXT NOT NULL, created INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+    org_id TEXT NOT NULL, event_type TEXT NOT NULL, ts INTEGER NOT NULL,
+    device_id TEXT NOT NULL, model TEXT NOT NULL, engine TEXT NOT NULL,
+    request_id TEXT, chunk_index INTEGER NOT NULL, stream INTEGER,
+    ttfc_ms REAL, throughput_tok_s REAL, total_duration_ms REAL,
+    input_tokens INTEGER, output_tokens INTEGER, error_type TEXT, body TEXT NOT NULL,
+    UNIQUE (org_id, request_id, event_type, chunk_index)
+);
+CREATE INDEX events_by_time ON events (org_id, event_type, ts);
+"""
+"""The SQLite schema before rollups (version 0)."""
+
+
+def test_a_sqlite_file_from_before_rollups_is_summed_up(tmp_path):
+    old, new = REQUESTS[:120], REQUESTS[120:]
+    path = tmp_path / "events.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SQLITE)
+        db.executemany(
+            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+            [row_of("org_old", event) for r in old for event in r.events()],
+        )
+    db.close()
+    with opened(f"sqlite:///{path}") as store:
+        store.insert([row_of("org_old", event) for r in new for event in r.events()])
+        start, end = RANGES["odd ends"]
+        scope = Filters("org_old", start, end)
+        assert store.volume(scope, HOUR) == volume(chosen(start, end), HOUR)
+        assert store.volume(scope, MINUTE) == volume(chosen(start, end), MINUTE)
+        assert store.devices(scope) == devices(chosen(start, end))
+
+
+def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp_path):
+    pytest.importorskip("chdb")
+    import clickhouse_connect
+
+    url = f"chdb://{tmp_path / 'chdb'}"
+    client = clickhouse_connect.get_client(dsn=url)
+    client.command(
+        """CREATE TABLE events (
+            org_id String, event_type LowCardinality(String), ts Int64,
+            device_id LowCardinality(String), model LowCardinality(String),
+            engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+            stream Nullable(Bool), ttfc_ms Nullable(Float64),
+            throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
+            input_tokens Nullable(Float64), output_tokens Nullable(Float64),
+            error_type LowCardinality(Nullable(String)), body String
+        ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
+    )
+    old = [row_of("org_old", event) for r in REQUESTS[:120] for event in r.events()]
+    client.insert("events", old, column_names=COLUMNS)
+    client.close()
+    with opened(url) as store:
+        store.insert(old[:50])  # again: now the table keeps one of each
+        start, end = RANGES["odd ends"]
+        scope = Filters("org_old", start, end)
+        requests = chosen(start, end, among=REQUESTS[:120])
+        assert store.volume(scope, HOUR) == volume(requests, HOUR)
+        assert store.devices(scope) == devices(requests)
