@@ -113,10 +113,12 @@ def request_events(
     outcome: str = "completed",  # completed | failed | cancelled
     latencies: tuple[float, ...] = (100.0, 20.0),
     tok_s: float = 40.0,
+    phases: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Request ``n``'s events as an app reports them: started, a chunk per latency (the
     first is the TTFC), its end at ``end_ms``; it started 1 s before. Its request id, trace
-    and span ids are ``n`` in hex; ``output_tokens`` is the number of chunks."""
+    and span ids are ``n`` in hex; ``output_tokens`` is the number of chunks. ``phases``:
+    its ``queue_ms`` (on either ending), ``prefill_ms`` and ``decode_ms`` (completed)."""
     start = end_ms - 1000
     common = {"model": model, "engine": engine, "device_id": device,
               "request_id": f"req_{n:08x}", "stream": True}  # fmt: skip
@@ -138,5 +140,8 @@ def request_events(
         end = {"event_type": "generation_failed",
                "metrics": {"total_duration_ms": 1000.0, "output_tokens": len(latencies),
                            "error_type": error}}  # fmt: skip
+    for name, value in (phases or {}).items():
+        if name == "queue_ms" or outcome == "completed":
+            end["metrics"][name] = value
     events.append({**common, **ids, **end, "timestamp": stamp(end_ms)})
     return events

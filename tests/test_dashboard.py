@@ -299,3 +299,40 @@ def test_octomil_dashboard_first_start_prints_key_then_never_again(tmp_path):
     )
     assert refused.returncode == 2
     assert "refusing to listen on 0.0.0.0 with no active API key" in refused.stderr
+
+
+def test_dashboard_phases_are_the_mean_time_per_request_of_each_model(dashboard):
+    """From the recorder through the exporter: where each request's time went, per model."""
+    clock = FakeClock()
+    reporter = TelemetryReporter(dashboard.key, dashboard.url, device_id="aaaaaaaaaaaa")
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OctomilSpanExporter(reporter)))
+    recorder = Recorder(provider, clock=clock, wall_clock=clock.wall)
+    # (model, engine, queue, prefill, decode); every request lasts 1000 ms
+    asked = [("gemma", "llamacpp", 30.0, 120.0, 600.0), ("gemma", "llamacpp", 10.0, 80.0, None),
+             ("qwen", "mlx", None, None, None)]  # fmt: skip
+    for minute, (model, engine, queue, prefill, decode) in enumerate(asked, start=1):
+        clock.mono_ns = 5_000_000_000 + minute * MINUTE * 1_000_000
+        generation = recorder.start(model=model, engine=engine, stream=True)
+        if queue is not None:
+            clock.advance_ms(queue)
+            generation.dequeued()
+        clock.advance_ms(200.0)
+        generation.chunk()
+        generation.add_engine_time(prefill_ms=prefill, decode_ms=decode)
+        clock.mono_ns = 5_000_000_000 + minute * MINUTE * 1_000_000 + 1_000_000_000
+        generation.set_usage(input_tokens=8, output_tokens=4)
+        generation.stop()
+    provider.force_flush()
+    assert reporter.flush()
+    provider.shutdown()
+
+    assert dashboard.query("phases") == {
+        "models": [
+            {"model": "gemma", "engine": "llamacpp", "requests": 2, "duration_ms": 1000.0,
+             "queue_ms": 20.0, "prefill_ms": 100.0, "decode_ms": 300.0, "other_ms": 580.0},
+            {"model": "qwen", "engine": "mlx", "requests": 1, "duration_ms": 1000.0,
+             "queue_ms": 0.0, "prefill_ms": 0.0, "decode_ms": 0.0, "other_ms": 1000.0},
+        ]
+    }  # fmt: skip
+    assert dashboard.query("phases", model="qwen")["models"][0]["model"] == "qwen"

@@ -9,10 +9,21 @@ import sqlite3
 import pytest
 
 from octomil_otel.dashboard.batch import row_of
-from octomil_otel.dashboard.model import COLUMNS, Filters
+from octomil_otel.dashboard.model import COLUMNS, PHASES, Filters
 
 from .dashboards import HOUR, MINUTE, opened
-from .test_dashboard_rollups import RANGES, REQUESTS, chosen, devices, volume
+from .test_dashboard_rollups import RANGES, REQUESTS, chosen, devices, phases, volume
+
+OLD_COLUMNS = [column for column in COLUMNS if column not in PHASES]
+"""The events' columns before the time split's."""
+
+
+def old_rows(requests) -> list[tuple]:
+    """Their events as an earlier version stored them: no time split columns (their text
+    has the figures all the same)."""
+    rows = [row_of("org_old", event) for r in requests for event in r.events()]
+    return [tuple(v for c, v in zip(COLUMNS, row, strict=True) if c not in PHASES) for row in rows]
+
 
 OLD_SQLITE = """
 CREATE TABLE orgs (org_id TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER);
@@ -39,8 +50,9 @@ def test_a_sqlite_file_from_before_rollups_is_summed_up(tmp_path):
     with sqlite3.connect(path) as db:
         db.executescript(OLD_SQLITE)
         db.executemany(
-            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-            [row_of("org_old", event) for r in old for event in r.events()],
+            f"INSERT INTO events ({', '.join(OLD_COLUMNS)})"
+            f" VALUES ({', '.join('?' * len(OLD_COLUMNS))})",
+            old_rows(old),
         )
     db.close()
     with opened(f"sqlite:///{path}") as store:
@@ -50,6 +62,7 @@ def test_a_sqlite_file_from_before_rollups_is_summed_up(tmp_path):
         assert store.volume(scope, HOUR) == volume(chosen(start, end), HOUR)
         assert store.volume(scope, MINUTE) == volume(chosen(start, end), MINUTE)
         assert store.devices(scope) == devices(chosen(start, end))
+        assert store.phases(scope) == phases(chosen(start, end))  # from the old events' text
 
 
 def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp_path):
@@ -69,13 +82,14 @@ def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp
             error_type LowCardinality(Nullable(String)), body String
         ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
     )
-    old = [row_of("org_old", event) for r in REQUESTS[:120] for event in r.events()]
-    client.insert("events", old, column_names=COLUMNS)
+    client.insert("events", old_rows(REQUESTS[:120]), column_names=OLD_COLUMNS)
     client.close()
+    again = [row_of("org_old", event) for r in REQUESTS[:10] for event in r.events()]
     with opened(url) as store:
-        store.insert(old[:50])  # again: now the table keeps one of each
+        store.insert(again)  # now the table keeps one of each
         start, end = RANGES["odd ends"]
         scope = Filters("org_old", start, end)
         requests = chosen(start, end, among=REQUESTS[:120])
         assert store.volume(scope, HOUR) == volume(requests, HOUR)
         assert store.devices(scope) == devices(requests)
+        assert store.phases(scope) == phases(requests)  # from the old events' text

@@ -32,15 +32,28 @@ class Request:
     outcome: str
     ttfc: float
     tok_s: float  # a multiple of 1/4: sums are exact in any order
+    queue: float  # the time split's figures: multiples of 1/4 too
+    prefill: float
+    decode: float
 
     @property
     def engine(self) -> str:
         return MODELS[self.model]
 
+    @property
+    def phases(self) -> dict[str, float]:
+        """What its ending reports: queue_ms either way, the engine's only when completed;
+        the echo-like "qwen" requests that end in an odd minute report none."""
+        if self.model == "qwen" and self.end // MINUTE % 2:
+            return {}
+        engine = {"prefill_ms": self.prefill, "decode_ms": self.decode}
+        return {"queue_ms": self.queue, **(engine if self.outcome == "completed" else {})}
+
     def events(self) -> list[dict[str, Any]]:
         return request_events(
             self.n, self.end, model=self.model, engine=self.engine, device=self.device,
             outcome=self.outcome, latencies=(self.ttfc, 10.0), tok_s=self.tok_s,
+            phases=self.phases,
         )  # fmt: skip
 
 
@@ -56,6 +69,9 @@ def make_requests(count: int, seed: int = 7) -> list[Request]:
             rng.choices(["completed", "failed", "cancelled"], [8, 1, 1])[0],
             round(rng.uniform(20, 900), 3),
             rng.randint(20, 320) / 4,
+            rng.randint(0, 400) / 4,
+            rng.randint(4, 800) / 4,
+            rng.randint(4, 2000) / 4,
         )
         for n in range(1, count + 1)
     ]
@@ -183,6 +199,17 @@ def devices(requests: list[Request]) -> dict[str, Any]:
     return {"devices": out}
 
 
+def phases(requests: list[Request]) -> dict[str, Any]:
+    out = []
+    for (model, engine), group in by(lambda r: (r.model, r.engine), requests).items():
+        n = len(group)
+        means = {name: sum(r.phases.get(name, 0.0) for r in group) / n
+                 for name in ("queue_ms", "prefill_ms", "decode_ms")}  # fmt: skip
+        out.append({"model": model, "engine": engine, "requests": n, "duration_ms": 1000.0,
+                    **means, "other_ms": 1000.0 - sum(means.values())})  # fmt: skip
+    return {"models": out}
+
+
 def dimensions(requests: list[Request]) -> dict[str, Any]:
     return {
         "models": sorted({r.model for r in requests}),
@@ -222,4 +249,5 @@ def test_devices_and_dimensions_add_up_to_the_requests(org_store, span, matches)
     start, end = RANGES[span]
     requests = chosen(start, end, **matches)
     assert store.devices(Filters(org_id, start, end, **matches)) == devices(requests)
+    assert store.phases(Filters(org_id, start, end, **matches)) == phases(requests)
     assert store.dimensions(Filters(org_id, start, end)) == dimensions(chosen(start, end))

@@ -123,5 +123,5 @@ def _row(
         org_id, event_type, parse_timestamp(timestamp), device_id, model, engine, request_id,
         int(get("chunk_index", -1)), stream, get("ttfc_ms"), get("throughput_tok_s"),
         get("total_duration_ms"), get("input_tokens"), get("output_tokens"), get("error_type"),
-        body,
+        get("queue_ms"), get("prefill_ms"), get("decode_ms"), body,
     )  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any
 import clickhouse_connect
 
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, PERCENTILES, Key, Row
+from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, PERCENTILES, PHASES, Key, Row
 from octomil_otel.dashboard.queries import Params, Rows, SQLQueries
 
 # tokens are Float64: the API accepts any finite non-negative number (5.5, 1e30), and
@@ -38,6 +38,13 @@ _EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
     body String,
     request_key String MATERIALIZED ifNull(request_id, toString(generateUUIDv4()))
 ) ENGINE = ReplacingMergeTree ORDER BY (org_id, event_type, request_key, chunk_index)"""
+_PHASE_COLUMNS = tuple(
+    f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {phase} Nullable(Float64)"
+    f" DEFAULT JSONExtract(body, 'metrics', '{phase}', 'Nullable(Float64)')"
+    for phase in PHASES
+)
+"""The time split's columns. An event inserted gives them; one stored before they were
+reads them from its own text (a default is computed for the parts that lack a column)."""
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS orgs (org_id String, name String, created Int64)
     ENGINE = MergeTree ORDER BY org_id""",
@@ -47,6 +54,7 @@ _SCHEMA = (
         revoked UInt8
     ) ENGINE = ReplacingMergeTree(revoked) ORDER BY key_id""",
     _EVENTS_TABLE,
+    *_PHASE_COLUMNS,
 )
 _KEY_COLUMNS = ["key_id", "key_hash", "org_id", "name", "created", "revoked"]
 # stored before the answer (not buffered by the server), and a block sent twice is kept
@@ -79,9 +87,9 @@ class ClickHouseStore(SQLQueries):
             return
         self._client.command("RENAME TABLE events TO events_before_dedup")
         self._client.command(_EVENTS_TABLE)
+        copied = ", ".join(column for column in COLUMNS if column not in PHASES)
         self._client.command(
-            f"INSERT INTO events ({', '.join(COLUMNS)})"
-            f" SELECT {', '.join(COLUMNS)} FROM events_before_dedup"
+            f"INSERT INTO events ({copied}) SELECT {copied} FROM events_before_dedup"
         )
         self._client.command("DROP TABLE events_before_dedup")
 

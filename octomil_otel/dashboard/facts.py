@@ -8,6 +8,8 @@ sums per minute or hour (``rollups.py``), and a query may add the two up.
 
 from __future__ import annotations
 
+from octomil_otel.dashboard.model import PHASES
+
 
 def ends(column: str = "event_type") -> str:
     """Every ended request has one of these events: the views count requests by them."""
@@ -37,6 +39,10 @@ SUMMED: tuple[tuple[str, str], ...] = (
     ("tok_s_n", count_if(WITH_TOK_S)),
     ("tok_s_sum", _sum(WITH_TOK_S, "throughput_tok_s")),
     ("output_tokens_sum", _sum(WITH_TOK_S, "output_tokens")),
+    # where the time went: each phase summed over the requests that report it, and the
+    # requests' whole duration, so that a mean per request of each is a ratio of sums
+    ("duration_ms_sum", "coalesce(total_duration_ms, 0)"),
+    *((f"{phase}_sum", f"coalesce({phase}, 0)") for phase in PHASES),
 )
 """(name, its value for one ended request's event): the facts that add up."""
 LAST_SEEN = ("last_ts", "ts")
@@ -44,7 +50,7 @@ LAST_SEEN = ("last_ts", "ts")
 NAMES = [name for name, _ in SUMMED] + [LAST_SEEN[0]]
 DIMENSIONS = ("model", "engine", "device_id")
 INPUTS = ("org_id", "ts", *DIMENSIONS, "event_type", "error_type", "ttfc_ms",
-          "throughput_tok_s", "output_tokens")  # fmt: skip
+          "throughput_tok_s", "output_tokens", "total_duration_ms", *PHASES)  # fmt: skip
 """The event columns the facts are made of."""
 
 

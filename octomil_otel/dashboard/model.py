@@ -17,6 +17,8 @@ TTFC_BOUNDS_MS = (50, 100, 200, 400, 800, 1600, 3200, 6400)
 HOUR_MS = 3_600_000
 
 
+PHASES = ("queue_ms", "prefill_ms", "decode_ms")
+"""Where a request's time went (``octomil-api.md``'s extra metrics), each a column."""
 COLUMNS = [
     "org_id", "event_type",
     "ts",  # ms since the epoch, UTC
@@ -24,11 +26,13 @@ COLUMNS = [
     "chunk_index",  # -1 when the event is not a chunk
     "stream", "ttfc_ms", "throughput_tok_s", "total_duration_ms", "input_tokens",
     "output_tokens", "error_type",
+    *PHASES,
     "body",  # the event's JSON as received: an org_id in it is the sender's, not the row's
 ]  # fmt: skip
 Row = tuple[
     str, str, int, str, str, str, str | None, int, bool | None, float | None, float | None,
-    float | None, float | None, float | None, str | None, str,
+    float | None, float | None, float | None, str | None, float | None, float | None,
+    float | None, str,
 ]  # fmt: skip
 """The values of ``COLUMNS``: a plain tuple, as ``executemany`` takes it (a named tuple
 costs a microsecond more per event to make, a tenth of what ingest takes)."""
@@ -81,6 +85,10 @@ class Store(Protocol):
     def throughput(self, filters: Filters, step_ms: int) -> dict[str, Any]: ...
     def volume(self, filters: Filters, step_ms: int) -> dict[str, Any]: ...
     def devices(self, filters: Filters) -> dict[str, Any]: ...
+    def phases(self, filters: Filters) -> dict[str, Any]:
+        """Per model and engine, where a request's time went, on average."""
+        ...
+
     def dimensions(self, filters: Filters) -> dict[str, Any]: ...
     def requests(self, filters: Filters, status: str | None, limit: int) -> dict[str, Any]:
         """The ``limit`` requests that ended last in the range, newest first."""

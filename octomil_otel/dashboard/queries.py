@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from octomil_otel.dashboard import facts, results
-from octomil_otel.dashboard.model import TTFC_BOUNDS_MS, Filters
+from octomil_otel.dashboard.model import PHASES, TTFC_BOUNDS_MS, Filters
 
 STATUS = {
     "completed": facts.COMPLETED,
@@ -104,6 +104,16 @@ class SQLQueries(ABC):
         )
         where, params = self._where(filters, facts.COMPLETED, "ttfc_ms IS NOT NULL")
         return results.devices(counts, self._percentiles("device_id", "ttfc_ms", where, params))
+
+    def phases(self, filters: Filters) -> dict[str, Any]:
+        source, params = self._facts(filters, None)
+        sums = ", ".join(f"sum({phase}_sum)" for phase in PHASES)
+        rows = self._rows(
+            f"SELECT model, engine, sum(requests), sum(duration_ms_sum), {sums}"
+            f" FROM {source} AS f GROUP BY model, engine ORDER BY model, engine",
+            params,
+        )
+        return results.phases(rows)
 
     def dimensions(self, filters: Filters) -> dict[str, Any]:
         """Over the time range only: the choices a filter offers."""

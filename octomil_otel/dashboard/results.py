@@ -92,6 +92,23 @@ def devices(counts: Rows, percentiles: Rows) -> dict[str, Any]:
     return {"devices": out}
 
 
+def phases(rows: Rows) -> dict[str, Any]:
+    """``rows``: (model, engine, requests, sum of durations, of queue, prefill and decode
+    times). Each a mean per request (a request that does not report a phase adds 0 to it),
+    and ``other_ms``, the rest of the mean duration: what no phase accounts for (sampling,
+    the server, the client)."""
+    out = []
+    for model, engine, requests, duration, *parts in rows:
+        means = [part / requests for part in parts]
+        mean = duration / requests
+        out.append(
+            {"model": model, "engine": engine, "requests": int(requests), "duration_ms": mean,
+             **dict(zip(("queue_ms", "prefill_ms", "decode_ms"), means, strict=True)),
+             "other_ms": max(mean - sum(means), 0.0)}
+        )  # fmt: skip
+    return {"models": out}
+
+
 def dimensions(rows: Rows) -> dict[str, Any]:
     """``rows``: the (model, engine, device) combinations seen."""
     return {

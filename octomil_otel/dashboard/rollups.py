@@ -87,7 +87,18 @@ def schema() -> list[str]:
     return statements
 
 
-def backfill() -> list[str]:
+def rebuild() -> list[str]:
+    """The rollups made anew from the events: for a file whose rollups have fewer sums."""
+    statements = []
+    for rollup in ROLLUPS:
+        statements += [
+            f"DROP TRIGGER IF EXISTS {rollup.table}_sums",
+            f"DROP TABLE IF EXISTS {rollup.table}",
+        ]
+    return [*statements, *schema(), *_backfill()]
+
+
+def _backfill() -> list[str]:
     """Sum up the events stored before the triggers were."""
     names = ", ".join(facts.NAMES)
     sums = ", ".join(

@@ -20,11 +20,20 @@ from typing import Any
 
 from octomil_otel.dashboard import facts, results, rollups
 from octomil_otel.dashboard import keys as keymaker
-from octomil_otel.dashboard.model import COLUMNS, HOUR_MS, TTFC_BOUNDS_MS, Filters, Key, Row
+from octomil_otel.dashboard.model import (
+    COLUMNS,
+    HOUR_MS,
+    PHASES,
+    TTFC_BOUNDS_MS,
+    Filters,
+    Key,
+    Row,
+)
 from octomil_otel.dashboard.queries import Params, Rows, SQLQueries, within
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version``: 0 for a file made before rollups (or a new one), migrated."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version``: 0 for a file made before rollups (or a new one), 1 before the
+time split's columns; an older file is migrated."""
 _TABLES = (
     """CREATE TABLE IF NOT EXISTS orgs (
         org_id TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER
@@ -38,15 +47,19 @@ _TABLES = (
         device_id TEXT NOT NULL, model TEXT NOT NULL, engine TEXT NOT NULL,
         request_id TEXT, chunk_index INTEGER NOT NULL, stream INTEGER,
         ttfc_ms REAL, throughput_tok_s REAL, total_duration_ms REAL,
-        input_tokens INTEGER, output_tokens INTEGER, error_type TEXT, body TEXT NOT NULL,
+        input_tokens INTEGER, output_tokens INTEGER, error_type TEXT,
+        queue_ms REAL, prefill_ms REAL, decode_ms REAL, body TEXT NOT NULL,
         UNIQUE (org_id, request_id, event_type, chunk_index)
     )""",
     "DROP INDEX IF EXISTS events_by_time",  # every event's; the views need only the endings'
+)
+_INDEXES = (
+    "DROP INDEX IF EXISTS events_ended",  # an older file's has fewer columns
     # the views, the percentiles and the request list read only this (a partial index is
     # used by queries whose WHERE has its WHERE, as facts.ENDS, word for word)
-    f"""CREATE INDEX IF NOT EXISTS events_ended ON events (
+    f"""CREATE INDEX events_ended ON events (
         org_id, ts, event_type, error_type, model, engine, device_id, ttfc_ms,
-        throughput_tok_s, output_tokens, request_id
+        throughput_tok_s, output_tokens, request_id, total_duration_ms, {", ".join(PHASES)}
     ) WHERE {facts.ENDS}""",
 )
 _INSERT = (
@@ -76,9 +89,25 @@ class SQLiteStore(SQLQueries):
             with self._transaction():
                 (version,) = self._db.execute("PRAGMA user_version").fetchone()
                 if version < SCHEMA_VERSION:
-                    for statement in (*_TABLES, *rollups.schema(), *rollups.backfill()):
+                    for statement in _TABLES:
+                        self._db.execute(statement)
+                    for statement in (*self._phase_columns(), *_INDEXES, *rollups.rebuild()):
                         self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _phase_columns(self) -> list[str]:
+        """The time split's columns, for a file made before them: added, and filled from
+        the events' own text."""
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        statements = []
+        for phase in PHASES:
+            if phase not in present:
+                statements += [
+                    f"ALTER TABLE events ADD COLUMN {phase} REAL",
+                    f"UPDATE events SET {phase} = json_extract(body, '$.metrics.{phase}')"
+                    f" WHERE {facts.ENDS}",
+                ]
+        return statements
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
