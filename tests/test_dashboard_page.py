@@ -67,7 +67,12 @@ REQUESTS = [
 ALL_DISTRIBUTION = [0, 2, 2, 1, 0, 1, 1, 0, 0]
 GEMMA_DISTRIBUTION = [0, 0, 2, 1, 0, 1, 0, 0, 0]
 
-CHARTS = ["ttfc-chart", "ttfc-dist-chart", "throughput-chart", "volume-chart", "devices-chart"]
+CHARTS = ["ttfc-chart", "ttfc-dist-chart", "throughput-chart", "volume-chart", "devices-chart",
+          "phases-chart"]  # fmt: skip
+# where the time went, as GEMMA's requests report it (EVIL's report nothing): every request
+# waited; the completed ones say how long the engine evaluated before and after the first token
+GEMMA_QUEUE_MS = {"completed": 15, "failed": 30}
+GEMMA_ENGINE_MS = {"prefill_ms": 150, "decode_ms": 600}
 GAPS = (20.0, 21.0, 250.0, 19.0, 22.0)  # after the first chunk; 250 is a stall
 TRACE_URL = "http://grafana.local/explore?traceId={trace_id}&orgId=1"
 NONE = "\u2013"  # an en dash: what the page shows where there is no value
@@ -112,9 +117,13 @@ def events(now_ms: int, requests_: list[tuple[Any, ...]]) -> list[dict[str, Any]
                 "input_tokens": 12,
                 "output_tokens": 64,
             }
+            if model == GEMMA:
+                metrics |= {"queue_ms": GEMMA_QUEUE_MS["completed"], **GEMMA_ENGINE_MS}
         else:  # failed: "cancelled" is counted apart from the errors
             kind = "generation_failed"
             metrics = {"error_type": outcome, "total_duration_ms": 900}
+            if model == GEMMA:
+                metrics["queue_ms"] = GEMMA_QUEUE_MS["failed"]
         out.append({**common, **trace, "event_type": kind, "timestamp": stamp(end),
                     "metrics": metrics})  # fmt: skip
     return out
@@ -320,6 +329,18 @@ def test_the_key_is_kept_and_the_four_views_show_the_data(
         "4 completed, 1 failed, 1 cancelled"
     )
     assert text(page, "#devices-sub") == "2 devices"
+
+    # (5) where the time went: a bar per model, the mean per request of each phase
+    phases = shown["phases-chart"]
+    assert phases["labels"] == [f"{EVIL} (mlx)", f"{GEMMA} (llamacpp)"]
+    # GEMMA: 4 completed (1500 ms), 2 failed (900 ms); EVIL: 3 completed, 1 failed
+    assert phases["data"] == {
+        "Queue": [0, (4 * 15 + 2 * 30) / 6],
+        "Prefill": [0, 4 * 150 / 6],
+        "Decode": [0, 4 * 600 / 6],
+        "Other": [(3 * 1500 + 900) / 4, (4 * 1500 + 2 * 900) / 6 - 20 - 100 - 400],
+    }
+    assert text(page, "#phases-sub") == "mean per request, over 10 requests"
 
     # the model filter offers both models, as text: nothing in the data ran as HTML
     options = page.eval_on_selector_all("#model option", "(os) => os.map((o) => o.value)")
@@ -624,7 +645,10 @@ def test_the_request_explorer_lists_filters_and_opens_requests(
         ["Started", full(ended - 1500)],
         ["Ended", full(ended)],
         ["Duration", "1,500 ms"],
+        ["Queue", "15 ms"],
         ["TTFC", "900 ms"],
+        ["Prefill", "150 ms"],
+        ["Decode", "600 ms"],
         ["Input tokens", "12"],
         ["Output tokens", "64"],
         ["Throughput", "50.0 tok/s"],
@@ -673,6 +697,7 @@ def test_the_request_explorer_lists_filters_and_opens_requests(
         ["Started", full(ended - 1500)],
         ["Ended", full(ended)],
         ["Duration", "900 ms"],
+        ["Queue", "30 ms"],
         ["Input tokens", "12"],
         ["Error", "timeout"],
     ]

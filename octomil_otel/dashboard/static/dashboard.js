@@ -32,7 +32,11 @@
     completed: '#34a37a', failed: '#e5484d', cancelled: '#a8b1bd',
     errorRate: '#9f1239', distribution: '#6366f1',
     firstChunk: '#6366f1', chunk: '#2563eb', stall: '#dc2626',
+    queue: '#a8b1bd', prefill: '#d97706', decode: '#2563eb', other: '#e2e8f0',
   };
+  // where a request's time went, as /api/v1/query/phases names each part
+  var PHASES = [['queue_ms', 'Queue'], ['prefill_ms', 'Prefill'], ['decode_ms', 'Decode'],
+    ['other_ms', 'Other']];
   var REQUESTS_SHOWN = 100;
   // a chunk that took this many times the request's median gap between chunks is a stall
   var STALL_FACTOR = 4;
@@ -179,6 +183,7 @@
       api('api/v1/query/volume', series, mine.signal),
       api('api/v1/query/devices', filtered, mine.signal),
       api('api/v1/query/requests', listed, mine.signal),
+      api('api/v1/query/phases', filtered, mine.signal),
     ]).then(function (answers) {
       if (mine !== inflight) return;
       spanMs = r.to - r.from;
@@ -190,6 +195,7 @@
       renderVolume(answers[3]);
       renderDevices(answers[4]);
       renderRequests(answers[5]);
+      renderPhases(answers[6]);
       filters.step_ms = answers[1].step_ms;
       hook.loads += 1;
       hook.loaded = filters;
@@ -515,6 +521,37 @@
       },
     });
 
+    charts.phases = new Chart($('phases-chart'), {
+      type: 'bar',
+      data: {
+        labels: [],
+        datasets: PHASES.map(function (phase) {
+          var name = phase[0].replace('_ms', '');
+          return { label: phase[1], data: [], backgroundColor: COLORS[name], stack: 'time' };
+        }),
+      },
+      options: {
+        indexAxis: 'y',
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        interaction: { mode: 'index', intersect: false, axis: 'y' },
+        plugins: {
+          legend: { position: 'top', align: 'end',
+            labels: { boxWidth: 8, boxHeight: 8, usePointStyle: true, padding: 12 } },
+          tooltip: {
+            callbacks: {
+              label: function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.x); },
+            },
+          },
+        },
+        scales: {
+          x: { stacked: true, beginAtZero: true, title: axisTitle('mean per request (ms)') },
+          y: { stacked: true, grid: { display: false } },
+        },
+      },
+    });
+
     hook.charts = charts;
     return charts;
   }
@@ -605,6 +642,21 @@
         fmtPct(t.cancelled_rate) + ' cancelled'
       : '';
     $('volume-empty').hidden = t.requests > 0;
+  }
+
+  function renderPhases(answer) {
+    var models = answer.models;
+    var c = charts.phases;
+    c.data.labels = models.map(function (m) { return m.model + ' (' + m.engine + ')'; });
+    PHASES.forEach(function (phase, i) {
+      c.data.datasets[i].data = models.map(function (m) { return m[phase[0]]; });
+    });
+    c.update('none');
+    $('phases-sub').textContent = models.length
+      ? 'mean per request, over ' + plural(models.reduce(function (n, m) {
+        return n + m.requests; }, 0), 'request')
+      : '';
+    $('phases-empty').hidden = models.length > 0;
   }
 
   function cell(text, className, title) {
