@@ -1,8 +1,9 @@
 """The one recorder that every inference path goes through.
 
-``Recorder`` holds the tracer and the four GenAI histograms; ``Recorder.start()`` opens one
-``Generation`` per inference request. Engine instrumentations, ``octomil serve`` and
-``octomil.generate`` only say *when* things happen; the metric math lives here, once.
+``Recorder`` holds the tracer and the metric instruments (``instruments.py``);
+``Recorder.start()`` opens one ``Generation`` per inference request. Engine
+instrumentations, ``octomil serve`` and ``octomil.generate`` only say *when* things happen;
+the metric math lives here, once.
 
 Lifecycle::
 
@@ -552,9 +553,10 @@ class Generation:
         """The application's span only: the response's model and finish reason, and under
         the current conventions the time to the first chunk of a stream, in seconds."""
         attributes: dict[str, Any] = {}
-        if self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS:
-            pass  # nothing generated: no finish reason, no response model
-        elif error_type is not None:
+        embeddings = self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS
+        if embeddings:  # nothing generated: no finish reason, no response model
+            return attributes
+        if error_type is not None:
             attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = (semconv.FINISH_REASON_ERROR,)
         else:
             attributes[semconv.GEN_AI_RESPONSE_MODEL] = self._attributes[
