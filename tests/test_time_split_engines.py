@@ -3,6 +3,8 @@ timing, and ``octomil serve``'s queue; and what the request asked, on the span."
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -111,6 +113,30 @@ def test_llamacpp_a_request_of_several_passes_counts_them_all(tiny_gguf, llamacp
     assert phases == pytest.approx(perf.t_p_eval_ms + perf.t_eval_ms - before, abs=1e-9)
 
 
+def test_llamacpp_keeping_every_tokens_logits_times_the_phases_by_the_clock(
+    tiny_gguf, llamacpp, span_exporter, monkeypatch
+):
+    """With logits_all llama.cpp's counters miss most of the evaluation: the prompt's
+    evaluation (the first ``Llama.eval``) must still fall within prefill."""
+    llm = llama_cpp.Llama(model_path=str(tiny_gguf), n_ctx=512, n_threads=1, verbose=False,
+                          logits_all=True)  # fmt: skip
+    evals: list[float] = []
+    plain_eval = llm.eval
+
+    def timed_eval(tokens):
+        started = time.perf_counter()
+        plain_eval(tokens)
+        evals.append((time.perf_counter() - started) * 1000)
+
+    monkeypatch.setattr(llm, "eval", timed_eval)
+    llm.create_completion("one two three four five six seven eight " * 8, max_tokens=4)
+
+    span = only_span(span_exporter)
+    assert_consistent(span)
+    assert span.attributes["octomil.prefill_ms"] >= evals[0]
+    assert span.attributes["octomil.decode_ms"] >= sum(evals[1:])
+
+
 def test_llamacpp_without_its_counters_reports_no_phases(tiny_gguf, llamacpp, span_exporter):
     llm = llama_cpp.Llama(
         model_path=str(tiny_gguf), n_ctx=512, n_threads=1, verbose=False, no_perf=True
@@ -193,12 +219,19 @@ def test_mlx_prefill_decode_and_peak_memory_from_its_responses(mlx_loaded, span_
     mlx_lm, model, tokenizer = mlx_loaded
     responses = list(mlx_lm.stream_generate(model, tokenizer, "one two three", max_tokens=5))
 
-    span = only_span(span_exporter)
+    span = span_exporter.get_finished_spans()[0]
     assert_consistent(span)
     last = responses[-1]
     assert span.attributes["octomil.prefill_ms"] == pytest.approx(
         last.prompt_tokens / last.prompt_tps * 1000, abs=1e-9
     )
+    assert len(responses) == 5
+
+    list(mlx_lm.stream_generate(model, tokenizer, "one two three", max_tokens=1))
+    one_token = span_exporter.get_finished_spans()[-1]
+    assert "octomil.decode_ms" not in one_token.attributes  # nothing generated after it
+    assert one_token.attributes["octomil.prefill_ms"] > 0
+
     # mlx-lm's peak_memory is the process's since the last reset, not this request's: only
     # octomil serve and octomil.generate, which reset it per request, report it
     assert "octomil.peak_memory_bytes" not in span.attributes

@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import time
 import weakref
 from collections.abc import Callable, Collection, Iterator
 from contextlib import closing
@@ -195,9 +196,15 @@ def _evaluated(llm: Llama) -> float | None:
     """The ms llama.cpp has spent evaluating in this context so far, by its own counters,
     prompt batches and single tokens together (which kind of batch a token was in says
     nothing of the request's phase: a cached prompt leaves one token to evaluate,
-    speculative decoding verifies drafts in batches). ``None`` without the counters."""
+    speculative decoding verifies drafts in batches). ``None`` without the counters.
+
+    A context that keeps every token's logits (``logits_all``, which a draft model and
+    ``octomil serve --logprobs`` turn on) evaluates mostly outside what the counters time:
+    there, the clock's ms at the same points instead."""
     import llama_cpp
 
+    if getattr(llm, "_logits_all", False):
+        return time.perf_counter_ns() / 1e6
     try:
         perf = llama_cpp.llama_perf_context(llm._ctx.ctx)
         return perf.t_p_eval_ms + perf.t_eval_ms
@@ -209,7 +216,7 @@ def _evaluated(llm: Llama) -> float | None:
 def _add_engine_time(generation: Generation, readings: list[Any]) -> None:
     """Prefill: what was evaluated before the first token; decode: after it. A phase in
     which the counters saw nothing evaluated (an exact prompt cache hit, a one-token answer,
-    a context made with ``no_perf``) has no figure."""
+    a context made with ``no_perf``) has no figure; timed by the clock, each has one."""
     if None in readings:
         return
     start, *first, end = readings

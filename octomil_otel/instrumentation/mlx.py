@@ -197,7 +197,10 @@ def _usage(generation: Generation, last: Any, count: int) -> None:
     generation.set_finish_reason(last.finish_reason)
     generation.add_engine_time(
         prefill_ms=_ms(last.prompt_tokens, last.prompt_tps),
-        decode_ms=_ms(last.generation_tokens, last.generation_tps),
+        # one token: nothing generated after it (mlx-lm still times a sliver)
+        decode_ms=_ms(last.generation_tokens, last.generation_tps)
+        if last.generation_tokens > 1
+        else None,
     )
 
 
