@@ -625,7 +625,7 @@ def test_dashboard_devices_view_groups_every_query_by_device_id() -> None:
 
 
 def test_dashboard_time_split_view_stacks_queue_prefill_decode_per_model() -> None:
-    split = panel("Mean time per request by phase and model")
+    split = panel("Mean time per completed request by phase and model")
     assert split["type"] == "barchart"
     assert (split["options"]["stacking"], split["options"]["xField"]) == (
         "normal",
@@ -633,10 +633,12 @@ def test_dashboard_time_split_view_stacks_queue_prefill_decode_per_model() -> No
     )
     phases = {}
     for target in split["targets"]:
-        # a phase's time per request of the model, whichever naming counts the requests
+        # a phase's time per completed request of the model, whichever naming counts them
         (phase, *requests) = vector_selectors(target["expr"])
-        assert requests == [(DURATION_COUNT, NOT_EMBEDDINGS + 'gen_ai_request_model=~"$model"'),
-                            (INFERENCE_COUNT, 'gen_ai_request_model=~"$model"')]  # fmt: skip
+        completed = 'error_type="", gen_ai_request_model=~"$model"'
+        assert phase[1] == completed
+        assert requests == [(DURATION_COUNT, NOT_EMBEDDINGS + completed),
+                            (INFERENCE_COUNT, completed)]  # fmt: skip
         assert (target["instant"], target["format"]) == (True, "table")
         phases[target["refId"]] = phase[0]
     assert phases == {

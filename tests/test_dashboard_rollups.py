@@ -201,7 +201,7 @@ def devices(requests: list[Request]) -> dict[str, Any]:
 
 def phases(requests: list[Request]) -> dict[str, Any]:
     out = []
-    for (model, engine), group in by(lambda r: (r.model, r.engine), requests).items():
+    for (model, engine), group in by(lambda r: (r.model, r.engine), done(requests)).items():
         n = len(group)
         means = {name: sum(r.phases.get(name, 0.0) for r in group) / n
                  for name in ("queue_ms", "prefill_ms", "decode_ms")}  # fmt: skip

@@ -14,9 +14,10 @@ or RFC 3339; default: the last hour), ``model``, ``engine``, ``device`` and, for
 * ``volume``: per bucket and overall, requests, completed, failed, cancelled, error and
   cancellation rates (failed excludes cancelled);
 * ``devices``: per device, those counts, TTFC percentiles, average tok/s, last seen;
-* ``phases``: per model and engine, the mean per request of its duration and of the time
-  it waited for the engine (``queue_ms``), the engine's evaluation before the first token
-  (``prefill_ms``) and after it (``decode_ms``), and the rest (``other_ms``);
+* ``phases``: per model and engine, over its completed requests (``requests``), the mean
+  of their duration and of the time they waited for the engine (``queue_ms``), the
+  engine's evaluation before the first token (``prefill_ms``) and after it
+  (``decode_ms``), and the rest (``other_ms``);
 * ``dimensions``: the models, engines and devices seen in the range (for filters);
 * ``requests``: the requests that ended last (``limit``, default 100, at most 1,000), newest
   first, each with its status (``completed``, ``failed``, ``cancelled``; ``status`` filters

@@ -39,10 +39,11 @@ SUMMED: tuple[tuple[str, str], ...] = (
     ("tok_s_n", count_if(WITH_TOK_S)),
     ("tok_s_sum", _sum(WITH_TOK_S, "throughput_tok_s")),
     ("output_tokens_sum", _sum(WITH_TOK_S, "output_tokens")),
-    # where the time went: each phase summed over the requests that report it, and the
-    # requests' whole duration, so that a mean per request of each is a ratio of sums
-    ("duration_ms_sum", "coalesce(total_duration_ms, 0)"),
-    *((f"{phase}_sum", f"coalesce({phase}, 0)") for phase in PHASES),
+    # where the time went, for the completed requests (a failed one has no engine time):
+    # each phase summed over those that report it, and their whole duration, so that a
+    # mean per completed request of each is a ratio of sums
+    ("duration_ms_sum", _sum(COMPLETED, "total_duration_ms")),
+    *((f"{phase}_sum", _sum(COMPLETED, phase)) for phase in PHASES),
 )
 """(name, its value for one ended request's event): the facts that add up."""
 LAST_SEEN = ("last_ts", "ts")

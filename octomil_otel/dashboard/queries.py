@@ -108,9 +108,11 @@ class SQLQueries(ABC):
     def phases(self, filters: Filters) -> dict[str, Any]:
         source, params = self._facts(filters, None)
         sums = ", ".join(f"sum({phase}_sum)" for phase in PHASES)
+        completed = "sum(requests) - sum(failed) - sum(cancelled)"
         rows = self._rows(
-            f"SELECT model, engine, sum(requests), sum(duration_ms_sum), {sums}"
-            f" FROM {source} AS f GROUP BY model, engine ORDER BY model, engine",
+            f"SELECT model, engine, {completed} AS n, sum(duration_ms_sum), {sums}"
+            f" FROM {source} AS f GROUP BY model, engine HAVING {completed} > 0"
+            " ORDER BY model, engine",
             params,
         )
         return results.phases(rows)

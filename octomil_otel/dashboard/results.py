@@ -93,10 +93,10 @@ def devices(counts: Rows, percentiles: Rows) -> dict[str, Any]:
 
 
 def phases(rows: Rows) -> dict[str, Any]:
-    """``rows``: (model, engine, requests, sum of durations, of queue, prefill and decode
-    times). Each a mean per request (a request that does not report a phase adds 0 to it),
-    and ``other_ms``, the rest of the mean duration: what no phase accounts for (sampling,
-    the server, the client)."""
+    """``rows``: (model, engine, completed requests, the sums of their durations and of
+    their queue, prefill and decode times). Each a mean per completed request (one that
+    does not report a phase adds 0 to it), and ``other_ms``, the rest of the mean duration:
+    what no phase accounts for (sampling, the server, the client)."""
     out = []
     for model, engine, requests, duration, *parts in rows:
         means = [part / requests for part in parts]

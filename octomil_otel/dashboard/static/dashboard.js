@@ -653,7 +653,7 @@
     });
     c.update('none');
     $('phases-sub').textContent = models.length
-      ? 'mean per request, over ' + plural(models.reduce(function (n, m) {
+      ? 'mean per completed request, over ' + plural(models.reduce(function (n, m) {
         return n + m.requests; }, 0), 'request')
       : '';
     $('phases-empty').hidden = models.length > 0;
