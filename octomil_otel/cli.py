@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     dashboard.add_argument(
         "--retention-days",
-        type=_positive(int),
+        type=_retention_days,
         metavar="N",
         help="delete events older than N days, at start and then hourly (default: keep all)",
     )
@@ -151,6 +151,20 @@ def _positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its error
     return parse
+
+
+MAX_RETENTION_DAYS = 36_500
+"""A hundred years: more would reach before 1970, where no event is."""
+
+
+def _retention_days(text: str) -> int:
+    try:
+        days = _positive(int)(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if days > MAX_RETENTION_DAYS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_RETENTION_DAYS}, got {text}")
+    return int(days)
 
 
 def _at_least_zero(text: str) -> int:

@@ -29,12 +29,16 @@ def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]
 
 def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
     """The body as JSON text, at most 1 MiB of it, or a ``BatchError``."""
-    if content_encoding == "gzip":
+    coding = (content_encoding or "").strip().lower()  # content codings ignore case
+    if coding == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
         try:  # at most one byte past the limit: enough to answer 413
-            raw = zlib.decompressobj(wbits=31).decompress(raw, MAX_BATCH_BYTES + 1)
+            raw = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
         except zlib.error:
             raise BatchError(400, "the body is not gzip") from None
-    elif content_encoding not in (None, "", "identity"):
+        if inflater.unused_data and len(raw) <= MAX_BATCH_BYTES:  # one member, one batch
+            raise BatchError(400, "the body holds more than one gzip member")
+    elif coding not in ("", "identity"):
         raise BatchError(400, f"unsupported Content-Encoding {content_encoding!r}")
     if len(raw) > MAX_BATCH_BYTES:
         raise BatchError(413, "the body is over 1 MiB")

@@ -3,6 +3,8 @@ the query API answers exactly what the test computes on its own, on every store.
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 import os
 import subprocess
@@ -241,10 +243,59 @@ def test_dashboard_one_org_never_sees_another(dashboard):
     assert dashboard.query("volume")["totals"]["requests"] == 8
 
 
-def test_dashboard_bad_query_parameters_are_400(dashboard):
-    assert dashboard.get("/api/v1/query/ttfc", **{"from": "yesterday"}).status_code == 400
-    assert dashboard.get("/api/v1/query/ttfc", **{"from": 10, "to": 5}).status_code == 400
-    assert dashboard.get("/api/v1/query/ttfc", step=0.001).status_code == 400
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "yesterday"},
+        {"from": 10, "to": 5},
+        {"step": 0.0001},
+        {"step": "inf"},
+        {"step": 1e30},
+        {"to": 2**63},
+        {"from": "2026-02-19T14:32:01.442Zgarbage"},
+    ],
+)
+def test_dashboard_bad_query_parameters_are_400(dashboard, params):
+    response = dashboard.get("/api/v1/query/ttfc", **params)
+    assert response.status_code == 400, response.text
+    if "step" not in params:  # the request list has no buckets
+        assert dashboard.get("/api/v1/query/requests", **params).status_code == 400
+
+
+def test_dashboard_instants_with_an_offset_are_those_instants(dashboard):
+    send(dashboard, SPECS[:1])  # ends at 14:33:02.442 UTC
+    utc = dashboard.query(
+        "volume", **{"from": "2026-02-19T14:30:00Z", "to": "2026-02-19T14:40:00Z"}
+    )
+    offset = dashboard.query(
+        "volume", **{"from": "2026-02-19T16:30:00+02:00", "to": "2026-02-19T16:40:00+02:00"}
+    )
+    assert utc["totals"]["requests"] == offset["totals"]["requests"] == 1
+
+
+def test_dashboard_text_with_a_lone_surrogate_is_400_naming_the_field(dashboard):
+    good = {"event_type": "generation_started", "timestamp": "2026-02-19T14:32:01.442Z",
+            "device_id": "aaaaaaaaaaaa", "model": "gemma", "engine": "llamacpp"}  # fmt: skip
+    response = requests.post(
+        dashboard.url + "/api/v1/telemetry/events",
+        data=b'{"events": [' + json.dumps(good).encode() + b", "
+        + json.dumps(good).encode().replace(b'"gemma"', b'"\\ud800"') + b"]}",
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+        timeout=30,
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert "events[1]" in response.text and "model" in response.text
+    assert dashboard.query("volume")["totals"]["requests"] == 0
+
+
+def test_dashboard_gzip_is_read_in_any_case_and_one_member_only(dashboard):
+    body = gzip.compress(json.dumps({"events": []}).encode())
+    headers = {"Authorization": f"Bearer {dashboard.key}", "Content-Encoding": "GZIP"}
+    url = dashboard.url + "/api/v1/telemetry/events"
+    assert requests.post(url, data=body, headers=headers, timeout=30).status_code == 202
+    twice = requests.post(url, data=body + body, headers=headers, timeout=30)
+    assert twice.status_code == 400
+    assert "more than one gzip member" in twice.text
 
 
 def test_octomil_dashboard_first_start_prints_key_then_never_again(tmp_path):
@@ -336,3 +387,14 @@ def test_dashboard_phases_are_the_mean_time_per_request_of_each_model(dashboard)
         ]
     }  # fmt: skip
     assert dashboard.query("phases", model="qwen")["models"][0]["model"] == "qwen"
+
+
+def test_dashboard_a_request_without_an_id_is_counted_but_not_listed(dashboard):
+    """Nothing can open it, nor tell a second delivery of it from another request."""
+    ended = {"event_type": "generation_completed", "timestamp": "2026-02-19T14:33:01.442Z",
+             "device_id": "aaaaaaaaaaaa", "model": "gemma", "engine": "llamacpp",
+             "metrics": {"total_duration_ms": 5.0}}  # fmt: skip
+    assert dashboard.post([ended]).status_code == 202
+
+    assert dashboard.query("volume")["totals"]["requests"] == 1
+    assert dashboard.query("requests") == {"requests": []}

@@ -64,6 +64,10 @@ def test_retention_days_drops_old_events_before_the_dashboard_answers(kind, tmp_
         (["--retention-days", "-3"], "argument --retention-days: must be above 0, got -3"),
         (["--retention-days", "1.5"], "argument --retention-days: invalid int value: '1.5'"),
         (
+            ["--retention-days", "99999999999999999999"],
+            "argument --retention-days: must be at most 36500, got 99999999999999999999",
+        ),
+        (
             ["--trace-url", "http://grafana.local/explore"],
             "argument --trace-url: must be an http(s) URL with {trace_id} where the trace id "
             "goes, e.g. 'http://grafana.local/explore?...{trace_id}', got "

@@ -29,7 +29,7 @@ or RFC 3339; default: the last hour), ``model``, ``engine``, ``device`` and, for
 
 # no ``from __future__ import annotations``: FastAPI must see the dependency types defined
 # inside create_app at run time
-import calendar
+import datetime
 import time
 from importlib import resources
 from typing import Annotated, Any
@@ -112,8 +112,10 @@ def create_app(
 
     Scope = Annotated[Filters, Depends(filters)]
 
-    def step(scope: Scope, step: Annotated[float | None, Query(gt=0)] = None) -> int:
+    def step(scope: Scope, step: float | None = None) -> int:
         span = scope.end - scope.start
+        if step is not None and not 0.001 <= step < LATEST_MS / 1000:  # and not nan or inf
+            raise _Problem(400, "'step' must be a number of seconds, 0.001 or more")
         step_ms = int(step * 1000) if step else max(1000, -(-span // 60))
         if -(-span // step_ms) > MAX_BUCKETS:
             raise _Problem(400, f"'step' gives over {MAX_BUCKETS} buckets for this range")
@@ -170,13 +172,23 @@ def create_app(
     return app
 
 
+LATEST_MS = 253_402_300_800_000
+"""The year 10000: an instant past it is refused (it would overflow the stores' integers)."""
+
+
 def _instant(name: str, value: str) -> int:
-    """ms since the epoch, from an integer or an RFC 3339 UTC time."""
-    if value.isdigit():
-        return int(value)
+    """ms since the epoch, from an integer or an RFC 3339 time (its offset honoured; one
+    without an offset is UTC)."""
     try:
-        seconds = calendar.timegm(time.strptime(value[:19], "%Y-%m-%dT%H:%M:%S"))
+        if value.isascii() and value.isdigit():
+            ms = int(value)
+        else:
+            moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            ms = round(moment.timestamp() * 1000)
     except ValueError:
-        raise _Problem(400, f"'{name}' must be ms since the epoch or RFC 3339 UTC") from None
-    fraction = value[19:].rstrip("Z")
-    return seconds * 1000 + (int((fraction[1:] + "000")[:3]) if fraction.startswith(".") else 0)
+        raise _Problem(400, f"'{name}' must be ms since the epoch or an RFC 3339 time") from None
+    if not 0 <= ms < LATEST_MS:
+        raise _Problem(400, f"'{name}' must be between 1970 and the year 10000")
+    return ms

@@ -33,6 +33,7 @@ from octomil_otel.export.events import (
     MAX_CHUNK_INDEX,
     REQUEST_ID_PATTERN,
     TIMESTAMP_PATTERN,
+    is_unicode,
     parse_timestamp,
 )
 
@@ -96,6 +97,9 @@ def _fast_row(org_id: str, event: _Event, body: str) -> Row:
     for name, value in metrics.items():
         if (value.__class__ is str) is not (name == "error_type"):
             raise _Refused(name)
+    for text in (event.model, event.engine, event.device_id, metrics.get("error_type", "")):
+        if not is_unicode(text):  # type: ignore[arg-type]
+            raise _Refused(text)
     index = metrics.get("chunk_index")
     if index is not None and not (index.is_integer() and index < MAX_CHUNK_INDEX):
         raise _Refused("chunk_index")

@@ -130,7 +130,9 @@ class SQLQueries(ABC):
     # --- the request explorer ----------------------------------------------------------
 
     def requests(self, filters: Filters, status: str | None, limit: int) -> dict[str, Any]:
-        where, params = self._where(filters, *([STATUS[status]] if status else []))
+        # a request without an id cannot be opened, nor told apart from another delivery
+        conditions = ["request_id IS NOT NULL", *([STATUS[status]] if status else [])]
+        where, params = self._where(filters, *conditions)
         rows = self._rows(
             "SELECT ts, request_id, model, engine, device_id, event_type, error_type, ttfc_ms,"
             f" output_tokens, throughput_tok_s FROM {self._EVENTS} WHERE {where}"

@@ -102,6 +102,18 @@ _EPOCH: Final = datetime.datetime(1970, 1, 1)
 _MILLISECOND: Final = datetime.timedelta(milliseconds=1)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is Unicode (no lone surrogate, which JSON's ``\\ud800`` can carry):
+    what a store can keep and a browser show."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_event(event: object) -> dict[str, Any]:
     """A checked copy of ``event``, or a ``TypeError``/``ValueError`` naming the field.
 
@@ -123,6 +135,8 @@ def validate_event(event: object) -> dict[str, Any]:
     for name in _TEXT_FIELDS:
         if name in event and (not isinstance(event[name], str) or not event[name]):
             raise TypeError(f"{name} must be a non-empty str, got {event[name]!r}")
+        if name in event and not is_unicode(event[name]):
+            raise ValueError(f"{name} must be Unicode text, got {event[name]!r}")
     if "timestamp" in event and not _is_timestamp(event["timestamp"]):
         raise ValueError(
             f"timestamp must be RFC 3339 UTC with milliseconds, got {event['timestamp']!r}"
@@ -163,6 +177,8 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
         if name == "error_type":
             if not isinstance(value, str) or not value:
                 raise TypeError(f"metrics.error_type must be a non-empty str, got {value!r}")
+            if not is_unicode(value):
+                raise ValueError(f"metrics.error_type must be Unicode text, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError(f"metrics.{name} must be a number, got {value!r}")
