@@ -4,6 +4,7 @@ views then count what was there and what comes, once."""
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 
 import pytest
@@ -93,3 +94,81 @@ def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp
         assert store.volume(scope, HOUR) == volume(requests, HOUR)
         assert store.devices(scope) == devices(requests)
         assert store.phases(scope) == phases(requests)  # from the old events' text
+
+
+OLD_CLICKHOUSE = """CREATE TABLE {name} (
+    org_id String, event_type LowCardinality(String), ts Int64,
+    device_id LowCardinality(String), model LowCardinality(String),
+    engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+    stream Nullable(Bool), ttfc_ms Nullable(Float64),
+    throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
+    input_tokens Nullable(Float64), output_tokens Nullable(Float64),
+    error_type LowCardinality(Nullable(String)), body String
+) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
+
+
+def tables(url: str) -> list[str]:
+    import clickhouse_connect
+
+    client = clickhouse_connect.get_client(dsn=url)
+    try:
+        return sorted(name for (name,) in client.query("SHOW TABLES").result_rows)
+    finally:
+        client.close()
+
+
+def test_a_clickhouse_upgrade_stopped_midway_is_done_again_at_the_next_start(tmp_path):
+    """Stopped during the copy: the old table is still ``events``, next to a partial copy."""
+    pytest.importorskip("chdb")
+    import clickhouse_connect
+
+    url = f"chdb://{tmp_path / 'chdb'}"
+    client = clickhouse_connect.get_client(dsn=url)
+    client.command(OLD_CLICKHOUSE.format(name="events"))
+    client.insert("events", old_rows(REQUESTS[:120]), column_names=OLD_COLUMNS)
+    client.command(OLD_CLICKHOUSE.format(name="events_migrating"))  # the copy, cut short
+    client.insert("events_migrating", old_rows(REQUESTS[:3]), column_names=OLD_COLUMNS)
+    client.close()
+
+    with opened(url) as store:
+        start, end = RANGES["odd ends"]
+        requests = chosen(start, end, among=REQUESTS[:120])
+        assert store.volume(Filters("org_old", start, end), HOUR) == volume(requests, HOUR)
+    assert tables(url) == ["events", "keys", "orgs"]
+
+
+def test_a_clickhouse_upgrade_stopped_after_the_exchange_drops_the_old_table(tmp_path):
+    pytest.importorskip("chdb")
+    import clickhouse_connect
+
+    url = f"chdb://{tmp_path / 'chdb'}"
+    with opened(url) as store:
+        store.insert([row_of("org_old", e) for r in REQUESTS[:120] for e in r.events()])
+    client = clickhouse_connect.get_client(dsn=url)
+    client.command(OLD_CLICKHOUSE.format(name="events_migrating"))  # the old table, left
+    client.insert("events_migrating", old_rows(REQUESTS[:3]), column_names=OLD_COLUMNS)
+    client.close()
+
+    with opened(url) as store:
+        start, end = RANGES["odd ends"]
+        requests = chosen(start, end, among=REQUESTS[:120])
+        assert store.volume(Filters("org_old", start, end), HOUR) == volume(requests, HOUR)
+    assert tables(url) == ["events", "keys", "orgs"]
+
+
+def test_clickhouse_views_read_only_the_days_of_their_range(tmp_path):
+    """A day a partition: the view of an hour reads that day's part, not the history's."""
+    pytest.importorskip("chdb")
+    with opened(f"chdb://{tmp_path / 'chdb'}") as store:
+        for day in range(3):  # three days' requests, in parts of their own
+            moved = [dataclasses.replace(r, end=r.end + day * 24 * HOUR) for r in REQUESTS[:40]]
+            store.insert([row_of("org", e) for r in moved for e in r.events()])
+        start, end = RANGES["within an hour"]
+        source, params = store._facts(Filters("org", start, end), None)
+        plan = [
+            line
+            for (line,) in store._rows(f"EXPLAIN indexes = 1 SELECT count() FROM {source}", params)
+        ]
+    by_time = plan.index(next(line for line in plan if line.strip() == "Min-Max"))
+    parts = next(line for line in plan[by_time:] if line.strip().startswith("Parts:"))
+    assert parts.strip() == "Parts: 1/3"  # the partition key's own index, on ts

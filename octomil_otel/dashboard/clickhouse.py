@@ -9,8 +9,9 @@ ClickHouse has no unique constraints: the events table is a ``ReplacingMergeTree
 sorting key is an event's identity (org, event type, request, chunk index), so the
 database itself keeps one of each, whoever inserted it and how often; until its merges
 have, queries read it ``FINAL``. Event type comes second in the key so that the views,
-which read only the endings, skip the chunks. A revocation is a newer version of the key's
-row (``ReplacingMergeTree`` too).
+which read only the endings, skip the chunks; a partition a day lets them read only the
+days in their range. A revocation is a newer version of the key's row
+(``ReplacingMergeTree`` too).
 """
 
 from __future__ import annotations
@@ -28,23 +29,36 @@ from octomil_otel.dashboard.queries import Params, Rows, SQLQueries
 # tokens are Float64: the API accepts any finite non-negative number (5.5, 1e30), and
 # SQLite stores it as given; an event without a request id has no identity: a key of its
 # own, so it is never merged
-_EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
-    org_id String, event_type LowCardinality(String), ts Int64,
-    device_id LowCardinality(String), model LowCardinality(String),
-    engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
-    stream Nullable(Bool), ttfc_ms Nullable(Float64), throughput_tok_s Nullable(Float64),
-    total_duration_ms Nullable(Float64), input_tokens Nullable(Float64),
-    output_tokens Nullable(Float64), error_type LowCardinality(Nullable(String)),
-    body String,
-    request_key String MATERIALIZED ifNull(request_id, toString(generateUUIDv4()))
-) ENGINE = ReplacingMergeTree ORDER BY (org_id, event_type, request_key, chunk_index)"""
-_PHASE_COLUMNS = tuple(
-    f"ALTER TABLE events ADD COLUMN IF NOT EXISTS {phase} Nullable(Float64)"
-    f" DEFAULT JSONExtract(body, 'metrics', '{phase}', 'Nullable(Float64)')"
-    for phase in PHASES
-)
-"""The time split's columns. An event inserted gives them; one stored before they were
-reads them from its own text (a default is computed for the parts that lack a column)."""
+_PARTITION_KEY = "intDiv(ts, 86400000)"
+"""A day a partition: a view over a range reads the days it covers, not the org's whole
+history (the sorting key, an event's identity, says nothing of time). An event and its
+copies share a day: the table keeps one of each within a partition."""
+
+
+def _events_table(name: str) -> list[str]:
+    """The events table ``name``, with the time split's columns. An event inserted gives
+    them; one stored before they existed reads them from its own text (a default is
+    computed for the parts that lack a column)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {name} (
+            org_id String, event_type LowCardinality(String), ts Int64,
+            device_id LowCardinality(String), model LowCardinality(String),
+            engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+            stream Nullable(Bool), ttfc_ms Nullable(Float64),
+            throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
+            input_tokens Nullable(Float64), output_tokens Nullable(Float64),
+            error_type LowCardinality(Nullable(String)), body String,
+            request_key String MATERIALIZED ifNull(request_id, toString(generateUUIDv4()))
+        ) ENGINE = ReplacingMergeTree PARTITION BY {_PARTITION_KEY}
+        ORDER BY (org_id, event_type, request_key, chunk_index)""",
+        *(
+            f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {phase} Nullable(Float64)"
+            f" DEFAULT JSONExtract(body, 'metrics', '{phase}', 'Nullable(Float64)')"
+            for phase in PHASES
+        ),
+    ]
+
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS orgs (org_id String, name String, created Int64)
     ENGINE = MergeTree ORDER BY org_id""",
@@ -53,9 +67,11 @@ _SCHEMA = (
         key_id String, key_hash String, org_id String, name String, created Int64,
         revoked UInt8
     ) ENGINE = ReplacingMergeTree(revoked) ORDER BY key_id""",
-    _EVENTS_TABLE,
-    *_PHASE_COLUMNS,
+    *_events_table("events"),
 )
+_QUERY_SETTINGS = {"do_not_merge_across_partitions_select_final": 1}
+"""``FINAL`` merges each day apart, as the copies of an event are always in one: without
+this, it ignores a condition on time and reads every day (the whole history)."""
 _KEY_COLUMNS = ["key_id", "key_hash", "org_id", "name", "created", "revoked"]
 # stored before the answer (not buffered by the server), and a block sent twice is kept
 # twice: the table merges its rows, as it does anyone else's
@@ -72,26 +88,39 @@ class ClickHouseStore(SQLQueries):
         )
         self._lock = threading.Lock()  # the client takes one call at a time
         with self._lock:
-            self._replace_plain_events_table()
+            self._migrate_events_table()
             for statement in _SCHEMA:
                 self._client.command(statement)
 
-    def _replace_plain_events_table(self) -> None:
-        """A database made before the table kept one of each event: copy its events (they
-        were checked for duplicates as they came) into one that does."""
-        engine = self._client.query(
-            "SELECT engine FROM system.tables WHERE database = currentDatabase()"
-            " AND name = 'events'"
-        ).result_rows
-        if engine != [("MergeTree",)]:
-            return
-        self._client.command("RENAME TABLE events TO events_before_dedup")
-        self._client.command(_EVENTS_TABLE)
-        copied = ", ".join(column for column in COLUMNS if column not in PHASES)
-        self._client.command(
-            f"INSERT INTO events ({copied}) SELECT {copied} FROM events_before_dedup"
+    def _migrate_events_table(self) -> None:
+        """An events table made by an earlier version (one that did not keep one of each
+        event, or not a partition a day) is copied into one of today's, which then takes
+        its place in one step (``EXCHANGE``). Stopped at any point, the next start finds
+        either the old table, and copies it again, or the new one."""
+        tables = dict(
+            self._client.query(
+                "SELECT name, partition_key FROM system.tables"
+                " WHERE database = currentDatabase() AND name IN ('events', 'events_migrating')"
+            ).result_rows
         )
-        self._client.command("DROP TABLE events_before_dedup")
+        if "events" in tables and tables["events"] != _PARTITION_KEY:
+            self._client.command("DROP TABLE IF EXISTS events_migrating")  # a copy cut short
+            for statement in _events_table("events_migrating"):
+                self._client.command(statement)
+            present = {
+                name
+                for (name,) in self._client.query(
+                    "SELECT name FROM system.columns"
+                    " WHERE database = currentDatabase() AND table = 'events'"
+                ).result_rows
+            }
+            copied = ", ".join(column for column in COLUMNS if column in present)
+            self._client.command(
+                f"INSERT INTO events_migrating ({copied}) SELECT {copied} FROM events",
+                settings=_INSERT_SETTINGS,
+            )
+            self._client.command("EXCHANGE TABLES events AND events_migrating")
+        self._client.command("DROP TABLE IF EXISTS events_migrating")  # the old one
 
     def _insert(self, table: str, rows: list[Any], columns: list[str]) -> None:
         """Stored whole or not at all: one part of one partition. (The client may send a
@@ -163,7 +192,7 @@ class ClickHouseStore(SQLQueries):
 
     def _rows(self, sql: str, params: Params) -> Rows:
         with self._lock:
-            return self._client.query(sql, parameters=params).result_rows
+            return self._client.query(sql, parameters=params, settings=_QUERY_SETTINGS).result_rows
 
     def _param(self, name: str, kind: str) -> str:
         return f"{{{name}:{'Int64' if kind == 'int' else 'String'}}}"
