@@ -97,9 +97,9 @@ def _fast_row(org_id: str, event: _Event, body: str) -> Row:
     for name, value in metrics.items():
         if (value.__class__ is str) is not (name == "error_type"):
             raise _Refused(name)
-    for text in (event.model, event.engine, event.device_id, metrics.get("error_type", "")):
-        if not is_unicode(text):  # type: ignore[arg-type]
-            raise _Refused(text)
+    texts = (event.model, event.engine, event.device_id, metrics.get("error_type", ""))
+    if not "".join(texts).isascii() and not all(map(is_unicode, texts)):  # type: ignore[arg-type]
+        raise _Refused("text")
     index = metrics.get("chunk_index")
     if index is not None and not (index.is_integer() and index < MAX_CHUNK_INDEX):
         raise _Refused("chunk_index")
