@@ -488,72 +488,47 @@
       }),
     });
 
-    charts.devices = new Chart($('devices-chart'), {
-      type: 'bar',
-      data: {
-        labels: [],
-        datasets: [
-          { label: 'p50', data: [], backgroundColor: COLORS.p50, borderRadius: 2 },
-          { label: 'p90', data: [], backgroundColor: COLORS.p90, borderRadius: 2 },
-          { label: 'p99', data: [], backgroundColor: COLORS.p99, borderRadius: 2 },
-        ],
-      },
-      options: {
-        indexAxis: 'y',
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
-        interaction: { mode: 'index', intersect: false, axis: 'y' },
-        plugins: {
-          legend: { position: 'top', align: 'end',
-            labels: { boxWidth: 8, boxHeight: 8, usePointStyle: true, padding: 12 } },
-          tooltip: {
-            callbacks: {
-              label: function (c) { return 'TTFC ' + c.dataset.label + ': ' + fmtMs(c.parsed.x); },
-            },
-          },
-        },
-        scales: {
-          x: { beginAtZero: true, grace: '5%', title: axisTitle('TTFC (ms)') },
-          y: { grid: { display: false },
-            ticks: { font: { family: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace' } } },
-        },
-      },
+    charts.devices = horizontalBars('devices-chart', [
+      { label: 'p50', data: [], backgroundColor: COLORS.p50, borderRadius: 2 },
+      { label: 'p90', data: [], backgroundColor: COLORS.p90, borderRadius: 2 },
+      { label: 'p99', data: [], backgroundColor: COLORS.p99, borderRadius: 2 },
+    ], function (c) { return 'TTFC ' + c.dataset.label + ': ' + fmtMs(c.parsed.x); }, {
+      x: { beginAtZero: true, grace: '5%', title: axisTitle('TTFC (ms)') },
+      y: { grid: { display: false },
+        ticks: { font: { family: 'ui-monospace, SFMono-Regular, Menlo, Consolas, monospace' } } },
     });
 
-    charts.phases = new Chart($('phases-chart'), {
-      type: 'bar',
-      data: {
-        labels: [],
-        datasets: PHASES.map(function (phase) {
-          var name = phase[0].replace('_ms', '');
-          return { label: phase[1], data: [], backgroundColor: COLORS[name], stack: 'time' };
-        }),
-      },
-      options: {
-        indexAxis: 'y',
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
-        interaction: { mode: 'index', intersect: false, axis: 'y' },
-        plugins: {
-          legend: { position: 'top', align: 'end',
-            labels: { boxWidth: 8, boxHeight: 8, usePointStyle: true, padding: 12 } },
-          tooltip: {
-            callbacks: {
-              label: function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.x); },
-            },
-          },
-        },
-        scales: {
-          x: { stacked: true, beginAtZero: true, title: axisTitle('mean per request (ms)') },
-          y: { stacked: true, grid: { display: false } },
-        },
-      },
+    charts.phases = horizontalBars('phases-chart', PHASES.map(function (phase) {
+      var name = phase[0].replace('_ms', '');
+      return { label: phase[1], data: [], backgroundColor: COLORS[name], stack: 'time' };
+    }), function (c) { return c.dataset.label + ': ' + fmtMs(c.parsed.x); }, {
+      x: { stacked: true, beginAtZero: true, title: axisTitle('mean per completed request (ms)') },
+      y: { stacked: true, grid: { display: false } },
     });
 
     hook.charts = charts;
     return charts;
+  }
+
+  /** A bar chart with a bar (or a stack) per label, its values along x. */
+  function horizontalBars(id, datasets, tooltipLabel, scales) {
+    return new Chart($(id), {
+      type: 'bar',
+      data: { labels: [], datasets: datasets },
+      options: {
+        indexAxis: 'y',
+        responsive: true,
+        maintainAspectRatio: false,
+        animation: false,
+        interaction: { mode: 'index', intersect: false, axis: 'y' },
+        plugins: {
+          legend: { position: 'top', align: 'end',
+            labels: { boxWidth: 8, boxHeight: 8, usePointStyle: true, padding: 12 } },
+          tooltip: { callbacks: { label: tooltipLabel } },
+        },
+        scales: scales,
+      },
+    });
   }
 
   function setLabels(chart) {
