@@ -117,6 +117,15 @@ def tables(url: str) -> list[str]:
         client.close()
 
 
+def assert_upgraded(url: str) -> None:
+    """The first 120 requests counted once, and no table left from the upgrade."""
+    with opened(url) as store:
+        start, end = RANGES["odd ends"]
+        requests = chosen(start, end, among=REQUESTS[:120])
+        assert store.volume(Filters("org_old", start, end), HOUR) == volume(requests, HOUR)
+    assert tables(url) == ["events", "keys", "orgs"]
+
+
 def test_a_clickhouse_upgrade_stopped_midway_is_done_again_at_the_next_start(tmp_path):
     """Stopped during the copy: the old table is still ``events``, next to a partial copy."""
     pytest.importorskip("chdb")
@@ -130,11 +139,7 @@ def test_a_clickhouse_upgrade_stopped_midway_is_done_again_at_the_next_start(tmp
     client.insert("events_migrating", old_rows(REQUESTS[:3]), column_names=OLD_COLUMNS)
     client.close()
 
-    with opened(url) as store:
-        start, end = RANGES["odd ends"]
-        requests = chosen(start, end, among=REQUESTS[:120])
-        assert store.volume(Filters("org_old", start, end), HOUR) == volume(requests, HOUR)
-    assert tables(url) == ["events", "keys", "orgs"]
+    assert_upgraded(url)
 
 
 def test_a_clickhouse_upgrade_stopped_after_the_exchange_drops_the_old_table(tmp_path):
@@ -149,11 +154,7 @@ def test_a_clickhouse_upgrade_stopped_after_the_exchange_drops_the_old_table(tmp
     client.insert("events_migrating", old_rows(REQUESTS[:3]), column_names=OLD_COLUMNS)
     client.close()
 
-    with opened(url) as store:
-        start, end = RANGES["odd ends"]
-        requests = chosen(start, end, among=REQUESTS[:120])
-        assert store.volume(Filters("org_old", start, end), HOUR) == volume(requests, HOUR)
-    assert tables(url) == ["events", "keys", "orgs"]
+    assert_upgraded(url)
 
 
 def test_clickhouse_views_read_only_the_days_of_their_range(tmp_path):

@@ -144,15 +144,21 @@ def test_a_client_that_stops_reading_a_stream_loses_it_and_frees_the_engine(api)
     assert 0 < stalled_request["metrics"]["output_tokens"] < 2_000_000
 
 
+def keep_the_engine_busy(server) -> threading.Thread:
+    """A long request, running (its client waits for the answer on this thread)."""
+    running = threading.Thread(
+        target=requests.post,
+        args=(server.url + "/v1/completions",),
+        kwargs={"json": {**LONG, "max_tokens": 1500}, "timeout": 60},
+    )
+    running.start()
+    wait_for_health(server, running=1, waiting=0)
+    return running
+
+
 def test_a_client_that_leaves_the_queue_gives_up_its_place_and_costs_no_engine_time(api, tiny_gguf):
     with serve(str(tiny_gguf), api.url, "--n-ctx", "2048", "--max-waiting", "1") as server:
-        running = threading.Thread(
-            target=requests.post,
-            args=(server.url + "/v1/completions",),
-            kwargs={"json": {**LONG, "max_tokens": 1500}, "timeout": 60},
-        )
-        running.start()
-        wait_for_health(server, running=1, waiting=0)
+        running = keep_the_engine_busy(server)
         with pytest.raises(requests.ReadTimeout):  # waits behind the running one, then leaves
             requests.post(server.url + "/v1/completions", json=LONG, timeout=0.5)
         wait_for_health(server, running=1, waiting=0)  # its place is free again
@@ -171,13 +177,7 @@ def test_a_client_that_leaves_the_queue_gives_up_its_place_and_costs_no_engine_t
 
 def test_a_request_refused_while_others_wait_is_server_overloaded(api, tiny_gguf):
     with serve(str(tiny_gguf), api.url, "--n-ctx", "2048", "--max-waiting", "0") as server:
-        running = threading.Thread(
-            target=requests.post,
-            args=(server.url + "/v1/completions",),
-            kwargs={"json": {**LONG, "max_tokens": 1500}, "timeout": 60},
-        )
-        running.start()
-        wait_for_health(server, running=1, waiting=0)
+        running = keep_the_engine_busy(server)
         refused = requests.post(server.url + "/v1/completions", json=LONG, timeout=30)
         running.join()
         server.stop()
