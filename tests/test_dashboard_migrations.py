@@ -45,6 +45,18 @@ CREATE INDEX events_by_time ON events (org_id, event_type, ts);
 """The SQLite schema before rollups (version 0)."""
 
 
+OLD_CLICKHOUSE = """CREATE TABLE {name} (
+    org_id String, event_type LowCardinality(String), ts Int64,
+    device_id LowCardinality(String), model LowCardinality(String),
+    engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
+    stream Nullable(Bool), ttfc_ms Nullable(Float64),
+    throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
+    input_tokens Nullable(Float64), output_tokens Nullable(Float64),
+    error_type LowCardinality(Nullable(String)), body String
+) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
+"""The ClickHouse events table before it kept one of each event."""
+
+
 def test_a_sqlite_file_from_before_rollups_is_summed_up(tmp_path):
     old, new = REQUESTS[:120], REQUESTS[120:]
     path = tmp_path / "events.db"
@@ -72,17 +84,7 @@ def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp
 
     url = f"chdb://{tmp_path / 'chdb'}"
     client = clickhouse_connect.get_client(dsn=url)
-    client.command(
-        """CREATE TABLE events (
-            org_id String, event_type LowCardinality(String), ts Int64,
-            device_id LowCardinality(String), model LowCardinality(String),
-            engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
-            stream Nullable(Bool), ttfc_ms Nullable(Float64),
-            throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
-            input_tokens Nullable(Float64), output_tokens Nullable(Float64),
-            error_type LowCardinality(Nullable(String)), body String
-        ) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
-    )
+    client.command(OLD_CLICKHOUSE.format(name="events"))
     client.insert("events", old_rows(REQUESTS[:120]), column_names=OLD_COLUMNS)
     client.close()
     again = [row_of("org_old", event) for r in REQUESTS[:10] for event in r.events()]
@@ -94,17 +96,6 @@ def test_a_clickhouse_table_from_before_dedup_is_copied_into_one_that_dedups(tmp
         assert store.volume(scope, HOUR) == volume(requests, HOUR)
         assert store.devices(scope) == devices(requests)
         assert store.phases(scope) == phases(requests)  # from the old events' text
-
-
-OLD_CLICKHOUSE = """CREATE TABLE {name} (
-    org_id String, event_type LowCardinality(String), ts Int64,
-    device_id LowCardinality(String), model LowCardinality(String),
-    engine LowCardinality(String), request_id Nullable(String), chunk_index Int64,
-    stream Nullable(Bool), ttfc_ms Nullable(Float64),
-    throughput_tok_s Nullable(Float64), total_duration_ms Nullable(Float64),
-    input_tokens Nullable(Float64), output_tokens Nullable(Float64),
-    error_type LowCardinality(Nullable(String)), body String
-) ENGINE = MergeTree ORDER BY (org_id, event_type, ts)"""
 
 
 def tables(url: str) -> list[str]:
