@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -342,6 +343,10 @@ def run_serve(args: argparse.Namespace) -> int:
     server = Server(config)
     if HANGUP is not None:  # the terminal or SSH session went away: stop as for SIGTERM
         signal.signal(HANGUP, server.handle_exit)
+    # what start-up built lives as long as the server: out of the collector's sight, a
+    # full collection no longer walks it (~50 ms, every few seconds under load, before)
+    gc.collect()
+    gc.freeze()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: stopped as asked, not a crash
         server.run()
     return 0

@@ -60,6 +60,10 @@ OCTOMIL_EXPORT_DELAY_MILLIS = 1000
 ``flush_interval_seconds`` then decides when they are sent."""
 SHUTDOWN_SECONDS = 10.0
 """What ``shutdown()`` may take, at most, to deliver what is left, whatever the API does."""
+OCTOMIL_EXPORT_BATCH_RECORDS = 32
+"""Finished requests the exporter encodes at once, at most; as many wake it. Encoding holds
+the GIL (~30 us a request of 50 chunks): a second's worth of a busy server at once held
+its event loop for ~10 ms, in the p99 of ``bench/serve_load.py``; 32 at a time, ~1 ms."""
 OCTOMIL_MAX_QUEUED_RECORDS = 8192
 """Finished requests waiting for the Octomil exporter, at most (a few hundred bytes each)."""
 
@@ -197,7 +201,7 @@ def init(
                 OctomilSpanExporter(reporter),
                 max_queue_size=OCTOMIL_MAX_QUEUED_RECORDS,
                 schedule_delay_millis=OCTOMIL_EXPORT_DELAY_MILLIS,
-                max_export_batch_size=512,
+                max_export_batch_size=OCTOMIL_EXPORT_BATCH_RECORDS,
                 export_timeout_millis=30_000,
             )
             set_default_octomil_processor(processor)

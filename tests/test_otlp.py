@@ -141,12 +141,14 @@ def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
     from .test_serve import serve
 
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_METRIC_EXPORT_INTERVAL": "500"}
+    trace_id, client_span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
     with Tap() as tap:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = tap.url
         with serve("echo", None, env=env) as server:
             response = requests.post(
                 server.url + "/v1/chat/completions",
                 json={"model": "echo", "messages": [{"role": "user", "content": "one two"}]},
+                headers={"traceparent": f"00-{trace_id}-{client_span_id}-01"},
                 timeout=30,
             )
             log = server.stop()
@@ -157,7 +159,15 @@ def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
 
     assert "gen_ai.server.time_per_output_token" not in {m.name for m in tap.metrics}
 
-    (span,) = [attributes(s) for s in tap.spans if s.name == "chat echo"]
+    # FastAPI's HTTP server span, in the client's trace, parents the request's span; none
+    # for the readiness probe (GET /health), none of FastAPI's operation spans, no HTTP
+    # metrics
+    http, chat = sorted(tap.spans, key=lambda s: s.name)
+    assert (http.name, http.kind, chat.name) == ("POST /v1/chat/completions", 2, "chat echo")
+    assert {s.trace_id.hex() for s in (http, chat)} == {trace_id}
+    assert (http.parent_span_id.hex(), chat.parent_span_id) == (client_span_id, http.span_id)
+    assert not any(m.name.startswith("http.") for m in tap.metrics)
+    span = attributes(chat)
     assert span["gen_ai.response.id"] == response.json()["id"]
     assert (span["gen_ai.usage.input_tokens"], span["gen_ai.usage.output_tokens"]) == (2, 2)
     assert "[telemetry] Disabled: no API key provided" in log

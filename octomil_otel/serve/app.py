@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import threading
@@ -135,6 +136,32 @@ class Server:
         self.begin_shutdown = begin_shutdown
 
 
+def _http_telemetry(recorder: Recorder) -> dict[str, Any]:
+    """FastAPI's own OpenTelemetry (its recent releases), as ``octomil serve`` wants it: an
+    HTTP server span, which joins a client's ``traceparent`` and parents the request's
+    GenAI span, only where spans are exported, and none for probes and scrapes
+    (``/health``, ``/metrics``); no spans of FastAPI's internals, no HTTP metrics or logs.
+    Left to its defaults it builds four spans a request (the HTTP span, dependencies,
+    endpoint, serialization) that nobody sees without OTLP, records two HTTP metrics, and
+    wraps every streamed chunk's send: most of what telemetry added to a served request's
+    CPU (``bench/serve_load.py``)."""
+    if "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    tracing = {"tracer_provider": recorder.tracer_provider, "tracing": recorder.spans_observed()}
+    return {
+        "telemetry": {
+            **tracing,
+            "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        }
+    }
+
+
+_UNTRACED_PATHS = frozenset(("/health", "/metrics"))
+
+
 def create_app(
     engine: Engine,
     recorder: Recorder,
@@ -201,7 +228,7 @@ def create_app(
         if on_shutdown is not None:
             on_shutdown()
 
-    app = FastAPI(title="octomil serve", lifespan=lifespan)
+    app = FastAPI(title="octomil serve", lifespan=lifespan, **_http_telemetry(recorder))
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
