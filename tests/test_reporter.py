@@ -289,6 +289,23 @@ def test_reporter_flushes_on_its_interval(api, make_reporter):
     assert len(api.events) == 1
 
 
+def test_reporter_sleeps_while_nothing_is_queued(api, make_reporter):
+    """An idle process is not woken every interval: the worker drains only after an event
+    is queued, once for one event."""
+    reporter = make_reporter(api.url, flush_interval_seconds=0.02)
+    drains = []
+    drain = reporter._drain
+    reporter._drain = lambda: drains.append(1) or drain()
+    time.sleep(0.3)  # fifteen intervals, nothing queued
+    assert drains == []
+    reporter.report(event())
+    deadline = time.monotonic() + 10
+    while not api.events and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)
+    assert (len(api.events), len(drains)) == (1, 1)
+
+
 def test_reporter_logs_initialized_and_flushed_lines(api, make_reporter, caplog):
     with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
         reporter = make_reporter(api.url)

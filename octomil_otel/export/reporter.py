@@ -1,8 +1,8 @@
 """``TelemetryReporter``: the one delivery path from this process to the Octomil API.
 
 Events wait in a bounded in-memory queue; one background thread sends them, every
-``flush_interval_seconds`` or sooner when the queue is half full. Nothing on the caller's
-side ever waits for the network:
+``flush_interval_seconds`` while there are any (sooner when the queue is half full), and
+sleeps while there are none. Nothing on the caller's side ever waits for the network:
 
 * ``report()`` checks the event, fills in what may be omitted, and appends: a lock held
   for a ``deque.append``, never across I/O;
@@ -51,7 +51,8 @@ class TelemetryReporter:
     Args:
         api_key: the Octomil API key (required).
         api_base: the server's base URL; ``OCTOMIL_API_BASE``, else https://api.octomil.com.
-        flush_interval_seconds: how often the background thread sends what is queued.
+        flush_interval_seconds: how often the background thread sends what is queued: an
+            event waits this long at most.
         max_queue_size: events held in memory at most; when full, the oldest are dropped.
         device_id: overrides the id derived from the hostname and MAC address.
         org_id: the organization; ``OCTOMIL_ORG_ID``, else resolved from the key.
@@ -168,8 +169,9 @@ class TelemetryReporter:
                 start += room
                 self._cond.notify_all()  # the worker takes everything queued
                 self._cond.wait(remaining)
+            was_empty = not queue
             queue.extend(events[start:] if start else events)
-            if len(queue) >= self._wake_at:
+            if was_empty or len(queue) >= self._wake_at:  # the first starts the interval
                 self._cond.notify_all()
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
@@ -219,8 +221,11 @@ class TelemetryReporter:
         self._worker.start()
 
     def _run(self) -> None:
+        """Asleep while there is nothing to send (an idle process is not woken every
+        interval); then sends within ``flush_interval_seconds`` of the first event queued."""
         while True:
             with self._cond:
+                self._cond.wait_for(lambda: self._closed or self._flush_wanted or self._queue)
                 self._cond.wait_for(
                     lambda: self._closed or self._flush_wanted or len(self._queue) >= self._wake_at,
                     self.flush_interval_seconds,
