@@ -55,16 +55,15 @@ DISABLED_MESSAGE = (
 )
 DEVICE_ID_ATTRIBUTE = "device.id"
 DEFAULT_SERVICE_NAME = "octomil"
-OCTOMIL_EXPORT_BATCH_RECORDS = 1
-"""The Octomil exporter encodes each request as it ends, on the processor's thread (its
-``BatchSpanProcessor`` wakes as soon as this many wait): encoding holds the GIL, ~30 us for
-a request of 50 chunks, and a second's worth of a busy server at once held its event loop
-for ~10 ms, in the p99 of ``bench/serve_load.py``. The reporter batches the events."""
-OCTOMIL_EXPORT_DELAY_MILLIS = 60_000
-"""How often the processor looks at its queue unwoken: records never wait for it (see
-above), so an idle process is woken once a minute rather than every second (under
-``callgrind``, a second's wake-ups made a chunk of llama.cpp cost 20k-50k instructions
-more, the allocator state they left: ``bench/callgrind_all_in.py``)."""
+OCTOMIL_EXPORT_DELAY_MILLIS = 1000
+"""How long finished requests wait for the Octomil exporter, at most: the reporter's
+``flush_interval_seconds`` then decides when they are sent."""
+OCTOMIL_EXPORT_BATCH_RECORDS = 32
+"""Finished requests the exporter encodes at once, at most; as many wake it. Encoding holds
+the GIL (~30 us a request of 50 chunks): a second's worth of a busy server at once held
+its event loop for ~10 ms, in the p99 of ``bench/serve_load.py``. One at a time cost more
+than it saved: a wake-up of the processor's thread per request, ~100 us of a served
+request's CPU (per-thread CPU under load)."""
 SHUTDOWN_SECONDS = 10.0
 """What ``shutdown()`` may take, at most, to deliver what is left, whatever the API does."""
 OCTOMIL_MAX_QUEUED_RECORDS = 8192
