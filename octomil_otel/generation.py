@@ -29,7 +29,6 @@ handed straight to the Octomil span processor (``BatchSpanProcessor`` on
 
 from __future__ import annotations
 
-import array
 import heapq
 import itertools
 import json
@@ -253,7 +252,7 @@ class Generation:
         self._clock = recorder.clock
         self._t0 = recorder.clock()
         self._wall0 = recorder.wall_clock()
-        self._chunk_times = array.array("q")
+        self._chunk_times: list[int] = []
         self._finished = False
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
