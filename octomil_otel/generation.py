@@ -169,14 +169,16 @@ class Recorder:
         )
 
     @property
-    def tracer_provider(self) -> trace.TracerProvider:
-        return self._tracer_provider or trace.get_tracer_provider()
+    def tracer_provider(self) -> trace.TracerProvider | None:
+        """The provider given; ``None``: the global one, whichever it is when used."""
+        return self._tracer_provider
 
     def spans_observed(self) -> bool:
         """Whether a span started now reaches anything: ``False`` only for the SDK's
         TracerProvider with no span processor at all (``octomil serve`` and ``init()``
         without OTLP), where building a span would cost a request ~17 us for nothing."""
-        active = getattr(self.tracer_provider, "_active_span_processor", None)
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        active = getattr(provider, "_active_span_processor", None)
         processors = getattr(active, "_span_processors", None)
         return processors is None or len(processors) > 0
 

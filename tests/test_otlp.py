@@ -141,6 +141,7 @@ def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
     from .test_serve import serve
 
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_METRIC_EXPORT_INTERVAL": "500"}
+    env["FASTAPI_OTEL_AUTO_CONFIGURE"] = "true"  # would add FastAPI's own exporters: not here
     trace_id, client_span_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
     with Tap() as tap:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = tap.url

@@ -152,6 +152,7 @@ def _http_telemetry(recorder: Recorder) -> dict[str, Any]:
         "telemetry": {
             **tracing,
             "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
+            "auto_configure": False,  # FASTAPI_OTEL_AUTO_CONFIGURE: the exporters are init()'s
             "operation_spans": False,
             "metrics": False,
             "logs": False,
