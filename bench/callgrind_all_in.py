@@ -23,11 +23,15 @@ README publishes, next to the ~2.1M instructions a token of that model costs), a
 Why: ``callgrind_chunk.sh`` counts only the consuming loop; this counts what a user's
 process really spends, threads and export included.
 
-Caveat: with the engine, the figure moves between runs far more than with the Python source
-(+11k to +85k per chunk were seen for the same code): almost all of the spread is CPython's
-allocator (``_PyObject_Malloc``/``_PyObject_Free`` and glibc's ``_int_malloc``), whose arena
-work per call depends on the heap the loaded model left. Read ``callgrind_annotate`` on the
-kept profiles (the work directory is printed) before reading a change into it.
+Caveat: with the engine, the figure moves between runs and layouts far more than with the
+Python source (+15k to +64k per chunk for the same code, 2026-12-01). What our code runs is
+about 5k of it (``--separate-threads=yes`` splits the count by thread); the rest is
+llama-cpp-python's own ~4,600 ``PyObject_Malloc``/``Free`` calls a token, each costing a few
+instructions more or less in the instrumented process's heap, which any work of the
+background threads during the stream moves (their wake-ups included: under callgrind a
+second is a fiftieth of a second's work). With both threads idle for the whole stream the
+same runs gave +0.4k to +7.6k. Read ``callgrind_annotate`` on the kept profiles (the work
+directory is printed) before reading a change into it.
 
 Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
 AVX-512 (``scripts/setup.sh``). The defaults take 15 to 25 minutes on 2 cores.
