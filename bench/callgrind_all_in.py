@@ -29,9 +29,9 @@ about 5k of it (``--separate-threads=yes`` splits the count by thread); the rest
 llama-cpp-python's own ~4,600 ``PyObject_Malloc``/``Free`` calls a token, each costing a few
 instructions more or less in the instrumented process's heap, which any work of the
 background threads during the stream moves (their timed wake-ups too: under callgrind a
-stream runs some fifty times slower, and sees fifty times as many). With both threads idle for the whole stream the
-same runs gave +0.4k to +7.6k. Read ``callgrind_annotate`` on the kept profiles (the work
-directory is printed) before reading a change into it.
+stream runs some fifty times slower, and sees fifty times as many). With both threads idle
+for the whole stream the same runs gave +0.4k to +7.6k. Read ``callgrind_annotate`` on the
+kept profiles (the work directory is printed) before reading a change into it.
 
 Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
 AVX-512 (``scripts/setup.sh``). The defaults take about 5 minutes on 2 cores (2026-12-01).
