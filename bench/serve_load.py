@@ -108,8 +108,8 @@ def one_request(
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
-            if data == b"[DONE]":
-                break
+            if data == b"[DONE]":  # read on to the end: the connection is then reused
+                continue
             if json.loads(data)["choices"][0].get("delta", {}).get("content"):
                 chunks += 1
         return 2 + chunks
