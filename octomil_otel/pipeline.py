@@ -60,10 +60,10 @@ OCTOMIL_EXPORT_DELAY_MILLIS = 1000
 ``flush_interval_seconds`` then decides when they are sent."""
 OCTOMIL_EXPORT_BATCH_RECORDS = 32
 """Finished requests the exporter encodes at once, at most; as many wake it. Encoding holds
-the GIL (~30 us a request of 50 chunks): a second's worth of a busy server at once held
-its event loop for ~10 ms, in the p99 of ``bench/serve_load.py``. One at a time cost more
-than it saved: a wake-up of the processor's thread per request, ~100 us of a served
-request's CPU (per-thread CPU under load)."""
+the GIL (~30 us a request of 50 chunks), so a batch is a wait for a busy server's event
+loop: ~15 ms for 512, ~1 ms for 32. One at a time cost more than it saved: a wake-up of the
+processor's thread per request, ~100 us of a served request's CPU (per-thread CPU under
+``bench/serve_load.py``'s load)."""
 SHUTDOWN_SECONDS = 10.0
 """What ``shutdown()`` may take, at most, to deliver what is left, whatever the API does."""
 OCTOMIL_MAX_QUEUED_RECORDS = 8192
