@@ -147,10 +147,10 @@ def _http_telemetry(recorder: Recorder) -> dict[str, Any]:
     CPU (``bench/serve_load.py``)."""
     if "telemetry" not in inspect.signature(FastAPI).parameters:
         return {}
-    tracing = {"tracer_provider": recorder.tracer_provider, "tracing": recorder.spans_observed()}
     return {
         "telemetry": {
-            **tracing,
+            "tracer_provider": recorder.tracer_provider,
+            "tracing": recorder.spans_observed(),
             "exclude": lambda scope: scope.get("path") in _UNTRACED_PATHS,
             "auto_configure": False,  # FASTAPI_OTEL_AUTO_CONFIGURE: the exporters are init()'s
             "operation_spans": False,
