@@ -364,3 +364,45 @@ for round in range(2):
     assert done.stdout == "[1] True\n[1] True\n"
     assert "shutdown" not in done.stderr.lower()
     assert len({event["request_id"] for event in api.events}) == 2
+
+
+def test_init_records_no_histogram_into_a_meter_provider_nothing_reads(api):
+    """Without a reader (no ``metric_readers``, no OTLP) ``init()``'s own MeterProvider can
+    never be read, so a request records nothing into it; given a reader, it records. The
+    events are the same either way (a process of its own: global providers are set once)."""
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+from opentelemetry.sdk.metrics._internal import measurement_consumer
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+import octomil
+
+consumer = measurement_consumer.SynchronousMeasurementConsumer
+consume = consumer.consume_measurement
+measurements = []
+consumer.consume_measurement = lambda self, m: (measurements.append(m), consume(self, m))[1]
+
+for readers in ([], [InMemoryMetricReader()]):
+    measurements.clear()
+    telemetry = octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, metric_readers=readers)
+    octomil.generate(model="echo", prompt="hello there")
+    print(sorted(m.instrument.name for m in measurements), telemetry.flush())
+    octomil.shutdown()
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OCTOMIL_"))}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+
+    recorded = [
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.token.usage",
+        "gen_ai.client.token.usage",
+        "gen_ai.server.time_to_first_token",
+    ]
+    assert done.stdout == f"[] True\n{recorded} True\n", done.stderr
+    assert [e["event_type"] for e in api.events] == [
+        "generation_started", "chunk_produced", "generation_completed",
+    ] * 2  # fmt: skip
