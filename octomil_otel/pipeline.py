@@ -151,8 +151,7 @@ def init(
             when omitted, the standard ``OTEL_EXPORTER_OTLP_*`` variables decide. Providers
             the application set up itself are left to it unless an endpoint is given here.
         metric_readers: more readers for the MeterProvider that ``init()`` creates (for
-            example a Prometheus reader). With none, and no OTLP forwarding of metrics, no
-            histogram is recorded: nothing could read it.
+            example a Prometheus reader).
         instrument: instrument every installed engine (llama-cpp-python, mlx-lm), or only
             those named (``"llamacpp"``, ``"mlx"``), or none. Each is instrumented when the
             application imports it (at once if it has): ``init()`` imports no engine, and
@@ -170,18 +169,12 @@ def init(
 
         tracer_provider, owns_tracer = _tracer_provider(tracer_provider, resource)
 
-        readers: list[MetricReader] = []  # of a MeterProvider of our own
-
-        def own_meter_provider() -> MeterProvider:
+        def readers() -> list[MetricReader]:  # created only with a MeterProvider of our own
             otlp = [otlp_metric_reader(*otlp_args)] if forwarding("metrics", otlp_endpoint) else []
-            readers.extend((*metric_readers, *otlp))
-            return MeterProvider(resource=resource, metric_readers=readers)
+            return [*metric_readers, *otlp]
 
-        meter_provider, owns_meter = _meter_provider(meter_provider, own_meter_provider)
-        # ours without a reader can never be read (the SDK adds none later): a histogram
-        # record into it would cost ~2.6 us of the request for nothing (bench/request_cost.py)
-        recorded_meters = (
-            meter_provider if readers or not owns_meter else metrics.NoOpMeterProvider()
+        meter_provider, owns_meter = _meter_provider(
+            meter_provider, lambda: MeterProvider(resource=resource, metric_readers=readers())
         )
         if not owns_meter and (metric_readers or otlp_endpoint):
             _logger.warning(
@@ -216,14 +209,14 @@ def init(
             set_default_octomil_processor(processor)
 
         _telemetry = Telemetry(
-            recorder=Recorder(tracer_provider, recorded_meters, logger_provider=logger_provider),
+            recorder=Recorder(tracer_provider, meter_provider, logger_provider=logger_provider),
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             logger_provider=logger_provider,
             reporter=reporter,
             instrumentors=instrument_installed(
                 tracer_provider,
-                recorded_meters,
+                meter_provider,
                 logger_provider,
                 INSTRUMENTORS if instrument is True else instrument or (),
             ),
