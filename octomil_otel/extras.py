@@ -12,7 +12,7 @@ import importlib.util
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "prometheus_client", "opentelemetry.exporter.prometheus"),
-    "dashboard": ("fastapi", "uvicorn", "msgspec"),
+    "dashboard": ("fastapi", "uvicorn"),
     "clickhouse": ("clickhouse_connect",),
     "llamacpp": ("llama_cpp",),
     "mlx": ("mlx_lm", "mlx"),

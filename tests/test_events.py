@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from octomil_otel.export.events import encode, format_timestamp, validate_event
@@ -303,3 +305,56 @@ def test_validate_event_refuses_an_int_too_large_for_a_double():
     event = {**DOC_EXAMPLE, "metrics": {"output_tokens": 10**400}}
     with pytest.raises(ValueError, match=r"metrics\.output_tokens must be finite"):
         validate_event(event)
+
+
+def _record_with(span, **attributes):
+    """``span``'s record with some attributes replaced."""
+    return ReadableSpan(
+        span.name,
+        context=span.context,
+        attributes={**span.attributes, **attributes},
+        start_time=span.start_time,
+        end_time=span.end_time,
+    )
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "error"),
+    [
+        ("octomil.ttfc_ms", -0.5, ValueError),  # the API refuses the batch it is in
+        ("octomil.ttfc_ms", math.nan, ValueError),
+        ("octomil.total_duration_ms", math.inf, ValueError),
+        ("gen_ai.usage.output_tokens", 10**400, OverflowError),
+        ("octomil.queue_ms", "12", TypeError),
+        ("gen_ai.usage.input_tokens", -1, ValueError),  # on generation_started
+        ("error.type", "\ud800", ValueError),  # no JSON the API can store
+        ("error.type", "", TypeError),
+    ],
+)
+def test_encode_refuses_a_metric_the_api_would_refuse(
+    recorder, octomil_records, attribute, value, error
+):
+    generation = recorder.start(model="tiny", engine="echo", stream=True, input_tokens=3)
+    generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    with pytest.raises(error):
+        encode(_record_with(span, **{attribute: value}))
+
+
+def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records):
+    generation = recorder.start(model="tiny", engine="echo")
+    generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+    values = {"octomil.ttfc_ms": 1e16, "octomil.total_duration_ms": 1e-7, "octomil.queue_ms": 0.1}
+
+    (completed,) = [
+        text for text in encode(_record_with(span, **values)) if "generation_completed" in text
+    ]
+    assert '"ttfc_ms":1e16' in completed and '"total_duration_ms":1e-7' in completed
+    metrics = json.loads("{" + completed)["metrics"]
+    assert (metrics["ttfc_ms"], metrics["total_duration_ms"], metrics["queue_ms"]) == (
+        1e16, 1e-7, 0.1,
+    )  # fmt: skip
