@@ -7,11 +7,11 @@ time per request (``time.process_time()``: every thread of it, user and system),
 from after start-up to after the last event was delivered:
 
   * ``off``: no-op providers (what ``OTEL_SDK_DISABLED=true`` gives): nothing recorded;
-  * ``on``: ``octomil.init(api_key=..., metric_readers=[PrometheusMetricReader()])``, as
-    ``octomil serve`` starts it (the reader behind its ``/metrics``), reporting to the
-    minimal Octomil API (``octomil_otel.receiver``, in another child process, its CPU not
-    counted): the span (none is built when nothing would see it), the histograms, the
-    Octomil record, its encoding, gzip and POSTs, checked delivered in full.
+  * ``on``: ``octomil.init(api_key=...)`` with the metrics of ``/metrics``, as ``octomil
+    serve`` starts it (``serve.metrics.providers``), reporting to the minimal Octomil API
+    (``octomil_otel.receiver``, in another child process, its CPU not counted): the span
+    (none is built when nothing would see it), the histograms, the Octomil record, its
+    encoding, gzip and POSTs, checked delivered in full.
 
 Rounds alternate off and on; printed are the medians, and on minus off: what telemetry adds
 to each request, all of it. ``bench/serve_load.py`` measures the same under HTTP load.
@@ -36,10 +36,13 @@ from octomil_otel.engines.base import Request, stream
 from octomil_otel.engines.echo import EchoEngine
 from octomil_otel.generation import Recorder
 telemetry = None
-if mode == "on":
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+if mode == "on":  # as octomil serve starts it (cli.run_serve)
+    from octomil_otel.device import device_id
+    from octomil_otel.pipeline import telemetry_resource
+    from octomil_otel.serve import metrics
+    provider, readers = metrics.providers(telemetry_resource(device_id()))
     telemetry = octomil_otel.init(api_key=sys.argv[5], api_base=api, instrument=False,
-                                  metric_readers=[PrometheusMetricReader()])
+                                  meter_provider=provider, metric_readers=readers)
     recorder = telemetry.recorder
 else:
     from opentelemetry.metrics import NoOpMeterProvider

@@ -293,16 +293,20 @@ def run_serve(args: argparse.Namespace) -> int:
     engine_extra = (source.engine,) if source.engine in EXTRAS else ()
     require(f"octomil serve {args.model}", "serve", *engine_extra)
     import uvicorn
-    from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import REGISTRY, generate_latest
 
     import octomil_otel
+    from octomil_otel.device import device_id
+    from octomil_otel.pipeline import telemetry_resource
+    from octomil_otel.serve import metrics
     from octomil_otel.serve.app import create_app
 
+    meter_provider, metric_readers = metrics.providers(telemetry_resource(device_id()))
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,
-        metric_readers=[PrometheusMetricReader()],
+        meter_provider=meter_provider,
+        metric_readers=metric_readers,
         instrument=[source.engine],
     )
     _logger.info("Loading %s (%s) ...", source.name, source.engine)

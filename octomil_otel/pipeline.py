@@ -164,7 +164,7 @@ def init(
             return _telemetry
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         device = default_device_id() if device_id is None else validate_device_id(device_id)
-        resource = _resource(device)
+        resource = telemetry_resource(device)
         otlp_args = (otlp_endpoint, otlp_protocol, otlp_headers)
 
         tracer_provider, owns_tracer = _tracer_provider(tracer_provider, resource)
@@ -243,8 +243,9 @@ def shutdown() -> None:
         telemetry.shutdown()
 
 
-def _resource(device: str) -> Resource:
-    """``device.id`` and the distro; ``service.name`` from the environment, else octomil."""
+def telemetry_resource(device: str) -> Resource:
+    """What ``init()`` says its telemetry comes from: ``device.id`` and the distro;
+    ``service.name`` from the environment, else octomil."""
     resource = Resource.create(
         {
             DEVICE_ID_ATTRIBUTE: device,

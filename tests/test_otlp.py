@@ -152,6 +152,7 @@ def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
                 headers={"traceparent": f"00-{trace_id}-{client_span_id}-01"},
                 timeout=30,
             )
+            scraped = requests.get(server.url + "/metrics", timeout=5).text  # through the SDK
             log = server.stop()
         tap.wait_until(lambda: any(s.name == "chat echo" for s in tap.spans))
         # answered whole by an engine that does not time its decoding: no time per token
@@ -159,6 +160,9 @@ def test_octomil_serve_forwards_to_otlp_without_an_octomil_key():
         tap.wait_until(lambda: {m.name for m in tap.metrics} >= whole)
 
     assert "gen_ai.server.time_per_output_token" not in {m.name for m in tap.metrics}
+    (count,) = [x for x in scraped.splitlines()
+                if x.startswith("gen_ai_client_operation_duration_seconds_count{")]  # fmt: skip
+    assert count.endswith(" 1.0")
 
     # FastAPI's HTTP server span, in the client's trace, parents the request's span; none
     # for the readiness probe (GET /health), none of FastAPI's operation spans, no HTTP

@@ -1,0 +1,246 @@
+"""``octomil serve``'s ``/metrics``: the recorder's histograms without the SDK's cost per record.
+
+Through the OpenTelemetry SDK, one histogram record costs ~78,000 instructions with the
+Prometheus reader behind it (opentelemetry-sdk 1.45: each record cleans, copies and hashes
+its attributes, and offers an exemplar), and a served request records about six: more
+than half of all that telemetry added to a request of ``octomil serve echo``
+(``bench/callgrind_serve.py``). Here a record is a bucket search and three additions
+under a lock, and the OpenTelemetry Prometheus exporter still writes ``/metrics``: its
+reader is handed, at each scrape, the same ``MetricsData`` the SDK would have collected
+(cumulative points per attribute set, the instruments' own buckets, the same resource and
+instrumentation scope), so the series, their names, labels and values are the exporter's.
+
+Used only where nothing else reads the histograms: with OTLP forwarding of metrics, an
+SDK MeterProvider set up by the application (``opentelemetry-instrument``) or
+``OTEL_SDK_DISABLED``, ``octomil serve`` keeps the SDK (``providers``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.environment_variables import OTEL_SDK_DISABLED
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    Metric,
+    MetricReader,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.util.types import Attributes
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from octomil_otel.export.otlp import forwarding
+
+_CUMULATIVE = AggregationTemporality.CUMULATIVE
+_RECORDS_BEGUN = itertools.count()
+
+
+def providers(resource: Resource) -> tuple[metrics.MeterProvider | None, list[MetricReader]]:
+    """What ``init()`` gets for ``/metrics``: ``(meter_provider, metric_readers)``.
+
+    The aggregating provider below when nothing but ``/metrics`` reads the histograms;
+    otherwise no provider (``init()`` extends or creates the SDK's) and the exporter's own
+    reader."""
+    sdk_in_use = (
+        os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
+        or forwarding("metrics")
+        or isinstance(metrics.get_meter_provider(), MeterProvider)
+    )
+    if sdk_in_use:
+        return None, [PrometheusMetricReader()]
+    return PrometheusMeterProvider(resource), []
+
+
+class PrometheusMeterProvider(metrics.NoOpMeterProvider):
+    """Meters whose histograms and counters aggregate in place, read by the Prometheus
+    exporter (into ``prometheus_client``'s default registry) at each scrape. Other kinds
+    of instrument are no-ops: the recorder creates none."""
+
+    def __init__(self, resource: Resource, registry: CollectorRegistry = REGISTRY) -> None:
+        self._resource = resource
+        self._meters: dict[tuple[str, str | None, str | None], _Meter] = {}
+        self._lock = threading.Lock()
+        self.reader = _Reader(self, registry)
+
+    def get_meter(
+        self,
+        name: str,
+        version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Attributes = None,
+    ) -> metrics.Meter:
+        with self._lock:  # one meter per scope, as the SDK: its instruments are shared
+            meter = self._meters.get((name, version, schema_url))
+            if meter is None:
+                meter = self._meters[name, version, schema_url] = _Meter(
+                    InstrumentationScope(name, version, schema_url, attributes)
+                )
+            return meter
+
+    def metrics_data(self) -> MetricsData:
+        """What an SDK MeterProvider's reader would collect now."""
+        now = time.time_ns()
+        with self._lock:
+            meters = list(self._meters.values())
+        scopes = []
+        for meter in meters:  # in the order each began to record, as the SDK lists them
+            instruments = sorted(meter.instruments(), key=lambda i: i.first_record)
+            collected = [m for m in (i.collect(now) for i in instruments) if m]
+            if collected:
+                scopes.append(ScopeMetrics(meter.scope, collected, meter.scope.schema_url))
+        resource = [ResourceMetrics(self._resource, scopes, self._resource.schema_url)]
+        return MetricsData(resource if scopes else [])
+
+
+class _Reader(PrometheusMetricReader):
+    """The exporter's reader, fed by the provider above instead of by an SDK collection
+    (it is registered with no SDK MeterProvider)."""
+
+    def __init__(self, provider: PrometheusMeterProvider, registry: CollectorRegistry) -> None:
+        super().__init__(registry=registry)
+        self._provider = provider
+
+    def collect(self, timeout_millis: float = 10_000) -> None:
+        self._receive_metrics(self._provider.metrics_data())
+
+
+class _Meter(metrics.NoOpMeter):
+    def __init__(self, scope: InstrumentationScope) -> None:
+        super().__init__(scope.name, scope.version, scope.schema_url)
+        self.scope = scope
+        self._instruments: dict[str, _Histogram | _Counter] = {}
+        self._lock = threading.Lock()
+
+    def instruments(self) -> list[_Histogram | _Counter]:
+        with self._lock:
+            return list(self._instruments.values())
+
+    def _get(self, name: str, create: Any) -> Any:
+        with self._lock:  # an instrument created twice is the first one, as in the SDK
+            instrument = self._instruments.get(name)
+            if instrument is None:
+                instrument = self._instruments[name] = create()
+            return instrument
+
+    def create_histogram(
+        self,
+        name: str,
+        unit: str = "",
+        description: str = "",
+        *,
+        explicit_bucket_boundaries_advisory: Sequence[float] | None = None,
+    ) -> metrics.Histogram:
+        if explicit_bucket_boundaries_advisory is None:
+            raise TypeError(f"{name}: the recorder's histograms give their buckets")
+        bounds = tuple(explicit_bucket_boundaries_advisory)
+        return self._get(name, lambda: _Histogram(name, unit, description, bounds))
+
+    def create_counter(self, name: str, unit: str = "", description: str = "") -> metrics.Counter:
+        return self._get(name, lambda: _Counter(name, unit, description))
+
+
+class _Instrument:
+    """Points by attribute set (as given: the recorder builds each set in one order), each
+    a flat list of numbers."""
+
+    def __init__(self, name: str, unit: str, description: str) -> None:
+        self.name, self.unit, self.description = name, unit, description
+        self._start = time.time_ns()
+        self._points: dict[tuple[tuple[str, Any], ...], list[float]] = {}
+        self._lock = threading.Lock()
+        self.first_record = math.inf
+
+    def _new_point(self, key: tuple[tuple[str, Any], ...], point: list[float]) -> list[float]:
+        if not self._points:
+            self.first_record = next(_RECORDS_BEGUN)
+        self._points[key] = point
+        return point
+
+    def collect(self, now: int) -> Metric | None:
+        with self._lock:
+            points = [(dict(key), list(point)) for key, point in self._points.items()]
+        if not points:
+            return None
+        return Metric(self.name, self.description, self.unit, self._data(points, now))
+
+    def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Any:
+        raise NotImplementedError
+
+
+class _Histogram(_Instrument, metrics.Histogram):
+    """The SDK's explicit-bucket histogram: bucket ``i`` counts values ``<= bounds[i]``
+    (and above ``bounds[i-1]``); a negative or non-finite value is ignored, as the SDK does."""
+
+    def __init__(self, name: str, unit: str, description: str, bounds: tuple[float, ...]):
+        super().__init__(name, unit, description)
+        self._bounds = bounds
+
+    def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        if not 0 <= amount < math.inf:
+            return
+        key = tuple(attributes.items()) if attributes else ()
+        bucket = 4 + bisect.bisect_left(self._bounds, amount)
+        with self._lock:
+            point = self._points.get(key)
+            if point is None:  # count, sum, min, max, then the bucket counts
+                point = self._new_point(key, [0, 0, amount, amount] + [0] * (len(self._bounds) + 1))
+            point[0] += 1
+            point[1] += amount
+            if amount < point[2]:
+                point[2] = amount
+            if amount > point[3]:
+                point[3] = amount
+            point[bucket] += 1
+
+    def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Histogram:
+        return Histogram(
+            [
+                HistogramDataPoint(
+                    attributes, self._start, now, count, total, buckets, self._bounds, low, high
+                )
+                for attributes, (count, total, low, high, *buckets) in points
+            ],
+            _CUMULATIVE,
+        )
+
+
+class _Counter(_Instrument, metrics.Counter):
+    """A monotonic sum; a negative or non-finite amount is ignored, as the SDK does."""
+
+    def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
+        if not 0 <= amount < math.inf:
+            return
+        key = tuple(attributes.items()) if attributes else ()
+        with self._lock:
+            point = self._points.get(key)
+            if point is None:
+                point = self._new_point(key, [0])
+            point[0] += amount
+
+    def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Sum:
+        return Sum(
+            [
+                NumberDataPoint(attributes, self._start, now, value)
+                for attributes, (value,) in points
+            ],
+            _CUMULATIVE,
+            is_monotonic=True,
+        )

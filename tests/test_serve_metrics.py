@@ -1,0 +1,152 @@
+"""``octomil serve``'s ``/metrics`` without the SDK: the same series as through it, exactly."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+from opentelemetry import metrics
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
+from prometheus_client import CollectorRegistry, generate_latest
+
+from octomil_otel import semconv
+from octomil_otel.instruments import Instruments, Outcome
+from octomil_otel.serve.metrics import PrometheusMeterProvider, providers
+
+RESOURCE = Resource.create({"service.name": "octomil", "device.id": "0123456789ab"})
+
+
+def outcomes() -> list[Outcome]:
+    """Requests of every shape the recorder reports: streamed or not, failed, with and
+    without token counts, engine time, a queue wait and peak memory, on two models."""
+    return [
+        Outcome(
+            attributes={
+                semconv.GEN_AI_OPERATION_NAME: ("chat", "text_completion", "embeddings")[i % 3],
+                semconv.GEN_AI_PROVIDER_NAME: "llamacpp",
+                semconv.GEN_AI_REQUEST_MODEL: f"model-{i % 2}",
+            },
+            error_type="TimeoutError" if i % 7 == 0 else None,
+            stream=i % 2 == 0,
+            duration_s=0.0125 * i + 0.0005,
+            latencies_ns=[250_000 * (j + 1) for j in range(i % 5)],
+            input_tokens=i if i % 6 else None,
+            output_tokens=(i % 5) or None,
+            split_ms={semconv.OCTOMIL_QUEUE_MS: 0.5 * i}
+            | ({semconv.OCTOMIL_DECODE_MS: 2.0 * i} if i % 3 else {}),
+            peak_memory_bytes=1e6 * i if i % 4 == 0 else None,
+        )
+        for i in range(60)
+    ]
+
+
+def exposition(provider: metrics.MeterProvider, registry: CollectorRegistry, latest: bool) -> str:
+    """/metrics after the same requests, and values the SDK ignores, went to ``provider``."""
+    instruments = Instruments(metrics.get_meter("octomil_otel", "1.2.3", provider), latest=latest)
+    for outcome in outcomes():
+        instruments.record(outcome)
+    meter = provider.get_meter("octomil_otel", "1.2.3")
+    histogram = meter.create_histogram("ignored", unit="s", explicit_bucket_boundaries_advisory=[1])
+    counter = meter.create_counter("ignored.count")
+    for value in (-1.0, math.nan, math.inf):
+        histogram.record(value, {"a": "b"})
+        counter.add(value, {"a": "b"})
+    return generate_latest(registry).decode()
+
+
+@pytest.mark.parametrize("latest", [False, True], ids=["default-names", "latest-names"])
+def test_metrics_are_the_sdk_exporters_series_exactly(latest):
+    through_sdk, ours = CollectorRegistry(), CollectorRegistry()
+    sdk = MeterProvider(
+        resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=through_sdk)]
+    )
+    expected = exposition(sdk, through_sdk, latest)
+    text = exposition(PrometheusMeterProvider(RESOURCE, registry=ours), ours, latest)
+
+    assert text == expected
+    duration = (
+        "gen_ai_client_inference_duration_seconds_count" if latest
+        else "gen_ai_client_operation_duration_seconds_count"
+    )  # fmt: skip
+    counts = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(duration)
+    ]
+    assert sum(counts) == (40 if latest else 60)  # the latest names count embeddings apart
+    assert "ignored" not in text
+
+
+def test_records_from_many_threads_are_all_counted():
+    registry = CollectorRegistry()
+    provider = PrometheusMeterProvider(RESOURCE, registry=registry)
+    first = provider.get_meter("octomil_otel").create_histogram(
+        "shared", unit="s", explicit_bucket_boundaries_advisory=[0.5]
+    )
+    again = provider.get_meter("octomil_otel").create_histogram(  # the same instrument
+        "shared", unit="s", explicit_bucket_boundaries_advisory=[0.5]
+    )
+
+    def record(histogram: metrics.Histogram) -> None:
+        for i in range(20_000):
+            histogram.record(i % 2, {"k": "v"})
+
+    threads = [threading.Thread(target=record, args=(h,)) for h in (first, again, first, again)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = generate_latest(registry).decode().splitlines()
+    bucket = [line for line in lines if line.startswith('shared_seconds_bucket{k="v",le="0.5"')]
+    total = [line for line in lines if line.startswith("shared_seconds_count{")]
+    assert [line.rsplit(" ", 1)[1] for line in bucket + total] == ["40000.0", "80000.0"]
+
+
+@pytest.mark.parametrize(
+    ("env", "sdk"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://127.0.0.1:4318/v1/metrics"}, True),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+                "OTEL_METRICS_EXPORTER": "none",
+            },
+            False,
+        ),
+        ({"OTEL_SDK_DISABLED": "true"}, True),
+    ],
+    ids=["alone", "otlp", "otlp-metrics", "otlp-but-no-metrics", "sdk-disabled"],
+)
+def test_serve_keeps_the_sdk_where_something_else_reads_the_histograms(monkeypatch, env, sdk):
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+                 "OTEL_METRICS_EXPORTER", "OTEL_SDK_DISABLED"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(metrics, "get_meter_provider", metrics.NoOpMeterProvider)
+
+    provider, readers = providers(RESOURCE)
+    try:
+        if sdk:
+            assert provider is None
+            assert [type(r) for r in readers] == [PrometheusMetricReader]
+        else:
+            assert isinstance(provider, PrometheusMeterProvider) and readers == []
+    finally:
+        for reader in [*readers, *([provider.reader] if provider else [])]:
+            reader.shutdown()  # out of the default registry
+
+
+def test_serve_keeps_the_applications_meter_provider(monkeypatch):
+    """Under ``opentelemetry-instrument``: init() extends the application's SDK provider."""
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: MeterProvider())
+
+    provider, (reader,) = providers(RESOURCE)
+    reader.shutdown()
+    assert provider is None and isinstance(reader, PrometheusMetricReader)
