@@ -78,6 +78,30 @@ def test_metrics_are_the_sdk_exporters_series_exactly(latest):
     assert "ignored" not in text
 
 
+def test_nothing_before_the_first_record_as_through_the_sdk():
+    """No ``target_info`` either: the exporter would keep the first one it wrote, without
+    the resource's labels."""
+    through_sdk, ours = CollectorRegistry(), CollectorRegistry()
+    sdk = MeterProvider(
+        resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=through_sdk)]
+    )
+    provider = PrometheusMeterProvider(RESOURCE, registry=ours)
+    for each in (sdk, provider):
+        Instruments(metrics.get_meter("octomil_otel", "1.2.3", each), latest=False)
+    assert generate_latest(ours) == generate_latest(through_sdk) == b""
+
+    histogram = provider.get_meter("octomil_otel").create_histogram(
+        "late", unit="s", explicit_bucket_boundaries_advisory=[1]
+    )
+    histogram.record(0.5, {"b": "2", "a": "1"})
+    histogram.record(0.5, {"a": "1", "b": "2"})  # the same set, in another order
+    lines = generate_latest(ours).decode().splitlines()
+    (info,) = [x for x in lines if x.startswith("target_info")]
+    labels = [f'{key.replace(".", "_")}="{value}"' for key, value in RESOURCE.attributes.items()]
+    assert info == "target_info{" + ",".join(sorted(labels)) + "} 1.0"
+    assert [x.rsplit(" ", 1)[1] for x in lines if x.startswith("late_seconds_count")] == ["2.0"]
+
+
 def test_records_from_many_threads_are_all_counted():
     registry = CollectorRegistry()
     provider = PrometheusMeterProvider(RESOURCE, registry=registry)

@@ -96,8 +96,9 @@ class PrometheusMeterProvider(metrics.NoOpMeterProvider):
                 )
             return meter
 
-    def metrics_data(self) -> MetricsData:
-        """What an SDK MeterProvider's reader would collect now."""
+    def metrics_data(self) -> MetricsData | None:
+        """What an SDK MeterProvider's reader would collect now: ``None`` before anything
+        was recorded (the exporter then writes no ``target_info`` either)."""
         now = time.time_ns()
         with self._lock:
             meters = list(self._meters.values())
@@ -107,8 +108,9 @@ class PrometheusMeterProvider(metrics.NoOpMeterProvider):
             collected = [m for m in (i.collect(now) for i in instruments) if m]
             if collected:
                 scopes.append(ScopeMetrics(meter.scope, collected, meter.scope.schema_url))
-        resource = [ResourceMetrics(self._resource, scopes, self._resource.schema_url)]
-        return MetricsData(resource if scopes else [])
+        if not scopes:
+            return None
+        return MetricsData([ResourceMetrics(self._resource, scopes, self._resource.schema_url)])
 
 
 class _Reader(PrometheusMetricReader):
@@ -159,7 +161,7 @@ class _Meter(metrics.NoOpMeter):
 
 
 class _Instrument:
-    """Points by attribute set (as given: the recorder builds each set in one order), each
+    """Points by attribute set (its items sorted by key, as the SDK tells sets apart), each
     a flat list of numbers."""
 
     def __init__(self, name: str, unit: str, description: str) -> None:
@@ -197,7 +199,7 @@ class _Histogram(_Instrument, metrics.Histogram):
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
-        key = tuple(attributes.items()) if attributes else ()
+        key = tuple(sorted(attributes.items())) if attributes else ()
         bucket = 4 + bisect.bisect_left(self._bounds, amount)
         with self._lock:
             point = self._points.get(key)
@@ -229,7 +231,7 @@ class _Counter(_Instrument, metrics.Counter):
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
-        key = tuple(attributes.items()) if attributes else ()
+        key = tuple(sorted(attributes.items())) if attributes else ()
         with self._lock:
             point = self._points.get(key)
             if point is None:
