@@ -326,6 +326,7 @@ def _record_with(span, **attributes):
         ("octomil.total_duration_ms", math.inf, ValueError),
         ("gen_ai.usage.output_tokens", 10**400, OverflowError),
         ("octomil.queue_ms", "12", TypeError),
+        ("octomil.ttfc_ms", True, TypeError),  # JSON's true: the API refuses the batch
         ("gen_ai.usage.input_tokens", -1, ValueError),  # on generation_started
         ("error.type", "\ud800", ValueError),  # no JSON the API can store
         ("error.type", "", TypeError),
@@ -341,6 +342,27 @@ def test_encode_refuses_a_metric_the_api_would_refuse(
 
     with pytest.raises(error):
         encode(_record_with(span, **{attribute: value}))
+
+
+def test_encode_writes_numbers_of_a_subclass_as_their_value(recorder, clock, octomil_records):
+    """numpy's float64 (a float) as an engine may report a time, an int subclass as a count."""
+
+    class Tokens(int):
+        pass
+
+    class Milliseconds(float):
+        pass
+
+    generation = recorder.start(model="tiny", engine="echo", input_tokens=Tokens(3))
+    clock.advance_ms(2.0)
+    generation.chunk()
+    generation.add_engine_time(prefill_ms=Milliseconds(1.5))
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    started, _, completed = [json.loads("{" + text) for text in encode(span)]
+    assert started["metrics"] == {"input_tokens": 3}
+    assert completed["metrics"]["prefill_ms"] == 1.5
 
 
 def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records):

@@ -10,7 +10,7 @@ from opentelemetry import metrics
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from octomil_otel import semconv
 from octomil_otel.instruments import Instruments, Outcome
@@ -44,10 +44,13 @@ def outcomes() -> list[Outcome]:
 
 
 def exposition(provider: metrics.MeterProvider, registry: CollectorRegistry, latest: bool) -> str:
-    """/metrics after the same requests, and values the SDK ignores, went to ``provider``."""
+    """/metrics after the same requests, and values the SDK ignores, went to ``provider``,
+    scraped every seventh request too (a cumulative sum is added up per scrape)."""
     instruments = Instruments(metrics.get_meter("octomil_otel", "1.2.3", provider), latest=latest)
-    for outcome in outcomes():
+    for i, outcome in enumerate(outcomes()):
         instruments.record(outcome)
+        if i % 7 == 0:
+            generate_latest(registry)
     meter = provider.get_meter("octomil_otel", "1.2.3")
     histogram = meter.create_histogram("ignored", unit="s", explicit_bucket_boundaries_advisory=[1])
     counter = meter.create_counter("ignored.count")
@@ -165,12 +168,24 @@ def test_serve_keeps_the_sdk_where_something_else_reads_the_histograms(monkeypat
             reader.shutdown()  # out of the default registry
 
 
-def test_serve_keeps_the_applications_meter_provider(monkeypatch):
-    """Under ``opentelemetry-instrument``: init() extends the application's SDK provider."""
+def test_serve_adds_its_reader_to_the_applications_meter_provider(monkeypatch):
+    """Under ``opentelemetry-instrument``: init() keeps the application's SDK provider, and
+    /metrics reads it."""
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(metrics, "get_meter_provider", lambda: MeterProvider())
+    application = MeterProvider()
+    monkeypatch.setattr(metrics, "get_meter_provider", lambda: application)
 
-    provider, (reader,) = providers(RESOURCE)
-    reader.shutdown()
-    assert provider is None and isinstance(reader, PrometheusMetricReader)
+    try:
+        assert providers(RESOURCE) == (None, [])
+        histogram = application.get_meter("octomil_otel").create_histogram(
+            "instrumented", unit="s", explicit_bucket_boundaries_advisory=[1]
+        )
+        histogram.record(0.5, {"a": "1"})
+        lines = generate_latest(REGISTRY).decode().splitlines()
+    finally:
+        application.shutdown()  # its reader out of the default registry
+    assert [x for x in lines if x.startswith("instrumented_seconds_count")] == [
+        'instrumented_seconds_count{a="1",otel_scope_name="octomil_otel",'
+        'otel_scope_schema_url="",otel_scope_version=""} 1.0'
+    ]

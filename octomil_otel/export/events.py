@@ -285,10 +285,23 @@ def _numbers(metrics: dict[str, Any]) -> str:
     not finite, as the API would refuse the batch it is in. msgspec writes a float in a
     fifth of the time ``repr`` takes (the shortest text that reads back the same, as
     ``repr``; ``1e16`` for ``1e+16``)."""
+    if not set(map(type, metrics.values())) <= _NUMBER_TYPES:  # numpy's float64, a bool
+        metrics = {name: _number(name, value) for name, value in metrics.items()}
     values = metrics.values()
     if values and (not all(map(math.isfinite, values)) or min(values) < 0):
         raise ValueError(f"a metric is negative or not finite: {metrics}")
     return _encode_numbers(metrics).decode("ascii")
+
+
+_NUMBER_TYPES: Final = frozenset((int, float))
+
+
+def _number(name: str, value: object) -> int | float:
+    """An int or a float of a subclass (numpy's ``float64``) as itself; ``TypeError`` for
+    anything else, a bool included (the API refuses ``true`` as a metric)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"metrics.{name} must be a number, got {value!r}")
+    return float(value) if isinstance(value, float) else int(value)
 
 
 def _chunk_events(

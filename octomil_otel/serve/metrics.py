@@ -59,13 +59,14 @@ def providers(resource: Resource) -> tuple[metrics.MeterProvider | None, list[Me
 
     The aggregating provider below when nothing but ``/metrics`` reads the histograms;
     otherwise no provider (``init()`` extends or creates the SDK's) and the exporter's own
-    reader."""
-    sdk_in_use = (
-        os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
-        or forwarding("metrics")
-        or isinstance(metrics.get_meter_provider(), MeterProvider)
-    )
-    if sdk_in_use:
+    reader, added at once to an SDK provider the application set up. With
+    ``OTEL_SDK_DISABLED`` the SDK records nothing, and ``/metrics`` has no series."""
+    current = metrics.get_meter_provider()
+    add_reader = getattr(current, "add_metric_reader", None)  # where the SDK has it
+    if isinstance(current, MeterProvider) and add_reader is not None:
+        add_reader(PrometheusMetricReader())  # the application's: init() adds no reader to it
+        return None, []
+    if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true" or forwarding("metrics"):
         return None, [PrometheusMetricReader()]
     return PrometheusMeterProvider(resource), []
 
@@ -177,8 +178,15 @@ class _Instrument:
         self._points[key] = point
         return point
 
+    _SINCE: int
+    """Where a point keeps its sum since the last collection; the total so far is next."""
+
     def collect(self, now: int) -> Metric | None:
+        since, total = self._SINCE, self._SINCE + 1
         with self._lock:
+            for point in self._points.values():  # the SDK's order of additions, exactly
+                point[total] = point[since] + point[total]
+                point[since] = 0
             points = [(dict(key), list(point)) for key, point in self._points.items()]
         if not points:
             return None
@@ -196,21 +204,25 @@ class _Histogram(_Instrument, metrics.Histogram):
         super().__init__(name, unit, description)
         self._bounds = bounds
 
+    _SINCE = 3
+
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
         key = tuple(sorted(attributes.items())) if attributes else ()
-        bucket = 4 + bisect.bisect_left(self._bounds, amount)
+        bucket = 5 + bisect.bisect_left(self._bounds, amount)
         with self._lock:
             point = self._points.get(key)
-            if point is None:  # count, sum, min, max, then the bucket counts
-                point = self._new_point(key, [0, 0, amount, amount] + [0] * (len(self._bounds) + 1))
+            if point is None:  # count, min, max, sum since the last collection, sum, buckets
+                point = self._new_point(
+                    key, [0, amount, amount, 0, 0] + [0] * (len(self._bounds) + 1)
+                )
             point[0] += 1
-            point[1] += amount
-            if amount < point[2]:
+            if amount < point[1]:
+                point[1] = amount
+            if amount > point[2]:
                 point[2] = amount
-            if amount > point[3]:
-                point[3] = amount
+            point[3] += amount
             point[bucket] += 1
 
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Histogram:
@@ -219,7 +231,7 @@ class _Histogram(_Instrument, metrics.Histogram):
                 HistogramDataPoint(
                     attributes, self._start, now, count, total, buckets, self._bounds, low, high
                 )
-                for attributes, (count, total, low, high, *buckets) in points
+                for attributes, (count, low, high, _, total, *buckets) in points
             ],
             _CUMULATIVE,
         )
@@ -228,6 +240,8 @@ class _Histogram(_Instrument, metrics.Histogram):
 class _Counter(_Instrument, metrics.Counter):
     """A monotonic sum; a negative or non-finite amount is ignored, as the SDK does."""
 
+    _SINCE = 0
+
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
@@ -235,14 +249,14 @@ class _Counter(_Instrument, metrics.Counter):
         with self._lock:
             point = self._points.get(key)
             if point is None:
-                point = self._new_point(key, [0])
+                point = self._new_point(key, [0, 0])
             point[0] += amount
 
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Sum:
         return Sum(
             [
                 NumberDataPoint(attributes, self._start, now, value)
-                for attributes, (value,) in points
+                for attributes, (_, value) in points
             ],
             _CUMULATIVE,
             is_monotonic=True,
