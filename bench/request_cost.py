@@ -37,10 +37,8 @@ from octomil_otel.engines.echo import EchoEngine
 from octomil_otel.generation import Recorder
 telemetry = None
 if mode == "on":  # as octomil serve starts it (cli.run_serve)
-    from octomil_otel.device import device_id
-    from octomil_otel.pipeline import telemetry_resource
     from octomil_otel.serve import metrics
-    provider, readers = metrics.providers(telemetry_resource(device_id()))
+    provider, readers = metrics.providers()
     telemetry = octomil_otel.init(api_key=sys.argv[5], api_base=api, instrument=False,
                                   meter_provider=provider, metric_readers=readers)
     recorder = telemetry.recorder

@@ -296,12 +296,10 @@ def run_serve(args: argparse.Namespace) -> int:
     from prometheus_client import REGISTRY, generate_latest
 
     import octomil_otel
-    from octomil_otel.device import device_id
-    from octomil_otel.pipeline import telemetry_resource
     from octomil_otel.serve import metrics
     from octomil_otel.serve.app import create_app
 
-    meter_provider, metric_readers = metrics.providers(telemetry_resource(device_id()))
+    meter_provider, metric_readers = metrics.providers()
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,

@@ -60,7 +60,7 @@ OCTOMIL_EXPORT_DELAY_MILLIS = 1000
 ``flush_interval_seconds`` then decides when they are sent."""
 OCTOMIL_EXPORT_BATCH_RECORDS = 32
 """Finished requests the exporter encodes at once, at most; as many wake it. Encoding holds
-the GIL (~30 us a request of 50 chunks), so a batch is a wait for a busy server's event
+the GIL (~20 us a request of 50 chunks), so a batch is a wait for a busy server's event
 loop: ~15 ms for 512, ~1 ms for 32. One at a time cost more than it saved: a wake-up of the
 processor's thread per request, ~100 us of a served request's CPU (per-thread CPU under
 ``bench/serve_load.py``'s load)."""

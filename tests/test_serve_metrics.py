@@ -13,7 +13,9 @@ from opentelemetry.sdk.resources import Resource
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
 from octomil_otel import semconv
+from octomil_otel.device import device_id
 from octomil_otel.instruments import Instruments, Outcome
+from octomil_otel.pipeline import telemetry_resource
 from octomil_otel.serve.metrics import PrometheusMeterProvider, providers
 
 RESOURCE = Resource.create({"service.name": "octomil", "device.id": "0123456789ab"})
@@ -156,13 +158,16 @@ def test_serve_keeps_the_sdk_where_something_else_reads_the_histograms(monkeypat
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(metrics, "get_meter_provider", metrics.NoOpMeterProvider)
 
-    provider, readers = providers(RESOURCE)
+    provider, readers = providers()
     try:
         if sdk:
             assert provider is None
             assert [type(r) for r in readers] == [PrometheusMetricReader]
         else:
             assert isinstance(provider, PrometheusMeterProvider) and readers == []
+            provider.get_meter("octomil_otel").create_counter("requests").add(1)
+            (scoped,) = provider.metrics_data().resource_metrics  # init()'s resource
+            assert scoped.resource.attributes == telemetry_resource(device_id()).attributes
     finally:
         for reader in [*readers, *([provider.reader] if provider else [])]:
             reader.shutdown()  # out of the default registry

@@ -48,14 +48,19 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.util.types import Attributes
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from octomil_otel.device import device_id
 from octomil_otel.export.otlp import forwarding
+from octomil_otel.pipeline import telemetry_resource
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _RECORDS_BEGUN = itertools.count()
 
 
-def providers(resource: Resource) -> tuple[metrics.MeterProvider | None, list[MetricReader]]:
-    """What ``init()`` gets for ``/metrics``: ``(meter_provider, metric_readers)``.
+def providers(
+    resource: Resource | None = None,
+) -> tuple[metrics.MeterProvider | None, list[MetricReader]]:
+    """What ``init()`` gets for ``/metrics``: ``(meter_provider, metric_readers)``; the
+    provider's ``resource`` by default the one ``init()`` gives its own providers.
 
     The aggregating provider below when nothing but ``/metrics`` reads the histograms;
     otherwise no provider (``init()`` extends or creates the SDK's) and the exporter's own
@@ -68,7 +73,7 @@ def providers(resource: Resource) -> tuple[metrics.MeterProvider | None, list[Me
         return None, []
     if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true" or forwarding("metrics"):
         return None, [PrometheusMetricReader()]
-    return PrometheusMeterProvider(resource), []
+    return PrometheusMeterProvider(resource or telemetry_resource(device_id())), []
 
 
 class PrometheusMeterProvider(metrics.NoOpMeterProvider):
