@@ -641,12 +641,12 @@ def _request_attribute(name: str, value: object) -> tuple[str, Any] | None:
 
 
 def _is_measure(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and value >= 0
+    except OverflowError:  # an int too large for a double
+        return False
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from octomil_otel import chunk_latencies
 from octomil_otel.export.events import encode, format_timestamp, validate_event
 
 from .conftest import WALL0_NS, decoded_events
@@ -380,3 +381,32 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
     assert (metrics["ttfc_ms"], metrics["total_duration_ms"], metrics["queue_ms"]) == (
         1e16, 1e-7, 0.1,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("start_ns", "latency_ns"),
+    [
+        (253402300800 * 10**9, 0),  # 10000-01-01: the API reads four-digit years
+        (-30610224000 * 10**9 - 1, 0),  # just before 1000-01-01
+        (253402300799 * 10**9, 2 * 10**9),  # a chunk after 9999
+    ],
+    ids=["start-after-9999", "start-before-1000", "chunk-after-9999"],
+)
+def test_encode_refuses_a_time_the_api_cannot_read(recorder, octomil_records, start_ns, latency_ns):
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+    record = ReadableSpan(
+        span.name,
+        context=span.context,
+        attributes={
+            **span.attributes,
+            "octomil.chunk.latencies_ns": chunk_latencies.pack([latency_ns]),
+        },
+        start_time=start_ns,
+        end_time=start_ns,
+    )
+
+    with pytest.raises(ValueError, match="outside the years 1000 to 9999"):
+        encode(record)

@@ -16,6 +16,7 @@ from octomil_otel import semconv
 from octomil_otel.device import device_id
 from octomil_otel.instruments import Instruments, Outcome
 from octomil_otel.pipeline import telemetry_resource
+from octomil_otel.serve import metrics as serve_metrics
 from octomil_otel.serve.metrics import PrometheusMeterProvider, providers
 
 RESOURCE = Resource.create({"service.name": "octomil", "device.id": "0123456789ab"})
@@ -173,23 +174,37 @@ def test_serve_keeps_the_sdk_where_something_else_reads_the_histograms(monkeypat
             reader.shutdown()  # out of the default registry
 
 
-def test_serve_adds_its_reader_to_the_applications_meter_provider(monkeypatch):
+@pytest.mark.parametrize("its_own", [False, True], ids=["no-reader", "prometheus-reader"])
+def test_serve_adds_its_reader_to_the_applications_meter_provider(monkeypatch, its_own):
     """Under ``opentelemetry-instrument``: init() keeps the application's SDK provider, and
-    /metrics reads it."""
+    /metrics reads it, once: with ``OTEL_METRICS_EXPORTER=prometheus`` the configurator
+    gave it a Prometheus reader already."""
     for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
         monkeypatch.delenv(name, raising=False)
-    application = MeterProvider()
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "prometheus" if its_own else "otlp")
+    application = MeterProvider(metric_readers=[PrometheusMetricReader()] if its_own else [])
     monkeypatch.setattr(metrics, "get_meter_provider", lambda: application)
+    added: list[PrometheusMetricReader] = []
+
+    class Reader(PrometheusMetricReader):  # kept, to be shut down: the provider does not
+        def __init__(self) -> None:  # shut down a reader added with add_metric_reader
+            super().__init__()
+            added.append(self)
+
+    monkeypatch.setattr(serve_metrics, "PrometheusMetricReader", Reader)
 
     try:
         assert providers(RESOURCE) == (None, [])
+        assert len(added) == (0 if its_own else 1)
         histogram = application.get_meter("octomil_otel").create_histogram(
             "instrumented", unit="s", explicit_bucket_boundaries_advisory=[1]
         )
         histogram.record(0.5, {"a": "1"})
         lines = generate_latest(REGISTRY).decode().splitlines()
     finally:
-        application.shutdown()  # its reader out of the default registry
+        application.shutdown()  # its readers out of the default registry
+        for reader in added:
+            reader.shutdown()
     assert [x for x in lines if x.startswith("instrumented_seconds_count")] == [
         'instrumented_seconds_count{a="1",otel_scope_name="octomil_otel",'
         'otel_scope_schema_url="",otel_scope_version=""} 1.0'

@@ -73,7 +73,9 @@ def test_unknown_figures_are_left_out_never_zero(recorder, clock, span_exporter,
     clock.advance_ms(5.0)
     generation.chunk()
     generation.add_engine_time(prefill_ms=float("nan"), decode_ms=-1.0)
+    generation.add_engine_time(prefill_ms=10**400)  # too large for a double: ignored too
     generation.set_peak_memory(True)
+    generation.set_peak_memory(10**400)
     generation.stop()
 
     (span,) = span_exporter.get_finished_spans()

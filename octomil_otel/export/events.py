@@ -100,6 +100,9 @@ def _utc_second_ms(text: str) -> int:
 
 
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
+_MICROSECOND: Final = datetime.timedelta(microseconds=1)
+_FIRST_NS: Final = (datetime.datetime(1000, 1, 1) - _EPOCH) // _MICROSECOND * 1000
+_END_NS: Final = ((datetime.datetime.max - _EPOCH) // _MICROSECOND + 1) * 1000  # year 10000
 _MILLISECOND: Final = datetime.timedelta(milliseconds=1)
 
 
@@ -257,6 +260,9 @@ def encode(span: ReadableSpan) -> list[str]:
     events = [event(GENERATION_STARTED, span.start_time, _numbers(started_metrics))]
 
     latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, b""))
+    for unix_ns in (span.start_time, span.end_time, span.start_time + sum(latencies)):
+        if not _FIRST_NS <= unix_ns < _END_NS:  # the API reads years 1000 to 9999
+            raise ValueError(f"a timestamp outside the years 1000 to 9999: {unix_ns} ns")
     if latencies:
         events += _chunk_events(span.start_time, latencies, fields, stream, attributes)
 

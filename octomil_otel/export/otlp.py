@@ -28,11 +28,17 @@ PROTOCOLS = ("http/protobuf", "grpc")
 _HTTP_PATHS = {"traces": "/v1/traces", "metrics": "/v1/metrics", "logs": "/v1/logs"}
 
 
+def exporters(signal: Signal) -> list[str] | None:
+    """The exporters ``OTEL_{SIGNAL}_EXPORTER`` names; ``None`` when it is not set."""
+    names = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER")
+    return None if names is None else [name.strip() for name in names.split(",")]
+
+
 def forwarding(signal: Signal, endpoint: str | None = None) -> bool:
     """Whether ``signal`` goes to an OTLP endpoint: one is given or configured, and the
     ``OTEL_{SIGNAL}_EXPORTER`` variable, when set, names ``otlp``."""
-    exporters = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER")
-    if exporters is not None and "otlp" not in [e.strip() for e in exporters.split(",")]:
+    named = exporters(signal)
+    if named is not None and "otlp" not in named:
         return False
     return bool(
         endpoint

@@ -49,7 +49,7 @@ from opentelemetry.util.types import Attributes
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from octomil_otel.device import device_id
-from octomil_otel.export.otlp import forwarding
+from octomil_otel.export.otlp import exporters, forwarding
 from octomil_otel.pipeline import telemetry_resource
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
@@ -64,12 +64,13 @@ def providers(
 
     The aggregating provider below when nothing but ``/metrics`` reads the histograms;
     otherwise no provider (``init()`` extends or creates the SDK's) and the exporter's own
-    reader, added at once to an SDK provider the application set up. With
-    ``OTEL_SDK_DISABLED`` the SDK records nothing, and ``/metrics`` has no series."""
+    reader, added at once to an SDK provider the application set up (unless
+    ``OTEL_METRICS_EXPORTER`` gave it one already). With ``OTEL_SDK_DISABLED`` the SDK
+    records nothing, and ``/metrics`` has no OpenTelemetry series."""
     current = metrics.get_meter_provider()
-    add_reader = getattr(current, "add_metric_reader", None)  # where the SDK has it
-    if isinstance(current, MeterProvider) and add_reader is not None:
-        add_reader(PrometheusMetricReader())  # the application's: init() adds no reader to it
+    if isinstance(current, MeterProvider):  # the application's: init() adds no reader to it
+        if "prometheus" not in (exporters("metrics") or []):  # else the configurator's serves
+            current.add_metric_reader(PrometheusMetricReader())
         return None, []
     if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true" or forwarding("metrics"):
         return None, [PrometheusMetricReader()]
@@ -109,7 +110,7 @@ class PrometheusMeterProvider(metrics.NoOpMeterProvider):
         with self._lock:
             meters = list(self._meters.values())
         scopes = []
-        for meter in meters:  # in the order each began to record, as the SDK lists them
+        for meter in meters:  # its instruments in the order each began to record, as the SDK
             instruments = sorted(meter.instruments(), key=lambda i: i.first_record)
             collected = [m for m in (i.collect(now) for i in instruments) if m]
             if collected:
