@@ -160,7 +160,23 @@ def init(
     global _telemetry
     with _lock:
         if _telemetry is not None:
-            _logger.debug("octomil_otel: init() already ran; keeping the first setup")
+            given = [
+                name
+                for name, value in (
+                    ("api_key", api_key),
+                    ("org_id", org_id),
+                    ("api_base", api_base),
+                )
+                if value is not None
+            ]
+            if given:  # e.g. opentelemetry-instrument's configurator called it first
+                _logger.warning(
+                    "octomil_otel: init() already ran; %s of this call not used: set them "
+                    "as OCTOMIL_* variables for the first call",
+                    ", ".join(given),
+                )
+            else:
+                _logger.debug("octomil_otel: init() already ran; keeping the first setup")
             return _telemetry
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         device = default_device_id() if device_id is None else validate_device_id(device_id)

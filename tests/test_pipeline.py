@@ -196,13 +196,23 @@ def test_init_extends_the_users_tracer_provider(
     ]
 
 
-def test_init_twice_keeps_the_first(api, fresh_init, tracer_provider, meter_provider):
+def test_init_twice_keeps_the_first(api, fresh_init, tracer_provider, meter_provider, caplog):
+    """And says which of the second call's settings are not used (opentelemetry-instrument's
+    configurator calls init() before ``octomil serve --api-key`` does)."""
     first = octomil_otel.init(
         api_key=API_KEY, api_base=api.url, device_id=DEVICE,
         tracer_provider=tracer_provider, meter_provider=meter_provider,
     )  # fmt: skip
-    second = octomil_otel.init(api_key="another", tracer_provider=tracer_provider)
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        second = octomil_otel.init(
+            api_key="another", api_base=api.url, tracer_provider=tracer_provider
+        )
+        assert octomil_otel.init() is first
     assert second is first
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil_otel: init() already ran; api_key, api_base of this call not used: set them "
+        "as OCTOMIL_* variables for the first call"
+    ]
     # the test's own processor only: the Octomil one is fed by the recorder, not the provider
     assert len(tracer_provider._active_span_processor._span_processors) == 1
 
