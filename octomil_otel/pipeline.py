@@ -84,6 +84,7 @@ class Telemetry:
     _owns_tracer_provider: bool
     _owns_meter_provider: bool
     _owns_logger_provider: bool
+    _settings: Settings
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Export finished requests and deliver their events, within about
@@ -159,26 +160,12 @@ def init(
     """
     global _telemetry
     with _lock:
-        if _telemetry is not None:
-            given = [
-                name
-                for name, value in (
-                    ("api_key", api_key),
-                    ("org_id", org_id),
-                    ("api_base", api_base),
-                )
-                if value is not None
-            ]
-            if given:  # e.g. opentelemetry-instrument's configurator called it first
-                _logger.warning(
-                    "octomil_otel: init() already ran; %s of this call not used: set them "
-                    "as OCTOMIL_* variables for the first call",
-                    ", ".join(given),
-                )
-            else:
-                _logger.debug("octomil_otel: init() already ran; keeping the first setup")
-            return _telemetry
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
+        if _telemetry is not None:
+            _warn_unused(
+                _telemetry._settings, settings, api_key=api_key, org_id=org_id, api_base=api_base
+            )
+            return _telemetry
         device = default_device_id() if device_id is None else validate_device_id(device_id)
         resource = telemetry_resource(device)
         otlp_args = (otlp_endpoint, otlp_protocol, otlp_headers)
@@ -240,9 +227,30 @@ def init(
             _owns_tracer_provider=owns_tracer,
             _owns_meter_provider=owns_meter,
             _owns_logger_provider=owns_logger,
+            _settings=settings,
         )
         atexit.register(shutdown)
         return _telemetry
+
+
+def _warn_unused(running: Settings, asked: Settings, **given: str | None) -> None:
+    """A second ``init()`` keeps the first setup; say so when it was asked for another key,
+    org or API base (``opentelemetry-instrument`` starts telemetry before the application,
+    and before ``octomil serve --api-key``)."""
+    unused = [
+        name
+        for name, value in given.items()
+        if value is not None and getattr(asked, name) != getattr(running, name)
+    ]
+    if not unused:
+        _logger.debug("octomil_otel: init() already ran; keeping the first setup")
+        return
+    _logger.warning(
+        "octomil_otel: telemetry was started before (opentelemetry-instrument starts it "
+        "first); %s given here not used: set %s in the environment instead",
+        ", ".join(unused),
+        ", ".join(f"OCTOMIL_{name.upper()}" for name in unused),
+    )
 
 
 def current() -> Telemetry | None:

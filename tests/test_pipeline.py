@@ -208,10 +208,11 @@ def test_init_twice_keeps_the_first(api, fresh_init, tracer_provider, meter_prov
             api_key="another", api_base=api.url, tracer_provider=tracer_provider
         )
         assert octomil_otel.init() is first
+        assert octomil_otel.init(api_key=API_KEY, api_base=api.url + "/") is first  # the same
     assert second is first
     assert [r.getMessage() for r in caplog.records] == [
-        "octomil_otel: init() already ran; api_key, api_base of this call not used: set them "
-        "as OCTOMIL_* variables for the first call"
+        "octomil_otel: telemetry was started before (opentelemetry-instrument starts it first); "
+        "api_key given here not used: set OCTOMIL_API_KEY in the environment instead"
     ]
     # the test's own processor only: the Octomil one is fed by the recorder, not the provider
     assert len(tracer_provider._active_span_processor._span_processors) == 1

@@ -254,15 +254,15 @@ def encode(span: ReadableSpan) -> list[str]:
             f'{fields}{link},"metrics":{metrics}}}'
         )
 
-    started_metrics = {}
-    if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
-        started_metrics["input_tokens"] = attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
-    events = [event(GENERATION_STARTED, span.start_time, _numbers(started_metrics))]
-
     latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, b""))
     for unix_ns in (span.start_time, span.end_time, span.start_time + sum(latencies)):
         if not _FIRST_NS <= unix_ns < _END_NS:  # the API reads years 1000 to 9999
             raise ValueError(f"a timestamp outside the years 1000 to 9999: {unix_ns} ns")
+
+    started_metrics = {}
+    if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
+        started_metrics["input_tokens"] = attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
+    events = [event(GENERATION_STARTED, span.start_time, _numbers(started_metrics))]
     if latencies:
         events += _chunk_events(span.start_time, latencies, fields, stream, attributes)
 
