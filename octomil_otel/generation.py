@@ -29,6 +29,7 @@ handed straight to the Octomil span processor (``BatchSpanProcessor`` on
 
 from __future__ import annotations
 
+import array
 import heapq
 import itertools
 import json
@@ -139,7 +140,8 @@ class Recorder:
             global provider when omitted.
         octomil_processor: gets every request's complete record (the Octomil events); the
             one ``init()`` set up when omitted, none before it.
-        clock: monotonic nanoseconds, for every duration.
+        clock: monotonic nanoseconds, for every duration; ``TypeError`` if it does not
+            return an int (chunk times are kept as int64, not as an object per chunk).
         wall_clock: Unix-epoch nanoseconds, for span and event timestamps.
     """
 
@@ -153,6 +155,8 @@ class Recorder:
         clock: Clock = time.perf_counter_ns,
         wall_clock: Clock = time.time_ns,
     ) -> None:
+        if not isinstance(clock(), int):
+            raise TypeError(f"clock must return int nanoseconds, got {clock()!r}")
         self._octomil_processor = octomil_processor
         self.clock = clock
         self.wall_clock = wall_clock
@@ -254,7 +258,7 @@ class Generation:
         self._clock = recorder.clock
         self._t0 = recorder.clock()
         self._wall0 = recorder.wall_clock()
-        self._chunk_times: list[int] = []
+        self._chunk_times = array.array("q")
         self._finished = False
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import struct
-import time
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -16,7 +15,6 @@ from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from octomil_otel import semconv
 from octomil_otel.generation import Recorder, active_generation, summarize
-from octomil_otel.stream import record_stream
 
 from .conftest import WALL0_NS, FakeClock, histogram_points, latencies
 
@@ -279,9 +277,7 @@ def test_generation_call_keeps_an_error_whose_str_raises(recorder, octomil_recor
     assert record.attributes["error.type"] == "UnprintableError"
 
 
-def test_a_clock_that_is_not_int_nanoseconds_never_breaks_the_callers_stream():
-    """A wrong clock (float seconds) costs the request's telemetry, not the caller's items."""
-    recorder = Recorder(NoOpTracerProvider(), clock=time.perf_counter)
-    generation = recorder.start(model="m", engine="echo", stream=True)
-    assert list(record_stream(generation, iter("abc"))) == ["a", "b", "c"]
-    assert generation.finished
+def test_a_clock_that_is_not_int_nanoseconds_is_refused_when_the_recorder_is_made():
+    """Refused up front (chunk times are int64), not in a caller's stream."""
+    with pytest.raises(TypeError, match=r"clock must return int nanoseconds, got 1\.5"):
+        Recorder(NoOpTracerProvider(), clock=lambda: 1.5)
