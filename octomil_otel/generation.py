@@ -35,6 +35,7 @@ import itertools
 import json
 import logging
 import math
+import numbers
 import operator
 import random
 import secrets
@@ -142,7 +143,8 @@ class Recorder:
             one ``init()`` set up when omitted, none before it.
         clock: monotonic nanoseconds, for every duration; ``TypeError`` if it does not
             return an int (chunk times are kept as int64, not as an object per chunk).
-        wall_clock: Unix-epoch nanoseconds, for span and event timestamps.
+        wall_clock: Unix-epoch nanoseconds, for span and event timestamps; ``TypeError``
+            if it does not return an int.
     """
 
     def __init__(
@@ -155,8 +157,9 @@ class Recorder:
         clock: Clock = time.perf_counter_ns,
         wall_clock: Clock = time.time_ns,
     ) -> None:
-        if not isinstance(clock(), int):
-            raise TypeError(f"clock must return int nanoseconds, got {clock()!r}")
+        for name, read in (("clock", clock), ("wall_clock", wall_clock)):
+            if not isinstance(read(), int):
+                raise TypeError(f"{name} must return int nanoseconds, got {read()!r}")
         self._octomil_processor = octomil_processor
         self.clock = clock
         self.wall_clock = wall_clock
@@ -383,13 +386,15 @@ class Generation:
         they never add up to more than its duration less its queue."""
         for key, value in ((semconv.OCTOMIL_PREFILL_MS, prefill_ms),
                            (semconv.OCTOMIL_DECODE_MS, decode_ms)):  # fmt: skip
-            if _is_measure(value):
-                self._engine_ms[key] = self._engine_ms.get(key, 0.0) + value  # type: ignore[operator]
+            measure = _measure(value)
+            if measure is not None:
+                self._engine_ms[key] = self._engine_ms.get(key, 0.0) + measure
 
     def set_peak_memory(self, peak_bytes: float) -> None:
         """The engine's peak memory during this request, in bytes (the largest given)."""
-        if _is_measure(peak_bytes):
-            self._peak_memory_bytes = max(round(peak_bytes), self._peak_memory_bytes or 0)
+        measure = _measure(peak_bytes)
+        if measure is not None:
+            self._peak_memory_bytes = max(round(measure), self._peak_memory_bytes or 0)
 
     @contextmanager
     def activate(self) -> Iterator[Generation]:
@@ -644,17 +649,20 @@ def _request_attribute(name: str, value: object) -> tuple[str, Any] | None:
     return None
 
 
-def _is_measure(value: object) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
+def _measure(value: object) -> float | None:
+    """A finite, non-negative real number (numpy's included) as a float; ``None`` for
+    anything else, a bool and an int too large for a double included."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
     try:
-        return math.isfinite(value) and value >= 0
-    except OverflowError:  # an int too large for a double
-        return False
+        measure = float(value)
+    except OverflowError:
+        return None
+    return measure if math.isfinite(measure) and measure >= 0 else None
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return int(value)  # numpy's int64 as an int
     _logger.debug("octomil_otel: ignoring %s=%r: not a non-negative int", name, value)
     return current

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import format_span_id, format_trace_id
@@ -364,6 +365,32 @@ def test_encode_writes_numbers_of_a_subclass_as_their_value(recorder, clock, oct
     started, _, completed = [json.loads("{" + text) for text in encode(span)]
     assert started["metrics"] == {"input_tokens": 3}
     assert completed["metrics"]["prefill_ms"] == 1.5
+
+
+def test_numpy_numbers_are_recorded_and_reported_as_their_value(recorder, clock, octomil_records):
+    """What an application computes with numpy (``np.sum``, a ``float32`` timing)."""
+    generation = recorder.start(model="tiny", engine="echo", input_tokens=np.int64(3))
+    clock.advance_ms(2.0)
+    generation.chunk()
+    generation.set_usage(output_tokens=np.int32(1))
+    generation.add_engine_time(prefill_ms=np.float32(1.5), decode_ms=np.float64(0.25))
+    generation.set_peak_memory(np.uint64(4096))
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    started, _, completed = [json.loads("{" + text) for text in encode(span)]
+    assert started["metrics"] == {"input_tokens": 3}
+    assert {k: completed["metrics"][k] for k in ("output_tokens", "prefill_ms", "decode_ms")} == {
+        "output_tokens": 1, "prefill_ms": 1.5, "decode_ms": 0.25,
+    }  # fmt: skip
+    assert completed["metrics"]["peak_memory_bytes"] == 4096
+
+    checked = validate_event(
+        {"event_type": "generation_completed", "model": "m", "engine": "e",
+         "metrics": {"output_tokens": np.int64(7), "ttfc_ms": np.float32(0.5)}}
+    )  # fmt: skip
+    assert checked["metrics"] == {"output_tokens": 7, "ttfc_ms": 0.5}
+    assert [type(v) for v in checked["metrics"].values()] == [int, float]
 
 
 def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records):

@@ -281,3 +281,5 @@ def test_a_clock_that_is_not_int_nanoseconds_is_refused_when_the_recorder_is_mad
     """Refused up front (chunk times are int64), not in a caller's stream."""
     with pytest.raises(TypeError, match=r"clock must return int nanoseconds, got 1\.5"):
         Recorder(NoOpTracerProvider(), clock=lambda: 1.5)
+    with pytest.raises(TypeError, match=r"wall_clock must return int nanoseconds, got 2\.5"):
+        Recorder(NoOpTracerProvider(), wall_clock=lambda: 2.5)

@@ -12,6 +12,7 @@ import functools
 import itertools
 import json
 import math
+import numbers
 import operator
 import re
 import time
@@ -175,8 +176,10 @@ def _is_timestamp(text: str) -> bool:
 
 
 def _validate_metrics(metrics: object) -> dict[str, Any]:
+    """A checked copy of ``metrics``, numpy's numbers as ints and floats."""
     if not isinstance(metrics, Mapping):
         raise TypeError(f"metrics must be a mapping, not {type(metrics).__name__}")
+    checked = dict(metrics)
     for name, value in metrics.items():
         if not isinstance(name, str):
             raise TypeError(f"metrics keys must be str, got {name!r}")
@@ -186,8 +189,7 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
             if not is_unicode(value):
                 raise ValueError(f"metrics.error_type must be Unicode text, got {value!r}")
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"metrics.{name} must be a number, got {value!r}")
+        value = checked[name] = _number(name, value)
         try:
             finite = math.isfinite(value)
         except OverflowError:  # an int too large for a double
@@ -198,7 +200,7 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
             raise ValueError(
                 f"metrics.chunk_index must be a whole number below 2**53, got {value!r}"
             )
-    return dict(metrics)
+    return checked
 
 
 def is_generation_span(span: ReadableSpan) -> bool:
@@ -303,11 +305,12 @@ _NUMBER_TYPES: Final = frozenset((int, float))
 
 
 def _number(name: str, value: object) -> int | float:
-    """An int or a float of a subclass (numpy's ``float64``) as itself; ``TypeError`` for
-    anything else, a bool included (the API refuses ``true`` as a metric)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A real number of any type (numpy's ``int64``, ``float32``, ``float64``) as an int or a
+    float; ``TypeError`` for anything else, a bool included (the API refuses ``true`` as a
+    metric)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"metrics.{name} must be a number, got {value!r}")
-    return float(value) if isinstance(value, float) else int(value)
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
 def _chunk_events(
