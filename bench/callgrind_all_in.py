@@ -24,21 +24,24 @@ engine's noise).
 Why: ``callgrind_chunk.sh`` counts only the consuming loop; this counts what a user's
 process really spends, threads and export included.
 
-Caveat: with the engine, the figure is mostly not our code's. What our code runs is about 5k
-of it (``--separate-threads=yes`` splits the count by thread). The engine's own instructions
-sit on levels about 25-30k a chunk apart, in the plain program too (5,561k to 5,605k a chunk
-on 2026-12-01, moved by nothing but the lengths of the arguments and of the working
-directory): llama-cpp-python makes ~4,600 ``PyObject_Malloc``/``Free`` calls a token, and in
-some heaps some of them meet a pool that was full (callgrind's line counts in
-``obmalloc.c``: the lines that link such a pool back count 359 instructions a token in most
-plain runs, 533 to 1,982 in instrumented ones), and glibc's ``_int_malloc`` costs 15 to 30
-instructions more a call. Which level a run lands on depends on the layout and on what the
-background threads allocate during the stream: with no chunk time kept at all (an
-experiment: no chunk events either) all five instrumented layouts landed low (+1.1k to
-+15.2k, median +6.1k); with the span processor idle during the stream, four of five did
-(median +24.7k); the released code, one of five (+32.6k to +56.7k, median +39.6k). Read
-``callgrind_annotate`` on the kept profiles (the work directory is printed) before reading a
-change into it.
+Caveat: with the engine, the figure moves with the heap more than with our code. What our
+code runs is about 5k of it (``--separate-threads=yes`` splits the count by thread). The
+engine's own instructions sit on levels about 25-30k a chunk apart, in the plain program
+too (5,561k to 5,605k a chunk on 2026-12-01, moved by nothing but the lengths of the
+arguments and of the working directory): llama-cpp-python makes ~4,600
+``PyObject_Malloc``/``Free`` calls a token, and in some heaps some of them meet a pool that
+was full (callgrind's line counts in ``obmalloc.c``: the lines that link such a pool back
+count 359 instructions a token in most plain runs, 533 to 1,982 in instrumented ones), and
+glibc's ``_int_malloc`` costs 15 to 30 instructions more a call. Which level a run lands on
+depends on the layout and on what other threads allocate during the stream. The driver
+therefore delivers the warm-up request's events before the measured stream starts: they
+are a request's cost, which the two lengths cancel anyway, and encoded beside the stream
+they put most instrumented layouts on the high level (2026-12-01, five layouts: +30.9k to
++37.4k, median +32.3k; with the warm-up delivered first, +8 to +11.5k, median +4.6k). In an
+application that streams while other requests are exported, the engine's level moves the
+same way: that is the allocator's, not work our code does, and no figure here isolates it.
+Read ``callgrind_annotate`` on the kept profiles (the work directory is printed) before
+reading a change into it.
 
 Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
 AVX-512 (``scripts/setup.sh``). The defaults take about 5 minutes on 2 cores (2026-12-01).
