@@ -8,7 +8,7 @@ Usage::
 Importing this package has no side effects; ``init()`` sets up the pipeline.
 """
 
-from octomil_otel.export import OctomilSpanExporter, TelemetryReporter
+from octomil_otel.export import OctomilSpanExporter, OctomilSpanProcessor, TelemetryReporter
 from octomil_otel.generation import Generation, Recorder, active_generation
 from octomil_otel.pipeline import Telemetry, init, shutdown
 from octomil_otel.version import __version__
@@ -16,6 +16,7 @@ from octomil_otel.version import __version__
 __all__ = [
     "Generation",
     "OctomilSpanExporter",
+    "OctomilSpanProcessor",
     "Recorder",
     "Telemetry",
     "TelemetryReporter",

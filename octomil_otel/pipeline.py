@@ -42,7 +42,7 @@ from octomil_otel.export.otlp import forwarding, log_exporter
 from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
 from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
-from octomil_otel.export.span_exporter import OctomilSpanExporter
+from octomil_otel.export.span_exporter import OctomilSpanExporter, OctomilSpanProcessor
 from octomil_otel.generation import Recorder, set_default_octomil_processor
 from octomil_otel.instrumentation import INSTRUMENTORS, instrument_installed
 from octomil_otel.version import __version__
@@ -202,7 +202,7 @@ def init(
                 device,
                 org_id=settings.org_id,
             )
-            processor = BatchSpanProcessor(
+            processor = OctomilSpanProcessor(
                 OctomilSpanExporter(reporter),
                 max_queue_size=OCTOMIL_MAX_QUEUED_RECORDS,
                 schedule_delay_millis=OCTOMIL_EXPORT_DELAY_MILLIS,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections.abc import Sequence
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -14,7 +16,7 @@ import octomil
 import octomil_otel
 from octomil_otel.config import Settings
 from octomil_otel.device import device_id
-from octomil_otel.export import OctomilSpanExporter, TelemetryReporter
+from octomil_otel.export import OctomilSpanExporter, OctomilSpanProcessor, TelemetryReporter
 from octomil_otel.generation import Recorder
 from octomil_otel.pipeline import (
     DISABLED_MESSAGE,
@@ -288,6 +290,45 @@ def test_exporter_burst_larger_than_the_queue_loses_nothing(api, clock, meter_pr
 
     assert len(api.events) == 40 * 50
     assert reporter.dropped_events == 0
+
+
+def test_processor_queue_overflow_drops_the_oldest_requests_and_counts_their_events(
+    api, clock, meter_provider
+):
+    """More requests finishing than the exporter takes: the oldest queued go, counted."""
+    exporting, release = threading.Event(), threading.Event()
+
+    class SlowExporter(OctomilSpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            exporting.set()
+            release.wait(30)
+            return super().export(spans)
+
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    processor = OctomilSpanProcessor(
+        SlowExporter(reporter), max_queue_size=2, max_export_batch_size=1
+    )
+    recorder = Recorder(
+        TracerProvider(), meter_provider, octomil_processor=processor, clock=clock,
+        wall_clock=clock.wall,
+    )  # fmt: skip
+    ids = []
+    for chunks in range(1, 6):  # request k: k chunks, k + 2 events
+        generation = recorder.start(model="tiny", engine="echo", stream=True)
+        ids.append(generation.request_id)
+        for _ in range(chunks):
+            clock.advance_ms(1.0)
+            generation.chunk()
+        generation.stop()
+        if chunks == 1:  # the worker holds the first; the queue holds two more
+            assert exporting.wait(30)
+    release.set()
+    assert processor.force_flush()
+    processor.shutdown()
+
+    assert reporter.dropped_events == (2 + 2) + (3 + 2)  # requests 2 and 3, the oldest
+    assert sorted({e["request_id"] for e in api.events}) == sorted([ids[0], ids[3], ids[4]])
+    assert len(api.events) == 3 + 6 + 7
 
 
 def test_exporter_drops_alone_a_request_that_breaks_the_contract(api, fresh_init, caplog):

@@ -212,6 +212,14 @@ def is_generation_span(span: ReadableSpan) -> bool:
     )
 
 
+def event_count(span: ReadableSpan) -> int:
+    """How many events ``encode`` makes of ``span``: two and one per chunk, or none."""
+    if not is_generation_span(span):
+        return 0
+    latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, b"")
+    return 2 + len(latencies) // 8
+
+
 def encode(span: ReadableSpan) -> list[str]:
     """The documented events of one finished generation span, encoded; ``[]`` for any other.
 

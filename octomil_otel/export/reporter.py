@@ -201,6 +201,12 @@ class TelemetryReporter:
         self._worker.join(timeout_seconds)
         self._transport.close()
 
+    def count_dropped(self, events: int) -> None:
+        """Count ``events`` lost before they reached this queue (the span processor's own
+        queue overflowed), so that ``dropped_events`` counts every loss."""
+        with self._cond:
+            self._dropped += events
+
     @property
     def dropped_events(self) -> int:
         """Events lost so far: queue overflow, undeliverable, or reported after shutdown."""

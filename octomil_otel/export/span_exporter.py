@@ -11,18 +11,19 @@ complete record (``Generation``), sampled or not, whatever the span limits, so t
 never depend on the application's tracing setup. Usage::
 
     reporter = TelemetryReporter(api_key="...")
-    recorder = Recorder(octomil_processor=BatchSpanProcessor(OctomilSpanExporter(reporter)))
+    recorder = Recorder(octomil_processor=OctomilSpanProcessor(OctomilSpanExporter(reporter)))
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from octomil_otel.export import events
 from octomil_otel.export.reporter import TelemetryReporter
@@ -87,3 +88,29 @@ class OctomilSpanExporter(SpanExporter):
             return
         self._shutdown = True
         self.reporter.shutdown(self._wait_seconds(10.0))
+
+
+class OctomilSpanProcessor(BatchSpanProcessor):
+    """A ``BatchSpanProcessor`` whose overflow is counted in the reporter's
+    ``dropped_events``.
+
+    When more requests finish than the exporter encodes (a burst of thousands a second),
+    the processor's queue drops its oldest record, as the reporter's queue drops its oldest
+    event; the SDK only logs that, so this counts the record's events (``event_count``)
+    where the reporter counts its own losses. Two threads ending requests at the same
+    instant on a full queue may count one record's events for another's.
+    """
+
+    def __init__(self, exporter: OctomilSpanExporter, **options: int) -> None:
+        super().__init__(exporter, **options)
+        self._reporter = exporter.reporter
+        self._queue: deque[ReadableSpan] | None = getattr(
+            getattr(self, "_batch_processor", None), "_queue", None
+        )  # the SDK's (1.33 and later): the oldest record at its right end
+
+    def on_end(self, span: ReadableSpan) -> None:
+        queue = self._queue
+        if queue is not None and len(queue) == queue.maxlen:
+            with suppress(IndexError):  # the worker emptied it meanwhile
+                self._reporter.count_dropped(events.event_count(queue[-1]))
+        super().on_end(span)
