@@ -80,6 +80,19 @@ def set_default_octomil_processor(processor: SpanProcessor | None) -> None:
     _default_octomil_processor = processor
 
 
+_open: dict[Generation, None] = {}
+"""Requests started and not yet ended (a dict: ordered, and each add and pop is atomic)."""
+
+
+def cancel_open(processor: SpanProcessor | None) -> None:
+    """End as ``cancelled`` every open request whose record goes to ``processor``, before it
+    stops: a stream the program left unread when it exits is otherwise closed only at the
+    interpreter's teardown, after the processor stopped, and would never be reported."""
+    for generation in list(_open):
+        if generation._recorder.octomil_processor is processor:
+            generation.cancel()
+
+
 def active_generation() -> Generation | None:
     """The request being recorded in the current context, if any.
 
@@ -285,6 +298,7 @@ class Generation:
             else _unobserved_span()
         )
         self.set_usage(input_tokens=input_tokens)
+        _open[self] = None
 
     def _start_span(self, tracer: trace.Tracer, name: str) -> trace.Span:
         try:
@@ -448,6 +462,7 @@ class Generation:
             return
         self._finished = True
         t_end = self._clock()
+        _open.pop(self, None)
         try:
             self._record(t_end, error_type, description)
         except Exception:  # telemetry must never reach the caller

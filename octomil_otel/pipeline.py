@@ -43,7 +43,7 @@ from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
 from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
 from octomil_otel.export.reporter import TelemetryReporter
 from octomil_otel.export.span_exporter import OctomilSpanExporter, OctomilSpanProcessor
-from octomil_otel.generation import Recorder, set_default_octomil_processor
+from octomil_otel.generation import Recorder, cancel_open, set_default_octomil_processor
 from octomil_otel.instrumentation import INSTRUMENTORS, instrument_installed
 from octomil_otel.version import __version__
 
@@ -98,6 +98,7 @@ class Telemetry:
         return self.reporter.flush(remaining) and exported
 
     def shutdown(self) -> None:
+        cancel_open(self._span_processor)  # first: their spans and histograms go out too
         for instrumentor in self.instrumentors:
             instrumentor.uninstrument()
         if self._owns_tracer_provider and isinstance(self.tracer_provider, TracerProvider):

@@ -385,6 +385,35 @@ def test_api_key_that_cannot_be_a_header_is_refused_without_echoing_it(api, fres
     )
 
 
+def test_streams_left_open_when_the_program_exits_are_reported_cancelled(api):
+    """A stream read in part, and one never read, still open at exit: the interpreter closes
+    them only after the exporter stopped, so shutdown ends them first."""
+    import subprocess
+    import sys
+
+    code = f"""
+import octomil
+
+octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, device_id={DEVICE!r})
+stream = octomil.generate(model="echo", prompt="one two three four", stream=True)
+for i, chunk in enumerate(stream):
+    if i == 1:
+        break
+never_read = octomil.generate(model="echo", prompt="never read", stream=True)
+"""
+    subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=True)
+
+    by_request: dict[str, list[str]] = {}
+    for event in api.events:
+        by_request.setdefault(event["request_id"], []).append(event["event_type"])
+    ends = [e["metrics"] for e in api.events if e["event_type"] == "generation_failed"]
+    assert sorted(by_request.values()) == [
+        ["generation_started", "chunk_produced", "chunk_produced", "generation_failed"],
+        ["generation_started", "generation_failed"],
+    ]
+    assert [m["error_type"] for m in ends] == ["cancelled", "cancelled"]
+
+
 def test_init_after_shutdown_records_again(api):
     """The providers the first ``init()`` made stay global but shut down; the second makes
     its own, so its histograms and spans are recorded (a process of its own: global
