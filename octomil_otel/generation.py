@@ -124,7 +124,8 @@ def summarize(
     total_ms = (t_end - t0) / 1e6
     out: dict[str, Any] = {semconv.OCTOMIL_TOTAL_DURATION_MS: total_ms}
     if chunk_times:
-        latencies = list(map(operator.sub, chunk_times, (t0, *chunk_times[:-1])))
+        times = list(chunk_times)  # an array's items become int objects here, once
+        latencies = list(map(operator.sub, times, itertools.chain((t0,), times)))
         out[semconv.OCTOMIL_TTFC_MS] = latencies[0] / 1e6
         out[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = chunk_latencies.pack(latencies)
         gaps = len(latencies) - 1
@@ -155,9 +156,10 @@ class Recorder:
         octomil_processor: gets every request's complete record (the Octomil events); the
             one ``init()`` set up when omitted, none before it.
         clock: monotonic nanoseconds, for every duration; ``TypeError`` if it does not
-            return an int (chunk times are kept as int64, not as an object per chunk).
+            return a non-negative int below 2**63 (chunk times are kept as 64-bit integers
+            in an array, not as an object per chunk).
         wall_clock: Unix-epoch nanoseconds, for span and event timestamps; ``TypeError``
-            if it does not return an int.
+            the same.
     """
 
     def __init__(
@@ -171,8 +173,10 @@ class Recorder:
         wall_clock: Clock = time.time_ns,
     ) -> None:
         for name, read in (("clock", clock), ("wall_clock", wall_clock)):
-            if not isinstance(read(), int):
-                raise TypeError(f"{name} must return int nanoseconds, got {read()!r}")
+            if not isinstance(read(), int) or not 0 <= read() < 2**63:
+                raise TypeError(
+                    f"{name} must return non-negative int nanoseconds below 2**63, got {read()!r}"
+                )
         self._octomil_processor = octomil_processor
         self.clock = clock
         self.wall_clock = wall_clock
@@ -274,7 +278,8 @@ class Generation:
         self._clock = recorder.clock
         self._t0 = recorder.clock()
         self._wall0 = recorder.wall_clock()
-        self._chunk_times = array.array("q")
+        # unsigned: "Q" takes an int without the argument parser that "q" goes through
+        self._chunk_times = array.array("Q")
         self._finished = False
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None

@@ -278,8 +278,11 @@ def test_generation_call_keeps_an_error_whose_str_raises(recorder, octomil_recor
 
 
 def test_a_clock_that_is_not_int_nanoseconds_is_refused_when_the_recorder_is_made():
-    """Refused up front (chunk times are int64), not in a caller's stream."""
-    with pytest.raises(TypeError, match=r"clock must return int nanoseconds, got 1\.5"):
+    """Refused up front (chunk times are 64-bit integers), not in a caller's stream."""
+    refused = "must return non-negative int nanoseconds below 2\\*\\*63, got"
+    with pytest.raises(TypeError, match=rf"^clock {refused} 1\.5$"):
         Recorder(NoOpTracerProvider(), clock=lambda: 1.5)
-    with pytest.raises(TypeError, match=r"wall_clock must return int nanoseconds, got 2\.5"):
+    with pytest.raises(TypeError, match=rf"^wall_clock {refused} 2\.5$"):
         Recorder(NoOpTracerProvider(), wall_clock=lambda: 2.5)
+    with pytest.raises(TypeError, match=rf"^clock {refused} -1$"):
+        Recorder(NoOpTracerProvider(), clock=lambda: -1)
