@@ -23,7 +23,7 @@ Two records of each request leave ``_finish``. The application's span follows th
 application's tracing setup: its sampler, the sampling decision of a propagated parent,
 its span limits and processors. The Octomil record does not: it is a complete
 ``ReadableSpan`` built from what the recorder holds, with the same trace and span ids,
-handed straight to the Octomil span processor (``BatchSpanProcessor`` on
+handed straight to the Octomil span processor (``OctomilSpanProcessor`` on
 ``OctomilSpanExporter``), so every request is reported, exactly, whatever that setup.
 """
 
@@ -87,7 +87,9 @@ _open: dict[Generation, None] = {}
 def cancel_open(processor: SpanProcessor | None) -> None:
     """End as ``cancelled`` every open request whose record goes to ``processor``, before it
     stops: a stream the program left unread when it exits is otherwise closed only at the
-    interpreter's teardown, after the processor stopped, and would never be reported."""
+    interpreter's teardown, after the processor stopped, and would never be reported. A
+    request started and never ended (``Recorder.start`` without ``stop``) stays open, and
+    is reported, until then."""
     for generation in list(_open):
         if generation._recorder.octomil_processor is processor:
             generation.cancel()
