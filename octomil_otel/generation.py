@@ -37,6 +37,7 @@ import logging
 import math
 import numbers
 import operator
+import os
 import random
 import secrets
 import time
@@ -82,6 +83,8 @@ def set_default_octomil_processor(processor: SpanProcessor | None) -> None:
 
 _open: dict[Generation, None] = {}
 """Requests started and not yet ended (a dict: ordered, and each add and pop is atomic)."""
+if hasattr(os, "register_at_fork"):  # a forked child's shutdown must not end the parent's
+    os.register_at_fork(after_in_child=_open.clear)
 
 
 def cancel_open(processor: SpanProcessor | None) -> None:
@@ -333,7 +336,10 @@ class Generation:
 
     def chunk(self) -> None:
         """Mark that one output chunk reached the caller, now."""
-        self._chunk_times.append(self._clock())
+        try:
+            self._chunk_times.append(self._clock())
+        except Exception:  # a clock gone wrong since the Recorder checked it
+            _logger.debug("octomil_otel: could not record a chunk", exc_info=True)
 
     def chunk_marker(self) -> tuple[Callable[[int], None], Clock]:
         """``chunk()`` in two C calls, for stream proxies: ``mark(clock())`` per chunk."""
@@ -448,7 +454,7 @@ class Generation:
             or self._output_tokens == 0
             or self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS
         ):
-            self._chunk_times.append(self._clock())
+            self.chunk()
         self._finish(None, None)
 
     def fail(self, error: BaseException, *, error_type: str | None = None) -> None:
@@ -468,10 +474,9 @@ class Generation:
         if self._finished:
             return
         self._finished = True
-        t_end = self._clock()
         _open.pop(self, None)
         try:
-            self._record(t_end, error_type, description)
+            self._record(self._clock(), error_type, description)
         except Exception:  # telemetry must never reach the caller
             _logger.debug("octomil_otel: could not record generation", exc_info=True)
             with suppress(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 import json
 import math
 
@@ -391,6 +392,11 @@ def test_numpy_numbers_are_recorded_and_reported_as_their_value(recorder, clock,
     )  # fmt: skip
     assert checked["metrics"] == {"output_tokens": 7, "ttfc_ms": 0.5}
     assert [type(v) for v in checked["metrics"].values()] == [int, float]
+    with pytest.raises(ValueError, match=r"^metrics.ttfc_ms must be finite, got Fraction"):
+        validate_event(
+            {"event_type": "generation_completed", "model": "m", "engine": "e",
+             "metrics": {"ttfc_ms": fractions.Fraction(10**400, 3)}}
+        )  # fmt: skip
 
 
 def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records):

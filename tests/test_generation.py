@@ -15,6 +15,7 @@ from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from octomil_otel import semconv
 from octomil_otel.generation import Recorder, active_generation, summarize
+from octomil_otel.stream import record_stream
 
 from .conftest import WALL0_NS, FakeClock, histogram_points, latencies
 
@@ -275,6 +276,25 @@ def test_generation_call_keeps_an_error_whose_str_raises(recorder, octomil_recor
 
     (record,) = octomil_records.get_finished_spans()
     assert record.attributes["error.type"] == "UnprintableError"
+
+
+@pytest.mark.parametrize("wrong", [-1, 1.5, 2**64])
+def test_a_clock_that_goes_wrong_after_the_check_never_breaks_the_callers_calls(wrong):
+    """Checked when the Recorder is made; a clock that changes later costs the request's
+    telemetry, never the caller's items or calls."""
+    readings = iter([5_000_000_000] * 3)  # the Recorder's check (2) and the first t0
+
+    def clock() -> int:
+        return next(readings, wrong)
+
+    recorder = Recorder(NoOpTracerProvider(), clock=clock)
+    streamed = recorder.start(model="m", engine="echo", stream=True)
+    assert list(record_stream(streamed, iter("abc"))) == ["a", "b", "c"]
+    assert streamed.finished
+    whole = recorder.start(model="m", engine="echo")
+    whole.chunk()
+    whole.stop()
+    assert whole.finished
 
 
 def test_a_clock_that_is_not_int_nanoseconds_is_refused_when_the_recorder_is_made():

@@ -414,6 +414,36 @@ never_read = octomil.generate(model="echo", prompt="never read", stream=True)
     assert [m["error_type"] for m in ends] == ["cancelled", "cancelled"]
 
 
+def test_a_forked_childs_shutdown_leaves_the_parents_open_stream_alone(api):
+    """The child inherits the parent's open requests; ending them there would report the
+    parent's stream twice, once cancelled."""
+    import subprocess
+    import sys
+
+    code = f"""
+import os
+import octomil
+
+octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, device_id={DEVICE!r})
+stream = octomil.generate(model="echo", prompt="one two three", stream=True)
+next(stream)
+child = os.fork()
+if child == 0:
+    octomil.shutdown()
+    os._exit(0)
+os.waitpid(child, 0)
+print(len(list(stream)) + 1)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert done.stdout == "4\n"  # three words and the finishing chunk
+    assert [event["event_type"] for event in api.events] == [
+        "generation_started", *["chunk_produced"] * 3, "generation_completed"
+    ]  # fmt: skip
+
+
 def test_init_after_shutdown_records_again(api):
     """The providers the first ``init()`` made stay global but shut down; the second makes
     its own, so its histograms and spans are recorded (a process of its own: global

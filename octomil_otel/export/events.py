@@ -318,7 +318,10 @@ def _number(name: str, value: object) -> int | float:
     metric)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"metrics.{name} must be a number, got {value!r}")
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    try:
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    except OverflowError:  # a Fraction too large for a double
+        raise ValueError(f"metrics.{name} must be finite, got {value!r}") from None
 
 
 def _chunk_events(

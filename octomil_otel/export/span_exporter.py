@@ -97,8 +97,10 @@ class OctomilSpanProcessor(BatchSpanProcessor):
     When more requests finish than the exporter encodes (a burst of thousands a second),
     the processor's queue drops its oldest record, as the reporter's queue drops its oldest
     event; the SDK only logs that, so this counts the record's events (``event_count``)
-    where the reporter counts its own losses. Two threads ending requests at the same
-    instant on a full queue may count one record's events for another's.
+    where the reporter counts its own losses. Not exact at one edge: a record the worker
+    takes for export at the instant a request ends on a full queue is counted, though it
+    is delivered (the SDK exposes no drop hook), and two threads ending requests then may
+    count one record's events for another's.
     """
 
     def __init__(self, exporter: OctomilSpanExporter, **options: int) -> None:
