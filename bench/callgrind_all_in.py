@@ -39,7 +39,8 @@ are a request's cost, which the two lengths cancel anyway, and encoded beside th
 they put most instrumented layouts on the high level (2026-12-01, five layouts, chunk times
 in an int64 array: +30.9k to +37.4k, median +32.3k; with the warm-up delivered first, +8 to
 +11.5k, median +4.6k; with the warm-up first but a list of int objects, -2.5k to +36.6k,
-median +12.0k; the released code, +492 to +9,853, median +6,199). In an
+median +12.0k; the released code, +1,461 to +15,402, median +8,669, and +492 to +9,853,
+median +6,199, before its last fixes). In an
 application that streams while other requests are exported, the engine's level moves the
 same way: that is the allocator's, not work our code does, and no figure here isolates it.
 Read ``callgrind_annotate`` on the kept profiles (the work directory is printed) before
