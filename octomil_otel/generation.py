@@ -177,10 +177,10 @@ class Recorder:
         clock: Clock = time.perf_counter_ns,
         wall_clock: Clock = time.time_ns,
     ) -> None:
-        for name, read in (("clock", clock), ("wall_clock", wall_clock)):
-            if not isinstance(read(), int) or not 0 <= read() < 2**63:
+        for name, reading in (("clock", clock()), ("wall_clock", wall_clock())):
+            if not isinstance(reading, int) or not 0 <= reading < 2**63:
                 raise TypeError(
-                    f"{name} must return non-negative int nanoseconds below 2**63, got {read()!r}"
+                    f"{name} must return non-negative int nanoseconds below 2**63, got {reading!r}"
                 )
         self._octomil_processor = octomil_processor
         self.clock = clock
