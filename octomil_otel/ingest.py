@@ -2,24 +2,83 @@
 
 Shared by the minimal receiver and the dashboard, so both answer exactly as the contract
 says: 413 over 1 MiB uncompressed or 1,000 events; 400 naming the event and field.
+
+A batch is checked in about one pass in C: msgspec decodes it into ``Event`` structs whose
+types say what ``export.events.validate_event`` says in code (the same fields, required or
+not, the same patterns, non-empty texts, finite non-negative metrics), and what a type
+cannot say (only ``error_type`` is text, ``chunk_index`` is whole, the date exists) is
+checked per event. Whatever that refuses goes through ``validate_event``, the contract in
+code, which answers with its error; a bad batch is refused whole, as before.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import zlib
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from octomil_otel.export._transport import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
-from octomil_otel.export.events import validate_event
+from octomil_otel.export.events import (
+    CHUNK_PRODUCED,
+    GENERATION_COMPLETED,
+    GENERATION_FAILED,
+    GENERATION_STARTED,
+    HEX_PATTERN,
+    MAX_CHUNK_INDEX,
+    REQUEST_ID_PATTERN,
+    TIMESTAMP_PATTERN,
+    is_unicode,
+    parse_timestamp,
+    validate_event,
+)
 
 _REQUIRED = ("timestamp", "device_id")
+_Text = Annotated[str, Meta(min_length=1)]
+_Hex = Annotated[str, Meta(pattern=HEX_PATTERN)]
+# finite: JSON has no Infinity, and a number beyond the largest double is out of range
+_Number = Annotated[float, Meta(ge=0, le=sys.float_info.max)]
+
+
+class Event(Struct, forbid_unknown_fields=True):
+    """One stored event as its types check it (``typed_events``)."""
+
+    event_type: Literal[GENERATION_STARTED, CHUNK_PRODUCED, GENERATION_COMPLETED, GENERATION_FAILED]
+    timestamp: Annotated[str, Meta(pattern=TIMESTAMP_PATTERN)]
+    device_id: _Text
+    model: _Text
+    engine: _Text
+    org_id: _Text | UnsetType = UNSET
+    request_id: Annotated[str, Meta(pattern=REQUEST_ID_PATTERN)] | UnsetType = UNSET
+    stream: bool | UnsetType = UNSET
+    metrics: dict[str, _Number | _Text] | UnsetType = UNSET
+    trace_id: _Hex | UnsetType = UNSET
+    span_id: _Hex | UnsetType = UNSET
+
+
+class _Typed(Struct):
+    events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
+
+
+class _Dicts(Struct):
+    events: list[dict[str, Any]]
+
+
+_TYPED = msgspec.json.Decoder(_Typed)
+_DICTS = msgspec.json.Decoder(_Dicts)
 
 
 class BatchError(ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+class Refused(ValueError):
+    """Let through by the types, not by the contract."""
 
 
 def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]]:
@@ -45,8 +104,48 @@ def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
     return raw
 
 
+def typed_events(text: bytes) -> list[Event]:
+    """The events of an uncompressed body that the contract accepts, as structs.
+
+    Raises:
+        msgspec.DecodeError, ValueError: the body may break the contract (or is one this
+        fast path leaves to ``check_batch``: a lone surrogate in a text, say).
+    """
+    events = _TYPED.decode(text).events
+    for event in events:
+        _check(event)
+    return events
+
+
+def _check(event: Event) -> None:
+    """What the types cannot say."""
+    metrics = event.metrics or {}
+    for name, value in metrics.items():
+        if (value.__class__ is str) is not (name == "error_type"):
+            raise Refused(name)
+    texts = (event.model, event.engine, event.device_id, event.org_id or "")
+    texts += (metrics.get("error_type", ""),)  # type: ignore[assignment]
+    if not "".join(texts).isascii() and not all(map(is_unicode, texts)):  # type: ignore[arg-type]
+        raise Refused("text")
+    index = metrics.get("chunk_index")
+    if index is not None and not (index.is_integer() and index < MAX_CHUNK_INDEX):  # type: ignore[union-attr]
+        raise Refused("chunk_index")
+    parse_timestamp(event.timestamp)  # ValueError: a date or time of day that does not exist
+
+
 def check_batch(text: bytes) -> list[dict[str, Any]]:
-    """The checked events of an uncompressed body, or a ``BatchError``."""
+    """The checked events of an uncompressed body, as ``validate_event`` returns them (a
+    dict each, numbers as JSON wrote them), or a ``BatchError``."""
+    try:
+        typed_events(text)
+        return _DICTS.decode(text).events
+    except (msgspec.DecodeError, ValueError):
+        return _check_in_code(text)
+
+
+def _check_in_code(text: bytes) -> list[dict[str, Any]]:
+    """``check_batch`` by ``validate_event``, one event at a time: its errors name the
+    event and the field."""
     try:
         batch = json.loads(text)
     except ValueError as error:

@@ -1,0 +1,97 @@
+"""The receiver's ingest (``ingest.check_batch``, shared with the dashboard): its fast path
+accepts exactly what the contract accepts, giving the same events, and refuses the rest
+with the contract's own error, storing nothing of the batch."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+import requests
+
+from octomil_otel import ingest
+from octomil_otel.export._transport import EVENTS_PATH
+from octomil_otel.export.events import validate_event
+
+from .conftest import API_KEY, ORG_ID
+from .test_dashboard_ingest import SENDABLE
+from .test_events import DOC_EXAMPLE
+
+CHUNK = {
+    "event_type": "chunk_produced",
+    "timestamp": "2026-02-19T14:32:01.300Z",
+    "device_id": "a1b2c3d4e5f6",
+    "model": "gemma-1b",
+    "engine": "llamacpp",
+    "request_id": "req_7f8a9b0c",
+    "stream": True,
+    "metrics": {"chunk_index": 0, "chunk_latency_ms": 142.3},
+}
+ACCEPTED = [
+    DOC_EXAMPLE,
+    CHUNK,
+    {**CHUNK, "model": "gemma-ü 模型", "metrics": {"chunk_index": 1, "chunk_latency_ms": -0.0}},
+    {**CHUNK, "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"},
+    {**CHUNK, "event_type": "generation_started", "metrics": {"input_tokens": 2**70}},
+    {
+        **CHUNK,
+        "event_type": "generation_failed",
+        "metrics": {"error_type": "MemoryError ü", "total_duration_ms": 5},
+    },
+    {**CHUNK, "event_type": "generation_completed", "stream": False, "metrics": {}},
+    {k: v for k, v in CHUNK.items() if k not in ("request_id", "stream", "metrics")},
+]
+"""Events the contract accepts: every optional field, non-ASCII texts, -0.0, an int
+beyond 64 bits, empty metrics, none."""
+
+
+def post(url: str, body: bytes, encoding: str | None = None) -> requests.Response:
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    if encoding:
+        headers["Content-Encoding"] = encoding
+    return requests.post(url + EVENTS_PATH, data=body, headers=headers, timeout=30)
+
+
+def test_accepted_events_are_stored_as_the_contract_checks_them(api):
+    body = json.dumps({"events": ACCEPTED}).encode()
+    # the latency as the exporter writes it: integer nanoseconds with an exponent
+    body = body.replace(b'"chunk_latency_ms": 142.3', b'"chunk_latency_ms": 142300000e-6', 1)
+
+    response = post(api.url, gzip.compress(body), "gzip")
+
+    assert (response.status_code, response.json()) == (202, {"accepted": len(ACCEPTED)})
+    expected = [{**validate_event(event), "org_id": ORG_ID} for event in ACCEPTED]
+    assert api.events == expected
+    assert [type(e.get("metrics", {}).get("input_tokens")) for e in api.events][4] is int
+    assert api.events[2]["metrics"]["chunk_latency_ms"].hex() == "-0x0.0p+0"
+    assert ingest.check_batch(body) == ingest._check_in_code(body)  # the two paths agree
+
+
+@pytest.mark.parametrize(("change", "error", "message"), SENDABLE)
+def test_a_bad_event_is_refused_whole_with_the_contracts_error(api, change, error, message):
+    bad = [1] if change is None else {**DOC_EXAMPLE, **change}
+    with pytest.raises(error) as expected:
+        validate_event(json.loads(json.dumps(bad)))
+
+    response = post(api.url, json.dumps({"events": [CHUNK, bad]}).encode())
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": f"events[1]: {expected.value}"},
+    )
+    assert message in str(expected.value)
+    assert api.events == []
+
+
+def test_a_lone_surrogate_is_refused_as_text_the_api_cannot_keep(api):
+    body = json.dumps({"events": [{**CHUNK, "model": "\ud800"}]}).encode()
+    assert b"\\ud800" in body
+
+    response = post(api.url, body)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "events[0]: model must be Unicode text, got '\\ud800'"},
+    )
+    assert api.events == []
