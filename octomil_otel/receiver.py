@@ -62,8 +62,10 @@ class Receiver:
             events = parse_batch(body, encoding)
         except BatchError as error:
             return error.status, {"error": str(error)}
+        for event in events:  # fresh dicts, this batch's own
+            event["org_id"] = org_id
         with self._lock:
-            self.events.extend({**event, "org_id": org_id} for event in events)
+            self.events += events
         return HTTPStatus.ACCEPTED, {"accepted": len(events)}
 
 
