@@ -95,3 +95,30 @@ def test_a_lone_surrogate_is_refused_as_text_the_api_cannot_keep(api):
         {"error": "events[0]: model must be Unicode text, got '\\ud800'"},
     )
     assert api.events == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"request_id": ""},
+        {"request_id": "req_7f8a9b0c "},
+        {"timestamp": "2026-02-19T14:32:01.30Z"},
+        {"timestamp": "2026-02-19T14:32:01.3000Z"},
+        {"timestamp": "2026-02-19T14:32:01,300Z"},
+        {"timestamp": "2026-02-19T14:32:01.30\u0663Z"},
+    ],
+)
+def test_an_id_or_second_seen_earlier_in_the_batch_vouches_for_nothing_else(api, change):
+    """The fast path matches each request id and each second once per batch: an event
+    that shares them with a good one is still checked whole."""
+    bad = {**CHUNK, **change}
+    with pytest.raises(ValueError) as expected:
+        validate_event(bad)
+
+    response = post(api.url, json.dumps({"events": [CHUNK, CHUNK, bad]}).encode())
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": f"events[2]: {expected.value}"},
+    )
+    assert api.events == []

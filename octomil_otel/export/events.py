@@ -36,7 +36,9 @@ EVENT_TYPES: Final = frozenset(
 # ASCII digits only, and nothing after the end (``$`` would let a trailing newline through);
 # the dashboard's fast batch decoder checks the same patterns
 REQUEST_ID_PATTERN: Final = r"^req_[0-9a-f]{8,}\Z"
-TIMESTAMP_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z"
+SECOND_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+"""A timestamp's first 19 characters: the date and time of day, to the second."""
+TIMESTAMP_PATTERN: Final = SECOND_PATTERN + r"\.[0-9]{3}Z\Z"
 HEX_PATTERN: Final = r"^[0-9a-f]+\Z"
 MAX_CHUNK_INDEX: Final = 2**53
 """Chunk indexes are whole numbers below this: exact as a double and as a database integer."""
@@ -74,7 +76,7 @@ _FAILED_METRICS: Final = (
 def format_timestamp(unix_ns: int) -> str:
     """RFC 3339, UTC, milliseconds and ``Z``: ``2026-02-19T14:32:01.442Z``."""
     unix_ms = unix_ns // 1_000_000
-    return _utc_second(unix_ms // 1000) + _MILLIS[unix_ms % 1000]
+    return _utc_second(unix_ms // 1000) + MILLISECOND_SUFFIXES[unix_ms % 1000]
 
 
 @functools.lru_cache(maxsize=256)
@@ -84,7 +86,8 @@ def _utc_second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
-_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+MILLISECOND_SUFFIXES: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+"""A timestamp's last 5 characters, ``.000Z`` to ``.999Z``, indexed by the millisecond."""
 
 
 def parse_timestamp(text: str) -> int:
@@ -366,7 +369,7 @@ def _chunk_events(
         zip(
             itertools.repeat(f'"event_type":"{CHUNK_PRODUCED}","timestamp":"'),
             itertools.chain.from_iterable(seconds),
-            map(_MILLIS.__getitem__, map(operator.mod, at_ms, itertools.repeat(1000))),
+            map(MILLISECOND_SUFFIXES.__getitem__, map(operator.mod, at_ms, itertools.repeat(1000))),
             itertools.repeat(f'"{fields},"metrics":{{"chunk_index":'),
             _decimals(len(latencies)),
             itertools.repeat(',"chunk_latency_ms":'),
