@@ -19,7 +19,9 @@ export of one round runs during the next.
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
 per 1,000 requests of the server (from ``/proc``) and of the client, how many cores the
-server, the client and the receiver kept busy, and the ratios ON / OFF; then the events the
+server, the client and the receiver kept busy, and the ratios ON / OFF; the requests/s
+ratio within each pair of back-to-back rounds (median and range: steadier when the
+machine's speed drifts over the run, as a shared machine's does); then the events the
 receiver got against those expected (per request: ``generation_started``, one
 ``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and the
 drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
@@ -309,6 +311,16 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
         f"{args.concurrency} client threads, half streamed:"
     )
     _common.print_table([" ", ON, OFF, "ON / OFF"], rows)
+    pairs = [
+        _common.ratio(*(r.rate for r in sorted(pair, key=lambda r: r.server != ON)))
+        for pair in zip(rounds[::2], rounds[1::2], strict=True)
+    ]
+    if pairs:
+        print(
+            f"req/s ON / OFF within each pair of back-to-back rounds (the machine's speed "
+            f"drifts between pairs): median {_common.median(pairs):.2f}, "
+            f"from {min(pairs):.2f} to {max(pairs):.2f}"
+        )
     print(
         "note: the client threads (this process) and the receiver (the Octomil API, a child "
         "process; busy in ON rounds only, and with its own CPU in a real deployment) share "
