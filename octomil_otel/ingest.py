@@ -83,7 +83,7 @@ class BatchError(ValueError):
         self.status = status
 
 
-class Refused(ValueError):
+class _Refused(ValueError):
     """Let through by the types, not by the contract."""
 
 
@@ -130,19 +130,19 @@ def _check(event: Event, request_ids: set[str]) -> None:
     """
     timestamp = event.timestamp
     if timestamp[19:] not in _MILLISECONDS or not _is_second(timestamp[:19]):
-        raise Refused("timestamp")
+        raise _Refused("timestamp")
     request_id = event.request_id
     if request_id is not UNSET and request_id not in request_ids:
         if _REQUEST_ID.match(request_id) is None:
-            raise Refused("request_id")
+            raise _Refused("request_id")
         request_ids.add(request_id)
     metrics = event.metrics or {}
     for name, value in metrics.items():
         if (value.__class__ is str) is not (name == "error_type"):
-            raise Refused(name)
+            raise _Refused(name)
     index = metrics.get("chunk_index")
     if index is not None and not (index.is_integer() and index < MAX_CHUNK_INDEX):  # type: ignore[union-attr]
-        raise Refused("chunk_index")
+        raise _Refused("chunk_index")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -33,8 +33,8 @@ def rows_of(raw: bytes, content_encoding: str | None, org_id: str) -> list[Row]:
     try:
         pairs = zip(ingest.typed_events(text), _TEXTS.decode(text).events, strict=True)
         return [_fast_row(org_id, event, bytes(body).decode()) for event, body in pairs]
-    except (msgspec.DecodeError, ValueError):  # ValueError: ingest.Refused, a date that
-        return [row_of(org_id, event) for event in ingest.check_batch(text)]  # does not exist
+    except (msgspec.DecodeError, ValueError):  # the contract in code answers
+        return [row_of(org_id, event) for event in ingest.check_batch(text)]
 
 
 def row_of(org_id: str, event: dict[str, Any]) -> Row:

@@ -34,7 +34,7 @@ EVENT_TYPES: Final = frozenset(
 )
 
 # ASCII digits only, and nothing after the end (``$`` would let a trailing newline through);
-# the dashboard's fast batch decoder checks the same patterns
+# ingest's fast path checks the same patterns
 REQUEST_ID_PATTERN: Final = r"^req_[0-9a-f]{8,}\Z"
 SECOND_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
 """A timestamp's first 19 characters: the date and time of day, to the second."""
