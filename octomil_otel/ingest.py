@@ -40,6 +40,8 @@ from octomil_otel.export.events import (
 )
 
 _REQUIRED = ("timestamp", "device_id")
+MAX_BODY_BYTES = MAX_BATCH_BYTES + 64 * 1024
+"""A longer body is refused unread: gzip's framing adds well under 64 KiB to a 1 MiB batch."""
 _Text = Annotated[str, Meta(min_length=1)]
 _Hex = Annotated[str, Meta(pattern=HEX_PATTERN)]
 # finite: JSON has no Infinity, and a number beyond the largest double is out of range
@@ -92,6 +94,18 @@ def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]
     return check_batch(uncompressed(raw, content_encoding))
 
 
+def check_length(content_length: str | None) -> int:
+    """The body's declared size in bytes, checked before it is read: ``BatchError`` 400
+    for a ``Content-Length`` that is not a whole number, 413 for a body longer than any
+    gzip of a 1 MiB batch can be (``MAX_BODY_BYTES``)."""
+    text = (content_length or "0").strip()
+    if not (text.isascii() and text.isdigit()):
+        raise BatchError(400, f"Content-Length must be a whole number, got {content_length!r}")
+    if int(text) > MAX_BODY_BYTES:
+        raise BatchError(413, "the body is over 1 MiB")
+    return int(text)
+
+
 def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
     """The body as JSON text, at most 1 MiB of it, or a ``BatchError``."""
     coding = (content_encoding or "").strip().lower()  # content codings ignore case
@@ -101,8 +115,11 @@ def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
             raw = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
         except zlib.error:
             raise BatchError(400, "the body is not gzip") from None
-        if inflater.unused_data and len(raw) <= MAX_BATCH_BYTES:  # one member, one batch
-            raise BatchError(400, "the body holds more than one gzip member")
+        if len(raw) <= MAX_BATCH_BYTES:  # whole: not cut short, one member, one batch
+            if not inflater.eof:
+                raise BatchError(400, "the body is not gzip: it is cut short")
+            if inflater.unused_data:
+                raise BatchError(400, "the body holds more than one gzip member")
     elif coding not in ("", "identity"):
         raise BatchError(400, f"unsupported Content-Encoding {content_encoding!r}")
     if len(raw) > MAX_BATCH_BYTES:
@@ -175,6 +192,8 @@ def _check_in_code(text: bytes) -> list[dict[str, Any]]:
         batch = json.loads(text)
     except ValueError as error:
         raise BatchError(400, f"the body is not JSON: {error}") from None
+    except RecursionError:  # no event nests deeper than its metrics
+        raise BatchError(400, "the body nests too deeply to be a batch of events") from None
     events = batch.get("events") if isinstance(batch, dict) else None
     if not isinstance(events, list):
         raise BatchError(400, 'the body must be {"events": [...]}')

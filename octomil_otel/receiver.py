@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from octomil_otel.export._transport import EVENTS_PATH, WHOAMI_PATH
-from octomil_otel.ingest import BatchError, parse_batch
+from octomil_otel.ingest import BatchError, check_length, parse_batch
 
 
 class Receiver:
@@ -107,7 +107,12 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             self._note()
-            length = int(self.headers.get("Content-Length", 0))
+            try:
+                length = check_length(self.headers.get("Content-Length"))
+            except BatchError as error:
+                self.close_connection = True  # its body is left unread
+                self._reply(error.status, {"error": str(error)})
+                return
             raw = self.rfile.read(length)
             org = self._org()
             if self.path != EVENTS_PATH:

@@ -16,6 +16,7 @@ import requests
 from octomil_otel.dashboard.batch import row_of
 from octomil_otel.dashboard.model import Filters
 from octomil_otel.export.events import validate_event
+from octomil_otel.ingest import MAX_BODY_BYTES
 
 from .dashboards import (
     HOUR,
@@ -98,6 +99,45 @@ def test_whole_numbers_beyond_64_bits_are_stored_and_beyond_a_double_refused(das
     response = dashboard.post([beyond])
     assert response.status_code == 400
     assert response.json()["error"].startswith("events[0]: metrics.output_tokens must be finite")
+
+
+def raw_post(dashboard: Dashboard, body: Any) -> requests.Response:
+    return requests.post(
+        dashboard.url + "/api/v1/telemetry/events",
+        data=body,
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+        timeout=30,
+    )
+
+
+def test_a_batch_read_by_the_contract_in_code_stores_what_the_fast_path_would(dashboard):
+    """A byte-order mark sends a batch down the slow path: its numbers are stored as the
+    fast path stores them (an int beyond 64 bits fits no integer column)."""
+    huge = {**DOC_EXAMPLE, "request_id": "req_0000cccc", "metrics": {"output_tokens": 2**64}}
+    body = json.dumps({"events": [huge]}).encode()
+
+    before = stored_requests(dashboard)
+    assert raw_post(dashboard, "\ufeff".encode() + body).status_code == 202
+    assert stored_requests(dashboard) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (
+            b'{"events":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            400,
+            "the body nests too deeply to be a batch of events",
+        ),
+        (b"x" * (MAX_BODY_BYTES + 1), 413, "the body is over 1 MiB"),
+        ((b"x" * 65536 for _ in range(20)), 413, "the body is over 1 MiB"),  # chunked
+    ],
+)
+def test_a_body_too_deep_or_too_long_is_refused(dashboard, body, status, error):
+    before = stored_requests(dashboard)
+    response = raw_post(dashboard, body)
+    assert (response.status_code, response.json()) == (status, {"error": error})
+    assert stored_requests(dashboard) == before
 
 
 # --- two writers -----------------------------------------------------------------------

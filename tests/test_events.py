@@ -218,6 +218,7 @@ BAD_CHANGES = [
     ({"metrics": {"ttfc_ms": True}}, TypeError, "metrics.ttfc_ms must be a number"),
     ({"metrics": {"ttfc_ms": object()}}, TypeError, "metrics.ttfc_ms must be a number"),
     ({"metrics": {"error_type": 5}}, TypeError, "metrics.error_type must be a non-empty"),
+    ({"metrics": {"\ud800x": 1}}, ValueError, "metrics keys must be Unicode text"),
     ({"timestamp": "2026-02-19T14:32:01.442Z\n"}, ValueError, "timestamp must be RFC 3339"),
     ({"timestamp": "2026-02-30T14:32:01.442Z"}, ValueError, "timestamp must be RFC 3339"),
     ({"timestamp": "2026-02-19T25:32:01.442Z"}, ValueError, "timestamp must be RFC 3339"),

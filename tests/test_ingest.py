@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 
 import pytest
 import requests
@@ -120,5 +121,65 @@ def test_an_id_or_second_seen_earlier_in_the_batch_vouches_for_nothing_else(api,
     assert (response.status_code, response.json()) == (
         400,
         {"error": f"events[2]: {expected.value}"},
+    )
+    assert api.events == []
+
+
+def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """One POST over a raw socket, headers as given (``requests`` checks them), and the
+    answer; the server closes the connection after it."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}"
+            f"\r\n{head}\r\n\r\n".encode()
+            + body
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+@pytest.mark.parametrize(
+    ("length", "status", "error"),
+    [
+        ("abc", 400, "Content-Length must be a whole number, got 'abc'"),
+        ("-1", 400, "Content-Length must be a whole number, got '-1'"),
+        (str(ingest.MAX_BODY_BYTES + 1), 413, "the body is over 1 MiB"),
+    ],
+)
+def test_a_body_of_no_or_too_great_a_length_is_refused_unread(api, length, status, error):
+    assert raw_post(api.url, f"Content-Length: {length}") == (status, {"error": error})
+    assert api.events == []
+
+
+@pytest.mark.parametrize("cut", [4, 8, 100_000])
+def test_a_gzip_body_cut_short_is_refused(api, cut):
+    """Without its trailer, gzip's integrity check never runs: the batch may be cut."""
+    whole = gzip.compress(json.dumps({"events": [CHUNK]}).encode())
+    response = post(api.url, whole[: max(0, len(whole) - cut)], "gzip")
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "the body is not gzip: it is cut short"},
+    )
+    assert api.events == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        json.dumps({"events": [{**CHUNK, "metrics": {}}]})
+        .encode()
+        .replace(b'"metrics": {}', b'"metrics": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+    ],
+)
+def test_a_body_nested_too_deeply_is_refused(api, body):
+    response = post(api.url, body)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "the body nests too deeply to be a batch of events"},
     )
     assert api.events == []

@@ -42,7 +42,7 @@ from octomil_otel.dashboard import retention, traces
 from octomil_otel.dashboard.batch import rows_of
 from octomil_otel.dashboard.model import Filters, Store
 from octomil_otel.dashboard.queries import STATUS
-from octomil_otel.ingest import BatchError
+from octomil_otel.ingest import MAX_BODY_BYTES, BatchError, check_length
 
 MAX_BUCKETS = 1000
 MAX_REQUESTS = 1000
@@ -84,9 +84,9 @@ def create_app(
 
     @app.post("/api/v1/telemetry/events", status_code=202)
     async def ingest(request: Request, org_id: Org) -> dict[str, int]:
-        body, encoding = await request.body(), request.headers.get("content-encoding")
         try:
-            rows = rows_of(body, encoding, org_id)
+            body = await _body(request)
+            rows = rows_of(body, request.headers.get("content-encoding"), org_id)
         except BatchError as error:
             raise _Problem(error.status, str(error)) from None
         store.insert(rows)
@@ -170,6 +170,18 @@ def create_app(
 
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body, refused (``BatchError`` 413) once it is longer than any gzip of
+    a 1 MiB batch can be, without reading the rest into memory."""
+    check_length(request.headers.get("content-length"))
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_BODY_BYTES:  # a chunked body declares no length
+            raise BatchError(413, "the body is over 1 MiB")
+    return bytes(body)
 
 
 LATEST_MS = 253_402_300_800_000

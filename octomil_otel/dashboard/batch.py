@@ -38,11 +38,16 @@ def rows_of(raw: bytes, content_encoding: str | None, org_id: str) -> list[Row]:
 
 
 def row_of(org_id: str, event: dict[str, Any]) -> Row:
-    """The row of an event that ``ingest.check_batch`` accepted, stored for ``org_id``."""
+    """The row of an event that ``ingest.check_batch`` accepted, stored for ``org_id``: its
+    numbers as doubles, as the fast path reads them (an int beyond 64 bits fits no column)."""
+    metrics = {
+        name: value if isinstance(value, str) else float(value)
+        for name, value in (event.get("metrics") or {}).items()
+    }
     return _row(
         org_id, event["event_type"], event["timestamp"], event["device_id"], event["model"],
-        event["engine"], event.get("request_id"), event.get("stream"),
-        event.get("metrics") or {}, json.dumps(event, separators=(",", ":")),
+        event["engine"], event.get("request_id"), event.get("stream"), metrics,
+        json.dumps(event, separators=(",", ":")),
     )  # fmt: skip
 
 

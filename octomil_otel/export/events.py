@@ -186,6 +186,8 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
     for name, value in metrics.items():
         if not isinstance(name, str):
             raise TypeError(f"metrics keys must be str, got {name!r}")
+        if not is_unicode(name):
+            raise ValueError(f"metrics keys must be Unicode text, got {name!r}")
         if name == "error_type":
             if not isinstance(value, str) or not value:
                 raise TypeError(f"metrics.error_type must be a non-empty str, got {value!r}")
