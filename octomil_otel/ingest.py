@@ -101,15 +101,16 @@ def check_length(content_length: str | None) -> int:
     text = (content_length or "0").strip()
     if not (text.isascii() and text.isdigit()):
         raise BatchError(400, f"Content-Length must be a whole number, got {content_length!r}")
-    if int(text) > MAX_BODY_BYTES:
+    digits = text.lstrip("0") or "0"  # as many zeros in front as a client likes
+    if len(digits) > len(str(MAX_BODY_BYTES)) or int(digits) > MAX_BODY_BYTES:
         raise BatchError(413, "the body is over 1 MiB")
-    return int(text)
+    return int(digits)
 
 
 def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
     """The body as JSON text, at most 1 MiB of it, or a ``BatchError``."""
     coding = (content_encoding or "").strip().lower()  # content codings ignore case
-    if coding == "gzip":
+    if coding in ("gzip", "x-gzip"):  # the same coding (RFC 9110)
         inflater = zlib.decompressobj(wbits=31)
         try:  # at most one byte past the limit: enough to answer 413
             raw = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
@@ -119,7 +120,7 @@ def uncompressed(raw: bytes, content_encoding: str | None) -> bytes:
             if not inflater.eof:
                 raise BatchError(400, "the body is not gzip: it is cut short")
             if inflater.unused_data:
-                raise BatchError(400, "the body holds more than one gzip member")
+                raise BatchError(400, "the body holds more than one gzip member, or bytes after it")
     elif coding not in ("", "identity"):
         raise BatchError(400, f"unsupported Content-Encoding {content_encoding!r}")
     if len(raw) > MAX_BATCH_BYTES:
@@ -133,7 +134,10 @@ def typed_events(text: bytes) -> list[Event]:
     Raises:
         msgspec.DecodeError, ValueError: the body may break the contract.
     """
-    events = _TYPED.decode(text).events
+    try:
+        events = _TYPED.decode(text).events
+    except RecursionError:  # even in a field it skips
+        raise _Refused("nesting") from None
     request_ids: set[str] = set()
     for event in events:
         _check(event, request_ids)

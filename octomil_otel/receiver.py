@@ -69,6 +69,9 @@ class Receiver:
         return HTTPStatus.ACCEPTED, {"accepted": len(events)}
 
 
+_DRAINED_BYTES = 64 * 1024 * 1024
+
+
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -86,8 +89,31 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(body)
+
+        def _length(self) -> int:
+            """The body's length; ``BatchError`` for a body this server does not read."""
+            if "Transfer-Encoding" in self.headers:
+                raise BatchError(411, "Content-Length is required: a chunked body is not read")
+            lengths = set(self.headers.get_all("Content-Length", []))
+            if len(lengths) > 1:
+                raise BatchError(400, "Content-Length is given more than once, differently")
+            return check_length(next(iter(lengths), None))
+
+        def _refuse_unread(self, error: BatchError) -> None:
+            """Answer, then close the connection: the body is not read as a batch. A body
+            of known length up to ``_DRAINED_BYTES`` is read and dropped first, so that a
+            client that sends it all before reading (``http.client``) gets the answer."""
+            self.close_connection = True
+            if error.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:  # its length is known
+                digits = self.headers.get("Content-Length", "").strip().lstrip("0")
+                left = int(digits) if len(digits) <= 9 else _DRAINED_BYTES + 1
+                while 0 < left <= _DRAINED_BYTES and (piece := self.rfile.read(min(left, 65536))):
+                    left -= len(piece)
+            self._reply(error.status, {"error": str(error)})
 
         def _note(self) -> None:
             with receiver._lock:
@@ -108,10 +134,9 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._note()
             try:
-                length = check_length(self.headers.get("Content-Length"))
+                length = self._length()
             except BatchError as error:
-                self.close_connection = True  # its body is left unread
-                self._reply(error.status, {"error": str(error)})
+                self._refuse_unread(error)
                 return
             raw = self.rfile.read(length)
             org = self._org()

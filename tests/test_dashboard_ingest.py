@@ -129,6 +129,11 @@ def test_a_batch_read_by_the_contract_in_code_stores_what_the_fast_path_would(da
             400,
             "the body nests too deeply to be a batch of events",
         ),
+        (
+            b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b',"events":[]}',
+            400,
+            "the body nests too deeply to be a batch of events",
+        ),
         (b"x" * (MAX_BODY_BYTES + 1), 413, "the body is over 1 MiB"),
         ((b"x" * 65536 for _ in range(20)), 413, "the body is over 1 MiB"),  # chunked
     ],

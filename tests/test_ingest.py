@@ -5,6 +5,7 @@ with the contract's own error, storing nothing of the batch."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import socket
 
@@ -52,6 +53,11 @@ def post(url: str, body: bytes, encoding: str | None = None) -> requests.Respons
     if encoding:
         headers["Content-Encoding"] = encoding
     return requests.post(url + EVENTS_PATH, data=body, headers=headers, timeout=30)
+
+
+def test_x_gzip_is_gzip(api):
+    body = gzip.compress(json.dumps({"events": [CHUNK]}).encode())
+    assert post(api.url, body, "x-gzip").json() == {"accepted": 1}
 
 
 def test_accepted_events_are_stored_as_the_contract_checks_them(api):
@@ -127,14 +133,15 @@ def test_an_id_or_second_seen_earlier_in_the_batch_vouches_for_nothing_else(api,
 
 def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
     """One POST over a raw socket, headers as given (``requests`` checks them), and the
-    answer; the server closes the connection after it."""
+    answer; the client sends nothing after ``body``, and asks the server to close."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(
             f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {API_KEY}"
-            f"\r\n{head}\r\n\r\n".encode()
+            f"\r\nConnection: close\r\n{head}\r\n\r\n".encode()
             + body
         )
+        connection.shutdown(socket.SHUT_WR)
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
@@ -143,16 +150,48 @@ def raw_post(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize(
-    ("length", "status", "error"),
+    ("head", "status", "error"),
     [
-        ("abc", 400, "Content-Length must be a whole number, got 'abc'"),
-        ("-1", 400, "Content-Length must be a whole number, got '-1'"),
-        (str(ingest.MAX_BODY_BYTES + 1), 413, "the body is over 1 MiB"),
+        ("Content-Length: abc", 400, "Content-Length must be a whole number, got 'abc'"),
+        ("Content-Length: -1", 400, "Content-Length must be a whole number, got '-1'"),
+        (f"Content-Length: {ingest.MAX_BODY_BYTES + 1}", 413, "the body is over 1 MiB"),
+        (f"Content-Length: 1{'0' * 5000}", 413, "the body is over 1 MiB"),
+        ("Content-Length: 2\r\nContent-Length: 3", 400, "Content-Length is given more than once"),
+        ("Transfer-Encoding: chunked", 411, "Content-Length is required: a chunked body"),
     ],
 )
-def test_a_body_of_no_or_too_great_a_length_is_refused_unread(api, length, status, error):
-    assert raw_post(api.url, f"Content-Length: {length}") == (status, {"error": error})
+def test_a_body_of_no_or_too_great_a_length_is_refused_unread(api, head, status, error):
+    answer_status, answer = raw_post(api.url, head)
+    assert (answer_status, answer["error"][: len(error)]) == (status, error)
     assert api.events == []
+
+
+def test_a_length_may_have_zeros_in_front(api):
+    body = json.dumps({"events": [CHUNK]}).encode()
+    assert raw_post(api.url, f"Content-Length: {'0' * 5000}{len(body)}", body) == (
+        202,
+        {"accepted": 1},
+    )
+
+
+def test_a_client_that_sends_a_long_body_before_reading_gets_the_413(api):
+    """``http.client`` (urllib's) sends the whole body first: it is read and dropped, so
+    the answer reaches the client rather than a broken pipe."""
+    host, port = api.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request(
+        "POST",
+        EVENTS_PATH,
+        body=b"x" * (4 * ingest.MAX_BODY_BYTES),
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    response = connection.getresponse()
+    assert (response.status, json.loads(response.read())) == (
+        413,
+        {"error": "the body is over 1 MiB"},
+    )
+    assert response.getheader("Connection") == "close"
+    connection.close()
 
 
 @pytest.mark.parametrize("cut", [4, 8, 100_000])
@@ -171,6 +210,7 @@ def test_a_gzip_body_cut_short_is_refused(api, cut):
     "body",
     [
         b'{"events":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"x":' + b"[" * 100_000 + b"]" * 100_000 + b',"events":[]}',  # a field it skips
         json.dumps({"events": [{**CHUNK, "metrics": {}}]})
         .encode()
         .replace(b'"metrics": {}', b'"metrics": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000),

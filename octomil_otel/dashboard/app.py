@@ -37,6 +37,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
 from octomil_otel.dashboard import retention, traces
 from octomil_otel.dashboard.batch import rows_of
@@ -177,10 +178,13 @@ async def _body(request: Request) -> bytes:
     a 1 MiB batch can be, without reading the rest into memory."""
     check_length(request.headers.get("content-length"))
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > MAX_BODY_BYTES:  # a chunked body declares no length
-            raise BatchError(413, "the body is over 1 MiB")
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > MAX_BODY_BYTES:  # a chunked body declares no length
+                raise BatchError(413, "the body is over 1 MiB")
+    except ClientDisconnect:  # nobody to answer; no traceback in the log either
+        raise BatchError(400, "the client left before the body ended") from None
     return bytes(body)
 
 
