@@ -6,7 +6,10 @@ every event once."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -202,3 +205,20 @@ def test_two_writers_sharing_a_database_store_each_event_once(kind, tmp_path):
         for n in range(1, 41):
             detail = first.request(org_id, f"req_{n:08x}")
             assert [c["index"] for c in detail["chunks"]] == [0, 1, 2, 3, 4], n
+
+
+def test_a_client_leaving_mid_body_stores_nothing_and_logs_no_error(dashboard, caplog):
+    before = stored_requests(dashboard)
+    host, port = dashboard.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            f"POST /api/v1/telemetry/events HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {dashboard.key}\r\nContent-Length: 1000\r\n\r\n".encode()
+            + b'{"events": ['
+        )
+    # nothing to wait on but the log itself: an error is logged within milliseconds
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not caplog.records:
+        time.sleep(0.05)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert stored_requests(dashboard) == before
