@@ -70,6 +70,7 @@ class Receiver:
 
 
 _DRAINED_BYTES = 64 * 1024 * 1024
+"""A body refused for its length is read and dropped up to this size; a longer one is not read."""
 
 
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
