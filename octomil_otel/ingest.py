@@ -134,6 +134,8 @@ def typed_events(text: bytes) -> list[Event]:
     Raises:
         msgspec.DecodeError, ValueError: the body may break the contract.
     """
+    if not text.isascii():
+        text.decode()  # UnicodeDecodeError: msgspec does not read a field it skips
     try:
         events = _TYPED.decode(text).events
     except RecursionError:  # even in a field it skips

@@ -3,13 +3,14 @@
 For demos and tests on one machine: it answers ``POST /api/v1/telemetry/events`` and
 ``GET /api/v1/auth/whoami`` exactly as ``octomil-api.md`` says (401 for an unknown key, 400
 naming the event and field, 413 over 1 MiB, 202 with the count), and keeps what it
-accepted. Run it with ``python -m octomil_otel.receiver --port 8090``.
+accepted. Run it with ``python -m octomil_otel.receiver --api-key KEY --port 8090``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +33,7 @@ class Receiver:
         self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []  # method, path, headers of every request
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -69,6 +70,14 @@ class Receiver:
         return HTTPStatus.ACCEPTED, {"accepted": len(events)}
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that left or stalled (``_Handler.timeout``) is no error of the server's:
+        no traceback for it."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
+
+
 _DRAINED_BYTES = 64 * 1024 * 1024
 """A body refused for its length is read and dropped up to this size; a longer one is not read."""
 
@@ -76,6 +85,7 @@ _DRAINED_BYTES = 64 * 1024 * 1024
 def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 30.0  # seconds a connection may stall, in a request or between them
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -124,6 +134,11 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             self._note()
+            if (
+                self.headers.get("Content-Length", "0") != "0"
+                or "Transfer-Encoding" in self.headers
+            ):
+                self.close_connection = True  # its body is unread: not the next request
             org = self._org()
             if self.path != WHOAMI_PATH:
                 self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})
@@ -140,6 +155,10 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self._refuse_unread(error)
                 return
             raw = self.rfile.read(length)
+            if len(raw) < length:  # the client stopped sending: the batch may be cut
+                self.close_connection = True
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": "the body ended before its length"})
+                return
             org = self._org()
             if self.path != EVENTS_PATH:
                 self._reply(HTTPStatus.NOT_FOUND, {"error": "not found"})

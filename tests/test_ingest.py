@@ -223,3 +223,22 @@ def test_a_body_nested_too_deeply_is_refused(api, body):
         {"error": "the body nests too deeply to be a batch of events"},
     )
     assert api.events == []
+
+
+def test_a_body_that_ends_before_its_length_is_refused(api):
+    body = json.dumps({"events": [CHUNK]}).encode()
+    answer = raw_post(api.url, f"Content-Length: {len(body) + 50}", body)
+    assert answer == (400, {"error": "the body ended before its length"})
+    assert api.events == []
+
+
+def test_bytes_that_are_not_utf8_are_refused_even_in_a_field_no_one_reads(api):
+    body = b'{"x":"\xff","events":' + json.dumps([CHUNK]).encode() + b"}"
+    with pytest.raises(ingest.BatchError) as expected:
+        ingest._check_in_code(body)
+
+    response = post(api.url, body)
+
+    assert (response.status_code, response.json()) == (400, {"error": str(expected.value)})
+    assert str(expected.value).startswith("the body is not JSON")
+    assert api.events == []
