@@ -15,10 +15,13 @@ batch is refused whole.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
+import operator
 import re
 import sys
 import zlib
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -89,9 +92,9 @@ class _Refused(ValueError):
     """Let through by the types, not by the contract."""
 
 
-def parse_batch(raw: bytes, content_encoding: str | None) -> list[dict[str, Any]]:
-    """The checked events of one request body, or a ``BatchError`` with its HTTP status."""
-    return check_batch(uncompressed(raw, content_encoding))
+def parse_batch(raw: bytes, content_encoding: str | None) -> Batch:
+    """The batch of one request body, or a ``BatchError`` with its HTTP status."""
+    return accept_batch(uncompressed(raw, content_encoding))
 
 
 def check_length(content_length: str | None) -> int:
@@ -140,32 +143,44 @@ def typed_events(text: bytes) -> list[Event]:
         events = _TYPED.decode(text).events
     except RecursionError:  # even in a field it skips
         raise _Refused("nesting") from None
-    request_ids: set[str] = set()
-    for event in events:
-        _check(event, request_ids)
+    _check(events)
     return events
 
 
-def _check(event: Event, request_ids: set[str]) -> None:
-    """What the types cannot say; ``request_ids``: the ids of this batch checked so far.
+def _check(events: list[Event]) -> None:
+    """What the types cannot say, by C-level ``map``s over the batch where it can: its
+    events share few request ids and seconds, each matched once here.
 
     Every text is Unicode already: msgspec refuses a lone surrogate and invalid UTF-8.
     """
-    timestamp = event.timestamp
-    if timestamp[19:] not in _MILLISECONDS or not _is_second(timestamp[:19]):
+    timestamps = list(map(_TIMESTAMP_OF, events))
+    if not _MILLISECONDS.issuperset(map(_MILLISECOND_OF, timestamps)):
         raise _Refused("timestamp")
-    request_id = event.request_id
-    if request_id is not UNSET and request_id not in request_ids:
-        if _REQUEST_ID.match(request_id) is None:
-            raise _Refused("request_id")
-        request_ids.add(request_id)
-    metrics = event.metrics or {}
-    for name, value in metrics.items():
-        if (value.__class__ is str) is not (name == "error_type"):
-            raise _Refused(name)
-    index = metrics.get("chunk_index")
-    if index is not None and not (index.is_integer() and index < MAX_CHUNK_INDEX):  # type: ignore[union-attr]
+    if not all(map(_is_second, set(map(_SECOND_OF, timestamps)))):
+        raise _Refused("timestamp")
+    request_ids = set(map(_REQUEST_ID_OF, events))
+    request_ids.discard(UNSET)  # type: ignore[arg-type]
+    if not all(map(_REQUEST_ID.match, request_ids)):
+        raise _Refused("request_id")
+    all_metrics = list(filter(None, map(_METRICS_OF, events)))
+    values = itertools.chain.from_iterable(map(dict.values, all_metrics))
+    if any(map(operator.contains, all_metrics, _ERROR_TYPE)) or str in map(type, values):
+        for name, value in itertools.chain.from_iterable(map(dict.items, all_metrics)):
+            if (value.__class__ is str) is not (name == "error_type"):
+                raise _Refused(name)  # only error_type is text, and it is
+    indexes = list(filter(_IS_NOT_NONE, map(dict.get, all_metrics, _CHUNK_INDEX)))
+    if indexes and not (all(map(float.is_integer, indexes)) and max(indexes) < MAX_CHUNK_INDEX):
         raise _Refused("chunk_index")
+
+
+_TIMESTAMP_OF = operator.attrgetter("timestamp")
+_REQUEST_ID_OF = operator.attrgetter("request_id")
+_METRICS_OF = operator.attrgetter("metrics")
+_SECOND_OF = operator.itemgetter(slice(None, 19))
+_MILLISECOND_OF = operator.itemgetter(slice(19, None))
+_ERROR_TYPE = itertools.repeat("error_type")
+_CHUNK_INDEX = itertools.repeat("chunk_index")
+_IS_NOT_NONE = functools.partial(operator.is_not, None)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -181,14 +196,39 @@ def _is_second(text: str) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch the contract accepts: ``count`` events, decoded by ``events()`` when wanted.
+
+    Held as its body's text, a batch is one object for the garbage collector to walk, not
+    two per event (a receiver that keeps what it accepts spent a third of its time there).
+    """
+
+    count: int
+    text: bytes | None = None  # accepted by the fast path
+    checked: list[dict[str, Any]] | None = None  # accepted by the contract in code
+
+    def events(self) -> list[dict[str, Any]]:
+        """A dict per event, as ``validate_event`` returns them (numbers as JSON wrote
+        them): fresh on each call."""
+        if self.checked is not None:
+            return [{**event} for event in self.checked]
+        return _DICTS.decode(self.text).events  # type: ignore[arg-type]
+
+
+def accept_batch(text: bytes) -> Batch:
+    """The batch of an uncompressed body, or a ``BatchError``."""
+    try:
+        return Batch(len(typed_events(text)), text=text)
+    except (msgspec.DecodeError, ValueError):
+        checked = _check_in_code(text)
+        return Batch(len(checked), checked=checked)
+
+
 def check_batch(text: bytes) -> list[dict[str, Any]]:
     """The checked events of an uncompressed body, as ``validate_event`` returns them (a
     dict each, numbers as JSON wrote them), or a ``BatchError``."""
-    try:
-        typed_events(text)
-        return _DICTS.decode(text).events
-    except (msgspec.DecodeError, ValueError):
-        return _check_in_code(text)
+    return accept_batch(text).events()
 
 
 def _check_in_code(text: bytes) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from octomil_otel.export._transport import EVENTS_PATH, WHOAMI_PATH
-from octomil_otel.ingest import BatchError, check_length, parse_batch
+from octomil_otel.ingest import Batch, BatchError, check_length, parse_batch
 
 
 class Receiver:
@@ -30,12 +30,26 @@ class Receiver:
 
     def __init__(self, api_keys: dict[str, str], host: str = "127.0.0.1", port: int = 0):
         self.api_keys = dict(api_keys)
-        self.events: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []  # method, path, headers of every request
-        self._lock = threading.Lock()
+        self._events: list[dict[str, Any]] = []
+        self._batches: list[tuple[str, Batch]] = []  # accepted, not yet decoded
+        self._lock = threading.RLock()
         self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event it accepted, in order, a dict each with the key's ``org_id``: the
+        list itself (clear it to forget them). Decoded from the batches when read."""
+        with self._lock:
+            for org_id, batch in self._batches:
+                events = batch.events()
+                for event in events:
+                    event["org_id"] = org_id
+                self._events += events
+            self._batches.clear()
+            return self._events
 
     @property
     def url(self) -> str:
@@ -60,14 +74,12 @@ class Receiver:
     def ingest(self, org_id: str, body: bytes, encoding: str | None) -> tuple[int, dict]:
         """Validate one batch and store it whole, or nothing of it."""
         try:
-            events = parse_batch(body, encoding)
+            batch = parse_batch(body, encoding)
         except BatchError as error:
             return error.status, {"error": str(error)}
-        for event in events:  # fresh dicts, this batch's own
-            event["org_id"] = org_id
         with self._lock:
-            self.events += events
-        return HTTPStatus.ACCEPTED, {"accepted": len(events)}
+            self._batches.append((org_id, batch))
+        return HTTPStatus.ACCEPTED, {"accepted": batch.count}
 
 
 class _Server(ThreadingHTTPServer):
