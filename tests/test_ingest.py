@@ -242,3 +242,16 @@ def test_bytes_that_are_not_utf8_are_refused_even_in_a_field_no_one_reads(api):
     assert (response.status_code, response.json()) == (400, {"error": str(expected.value)})
     assert str(expected.value).startswith("the body is not JSON")
     assert api.events == []
+
+
+def test_a_batch_accepted_by_the_contract_in_code_is_kept_the_same(api):
+    """A byte-order mark sends a batch past the fast path (``json.loads`` reads it): the
+    receiver keeps the same events, read as many times as wanted."""
+    body = "\ufeff".encode() + json.dumps({"events": ACCEPTED}).encode()
+
+    response = post(api.url, body)
+
+    assert (response.status_code, response.json()) == (202, {"accepted": len(ACCEPTED)})
+    expected = [{**validate_event(event), "org_id": ORG_ID} for event in ACCEPTED]
+    assert api.events == expected
+    assert api.events == expected
