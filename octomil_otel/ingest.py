@@ -14,6 +14,7 @@ batch is refused whole.
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -74,12 +75,13 @@ class _Typed(Struct):
     events: Annotated[list[Event], Meta(max_length=MAX_BATCH_EVENTS)]
 
 
-class _Dicts(Struct):
-    events: list[dict[str, Any]]
+class _EventsText(Struct):
+    events: msgspec.Raw
 
 
 _TYPED = msgspec.json.Decoder(_Typed)
-_DICTS = msgspec.json.Decoder(_Dicts)
+_EVENTS_TEXT = msgspec.json.Decoder(_EventsText)
+_DICTS = msgspec.json.Decoder(list[dict[str, Any]])
 
 
 class BatchError(ValueError):
@@ -200,26 +202,30 @@ def _is_second(text: str) -> bool:
 class Batch:
     """A batch the contract accepts: ``count`` events, decoded by ``events()`` when wanted.
 
-    Held as its body's text, a batch is one object for the garbage collector to walk, not
-    two per event (a receiver that keeps what it accepts spent a third of its time there).
+    Held as the text of its events, a batch is one object for the garbage collector to
+    walk, not two per event (a receiver that keeps what it accepts spent a third of its
+    time there).
     """
 
     count: int
-    text: bytes | None = None  # accepted by the fast path
+    text: msgspec.Raw | None = None  # the events' array, accepted by the fast path
     checked: list[dict[str, Any]] | None = None  # accepted by the contract in code
 
     def events(self) -> list[dict[str, Any]]:
         """A dict per event, as ``validate_event`` returns them (numbers as JSON wrote
         them): fresh on each call."""
         if self.checked is not None:
-            return [{**event} for event in self.checked]
-        return _DICTS.decode(self.text).events  # type: ignore[arg-type]
+            return copy.deepcopy(self.checked)
+        return _DICTS.decode(self.text)  # type: ignore[arg-type]
 
 
 def accept_batch(text: bytes) -> Batch:
-    """The batch of an uncompressed body, or a ``BatchError``."""
+    """The batch of an uncompressed body, or a ``BatchError``. Whatever in the body could
+    fail to decode (nesting too deep for the stack) fails here, not in ``events()``."""
+    text = bytes(text)  # a caller's bytearray may change later
     try:
-        return Batch(len(typed_events(text)), text=text)
+        count = len(typed_events(text))
+        return Batch(count, text=_EVENTS_TEXT.decode(text).events)
     except (msgspec.DecodeError, ValueError):
         checked = _check_in_code(text)
         return Batch(len(checked), checked=checked)

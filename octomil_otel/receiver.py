@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import threading
+from collections import deque
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,7 +33,7 @@ class Receiver:
         self.api_keys = dict(api_keys)
         self.requests: list[dict[str, Any]] = []  # method, path, headers of every request
         self._events: list[dict[str, Any]] = []
-        self._batches: list[tuple[str, Batch]] = []  # accepted, not yet decoded
+        self._batches: deque[tuple[str, Batch]] = deque()  # accepted, not yet decoded
         self._lock = threading.RLock()
         self._server = _Server((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -41,14 +42,16 @@ class Receiver:
     @property
     def events(self) -> list[dict[str, Any]]:
         """Every event it accepted, in order, a dict each with the key's ``org_id``: the
-        list itself (clear it to forget them). Decoded from the batches when read."""
+        list itself (clear it to forget them). The batches accepted since the last read
+        are decoded into it on this read, not before."""
         with self._lock:
-            for org_id, batch in self._batches:
+            while self._batches:
+                org_id, batch = self._batches[0]
                 events = batch.events()
                 for event in events:
                     event["org_id"] = org_id
                 self._events += events
-            self._batches.clear()
+                self._batches.popleft()
             return self._events
 
     @property

@@ -8,6 +8,7 @@ import gzip
 import http.client
 import json
 import socket
+import sys
 
 import pytest
 import requests
@@ -255,3 +256,31 @@ def test_a_batch_accepted_by_the_contract_in_code_is_kept_the_same(api):
     expected = [{**validate_event(event), "org_id": ORG_ID} for event in ACCEPTED]
     assert api.events == expected
     assert api.events == expected
+
+
+def test_what_was_accepted_reads_whole_at_any_depth_of_the_readers_stack(api):
+    """A field no event has, nested deep, is skipped when the batch is checked: reading
+    the events later, from a deeper stack than the server's, decodes only the events."""
+    deep = b'{"x":' + b"[" * 800 + b"]" * 800 + b',"events":' + json.dumps([CHUNK]).encode() + b"}"
+    assert post(api.url, deep).status_code == 202
+
+    def read(depth: int) -> list:
+        return read(depth - 1) if depth else api.events
+
+    expected = [{**CHUNK, "org_id": ORG_ID}]
+    assert read(sys.getrecursionlimit() - 800) == expected
+    assert api.events == expected
+
+
+def test_a_batch_gives_fresh_events_on_each_call():
+    """What one caller changes in its events is not what the next caller gets."""
+    for body in (  # the fast path, and the contract in code (a byte-order mark)
+        json.dumps({"events": [DOC_EXAMPLE]}).encode(),
+        "\ufeff".encode() + json.dumps({"events": [DOC_EXAMPLE]}).encode(),
+    ):
+        text = bytearray(body)
+        batch = ingest.accept_batch(text)
+        text[:] = b" " * len(text)  # the caller's buffer, reused
+        first = batch.events()
+        first[0]["metrics"]["ttfc_ms"] = -1
+        assert batch.events() == [DOC_EXAMPLE]
