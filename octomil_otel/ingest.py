@@ -5,11 +5,12 @@ says: 413 over 1 MiB uncompressed or 1,000 events; 400 naming the event and fiel
 
 A batch is checked in about one pass in C: msgspec decodes it into ``Event`` structs whose
 types say most of what ``export.events.validate_event`` says in code (the same fields,
-required or not, non-empty texts, finite non-negative metrics). The rest is checked per
-event, the patterns included: a request's events share its id and mostly one second, so
-each id and each second is matched once, not once per event. Whatever that refuses goes
-through ``validate_event``, the contract in code, which answers with its error; a bad
-batch is refused whole.
+required or not, non-empty texts, finite non-negative metrics). The rest is checked over
+the whole batch by C-level maps, the patterns included: a request's events share its id
+and mostly one second, so each id and each second is matched once, not once per event.
+Whatever that refuses goes through ``validate_event``, the contract in code, which answers
+with its error; a bad batch is refused whole. An accepted batch (``Batch``) keeps the text
+of its events and decodes them when asked.
 """
 
 from __future__ import annotations
