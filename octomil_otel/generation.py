@@ -679,6 +679,8 @@ def _request_attribute(name: str, value: object) -> tuple[str, Any] | None:
 def _measure(value: object) -> float | None:
     """A finite, non-negative real number (numpy's included) as a float; ``None`` for
     anything else, a bool and an int too large for a double included."""
+    if value.__class__ is float:  # the usual case, without the ABC checks below
+        return value if 0 <= value < math.inf else None  # type: ignore[operator,return-value]
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     try:
@@ -689,6 +691,8 @@ def _measure(value: object) -> float | None:
 
 
 def _token_count(name: str, value: object, current: int | None) -> int | None:
+    if value.__class__ is int and value >= 0:  # type: ignore[operator]  # engines call this
+        return value  # type: ignore[return-value]  # per token: no ABC check for an int
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
         return int(value)  # numpy's int64 as an int
     _logger.debug("octomil_otel: ignoring %s=%r: not a non-negative int", name, value)
