@@ -172,6 +172,23 @@ def server_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """``(server's, everyone else's)``: the first CPU this process may use for the server
+    under test, the rest for the load and the stand-ins beside it; ``None`` with fewer than
+    two, or where CPU affinity cannot be set (not Linux)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else None
+
+
+def pin(pid: int, cpus: set[int] | None) -> None:
+    """Keep process ``pid`` (``0``: this one) on ``cpus``, from now on: the threads it
+    starts later inherit that, the ones it has keep theirs. Nothing for ``None``."""
+    if cpus is not None:
+        os.sched_setaffinity(pid, cpus)
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time process ``pid`` used so far (Linux ``/proc``; nan elsewhere)."""
     try:
@@ -205,11 +222,13 @@ class ServerProcess:
         *,
         env: dict[str, str] | None = None,
         stop_timeout: float = 15.0,
+        cpus: set[int] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = env if env is not None else server_env()
         self.stop_timeout = stop_timeout
+        self.cpus = cpus  # where it runs (``pin``); anywhere for None
         self.log_path = temp_dir(name) / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -219,6 +238,7 @@ class ServerProcess:
                 self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self.env, cwd=REPO_ROOT,
             )  # fmt: skip
+        pin(self.process.pid, self.cpus)  # Popen returns at exec: no thread started yet
         return self
 
     @property
@@ -318,8 +338,9 @@ class ReceiverProcess:
     counts, not the events).
     """
 
-    def __init__(self, api_key: str) -> None:
+    def __init__(self, api_key: str, cpus: set[int] | None = None) -> None:
         self.api_key = api_key
+        self.cpus = cpus  # where it runs (``pin``); anywhere for None
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
 
@@ -329,6 +350,7 @@ class ReceiverProcess:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=server_env(),
             cwd=REPO_ROOT,
         )  # fmt: skip
+        pin(self.process.pid, self.cpus)  # Popen returns at exec: no thread started yet
         self.url = self._read_line(timeout)
         return self
 

@@ -27,11 +27,19 @@ receiver got against those expected (per request: ``generation_started``, one
 drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
 ``octomil serve``) are not logged: they show only as events missing at the receiver.
 
-Caveat, printed with the results: the client threads (this process) and the receiver share
-the 2 cores with the server, so requests/s and latency depend on that sharing; the server
-is one Python process, so about 1 core busy means it is saturated. The server's CPU per
-request is the steadier measure of what telemetry costs it. Latencies include queueing
-behind the engine (one request at a time on the engine; ``--max-waiting`` may wait).
+Where each runs: the servers on one CPU, the client threads (this process) and the
+receiver on the others (``--no-pin``: anywhere). Unpinned, the scheduler moves the
+server's threads between the CPUs, and can wake the receiver, at each POST, on the
+server's CPU: the ON server then also pays for the stand-in of an API that in a deployment
+runs on another machine; and both servers use a third or more CPU a request than pinned
+(their event loop and engine thread hand each other the GIL and the chunks 30 to 40 times
+a request, by ``/proc``'s context switch counts, and across CPUs that costs). Pinned, the
+two servers are measured alike, each with a whole CPU, as a server on a machine of its
+own; all of the ON server's export, the kernel's side of its POSTs included, competes on
+that CPU with its requests. The server is one Python process, so about 1 core busy means
+it is saturated; its CPU per request is the steadier measure of what telemetry costs it.
+Latencies include queueing behind the engine (one request at a time on the engine;
+``--max-waiting`` may wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
 this shows it where it is largest relative to the work: a server doing nearly nothing per
@@ -181,6 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=200, help="untimed requests per server")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument("--round-timeout", type=float, default=300.0, help="seconds per round")
+    parser.add_argument(
+        "--pin", action=argparse.BooleanOptionalAction, default=True,
+        help="servers on one CPU, this client and the receiver on the others (Linux, 2+ CPUs)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     texts = prompts(64, args.words)
@@ -188,21 +200,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ports = {ON: _common.free_port(), OFF: _common.free_port()}
     urls = {s: f"http://{_common.LOCALHOST}:{p}" for s, p in ports.items()}
     waiting = str(max(16, 2 * args.concurrency))  # no 429 from the client's own concurrency
+    cpus = _common.split_cpus() if args.pin else None
+    server_cpus, other_cpus = cpus or (None, None)
+    _common.pin(0, other_cpus)  # before the client threads start: they inherit it
     print(f"load before: {_common.load_average()}")
+    print(
+        f"servers on CPU {sorted(server_cpus)}, client and receiver on CPU {sorted(other_cpus)}"
+        if cpus
+        else "not pinned: the servers, the client and the receiver share every CPU"
+    )
 
     rounds: list[Round] = []
     with ExitStack() as stack:
-        receiver = stack.enter_context(_common.ReceiverProcess(api_key))
+        receiver = stack.enter_context(_common.ReceiverProcess(api_key, other_cpus))
         base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
         servers = {
             ON: _common.ServerProcess(
                 "serve-on",
                 [*base, "--port", str(ports[ON]), "--api-key", api_key, "--api-base", receiver.url],
+                cpus=server_cpus,
             ),
             OFF: _common.ServerProcess(
                 "serve-off",
                 [*base, "--port", str(ports[OFF])],
                 env=_common.server_env(OTEL_SDK_DISABLED="true"),
+                cpus=server_cpus,
             ),
         }
         for server in servers.values():
@@ -253,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         by_type = receiver.counts()
         on_log = servers[ON].log_text()
     print(f"load after: {_common.load_average()}")
-    report(rounds, args)
+    report(rounds, args, cpus is not None)
     flushed = sum(int(n) for n in re.findall(r"\[telemetry\] Flushed (\d+) events", on_log))
     dropped = sum(int(n) for n in re.findall(r"\[telemetry\] Dropped (\d+) events", on_log))
     print()
@@ -270,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def report(rounds: list[Round], args: argparse.Namespace) -> None:
+def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     rows = []
     summary: dict[str, dict[str, float]] = {}
     for name in (ON, OFF):
@@ -321,13 +343,16 @@ def report(rounds: list[Round], args: argparse.Namespace) -> None:
             f"drifts between pairs): median {_common.median(pairs):.2f}, "
             f"from {min(pairs):.2f} to {max(pairs):.2f}"
         )
+    where = (
+        "run on CPUs of their own, apart from the server's"
+        if pinned
+        else f"share the {os.cpu_count()} cores with the server (cores busy, above)"
+    )
     print(
         "note: the client threads (this process) and the receiver (the Octomil API, a child "
-        "process; busy in ON rounds only, and with its own CPU in a real deployment) share "
-        f"the {os.cpu_count()} cores with the server (cores busy, above); the server is one "
-        "Python process, so about 1 core busy means it is saturated. req/s and latency "
-        "depend on that sharing; server CPU per request is the steadier measure of "
-        "telemetry's cost."
+        f"process; busy in ON rounds only, and with its own CPU in a real deployment) {where}; "
+        "the server is one Python process, so about 1 core busy means it is saturated. "
+        "Server CPU per request is the steadier measure of telemetry's cost."
     )
 
 
