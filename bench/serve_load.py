@@ -18,7 +18,8 @@ export of one round runs during the next.
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
-per 1,000 requests of the server (from ``/proc``) and of the client, how many cores the
+per 1,000 requests of the server (from ``/proc``; an ON round's once the receiver has all its
+events, so that its last exports count) and of the client, how many cores the
 server, the client and the receiver kept busy, and the ratios ON / OFF; the requests/s
 ratio within each pair of back-to-back rounds (median and range: steadier when the
 machine's speed drifts over the run, as a shared machine's does); then the events the
@@ -27,19 +28,19 @@ receiver got against those expected (per request: ``generation_started``, one
 drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
 ``octomil serve``) are not logged: they show only as events missing at the receiver.
 
-Where each runs: the servers on one CPU, the client threads (this process) and the
-receiver on the others (``--no-pin``: anywhere). Unpinned, the scheduler moves the
-server's threads between the CPUs, and can wake the receiver, at each POST, on the
-server's CPU: the ON server then also pays for the stand-in of an API that in a deployment
-runs on another machine; and both servers use a third or more CPU a request than pinned
-(their event loop and engine thread hand each other the GIL and the chunks 30 to 40 times
-a request, by ``/proc``'s context switch counts, and across CPUs that costs). Pinned, the
-two servers are measured alike, each with a whole CPU, as a server on a machine of its
-own; all of the ON server's export, the kernel's side of its POSTs included, competes on
-that CPU with its requests. The server is one Python process, so about 1 core busy means
-it is saturated; its CPU per request is the steadier measure of what telemetry costs it.
-Latencies include queueing behind the engine (one request at a time on the engine;
-``--max-waiting`` may wait).
+Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
+client threads (this process) and the receiver on any CPU, as the issue that set the
+targets measured. ``harness``: the client and the receiver on every CPU but the first, the
+servers anywhere (the receiver stands in for an API that in a deployment runs on another
+machine). ``all``: also the servers on the first CPU alone. That is a different server: its
+event loop and engine thread, which hand each other the GIL and the chunks 30 to 40 times
+a request (``/proc``'s context switch counts), then trade them on one CPU, cheaply; both
+servers use a third less CPU a request and answer about twice the requests/s, and the
+ratios are not those of a server whose threads the scheduler spreads over several CPUs.
+The server is one Python process, so about 1 core busy means it is saturated. Its CPU per
+request moves by ±0.1 ms and more between rounds of one server: ``callgrind_serve.py``
+counts what telemetry adds to a request exactly. Latencies include queueing behind the
+engine (one request at a time on the engine; ``--max-waiting`` may wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
 this shows it where it is largest relative to the work: a server doing nearly nothing per
@@ -71,6 +72,7 @@ import requests
 now = time.perf_counter
 
 ON, OFF = "telemetry ON", "telemetry OFF"
+PINNING = ("none", "harness", "all")  # --pin: who runs on which CPUs
 _TEXT = (
     "the quick brown fox jumps over a lazy dog while seven small models answer questions "
     "about tokens latency streams caches threads queues servers clients prompts batches "
@@ -190,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument("--round-timeout", type=float, default=300.0, help="seconds per round")
     parser.add_argument(
-        "--pin", action=argparse.BooleanOptionalAction, default=True,
-        help="servers on one CPU, this client and the receiver on the others (Linux, 2+ CPUs)",
+        "--pin", choices=PINNING, default="none",
+        help="harness: this client and the receiver on every CPU but the first; all: also the "
+        "servers on the first alone (Linux, 2 or more CPUs)",
     )  # fmt: skip
     args = parser.parse_args(argv)
 
@@ -200,15 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ports = {ON: _common.free_port(), OFF: _common.free_port()}
     urls = {s: f"http://{_common.LOCALHOST}:{p}" for s, p in ports.items()}
     waiting = str(max(16, 2 * args.concurrency))  # no 429 from the client's own concurrency
-    cpus = _common.split_cpus() if args.pin else None
+    cpus = _common.split_cpus() if args.pin != "none" else None
     server_cpus, other_cpus = cpus or (None, None)
+    if args.pin == "harness":
+        server_cpus = None
     _common.pin(0, other_cpus)  # before the client threads start: they inherit it
     print(f"load before: {_common.load_average()}")
-    print(
-        f"servers on CPU {sorted(server_cpus)}, client and receiver on CPU {sorted(other_cpus)}"
-        if cpus
-        else "not pinned: the servers, the client and the receiver share every CPU"
-    )
+    print(f"CPUs: servers {_cpus(server_cpus)}, client and receiver {_cpus(other_cpus)}")
 
     rounds: list[Round] = []
     with ExitStack() as stack:
@@ -255,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name, f"{urls[name]}/v1/chat/completions", models[name], texts,
                     args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
-                result.server_cpu = servers[name].cpu_seconds() - cpu_before
                 result.client_cpu = time.process_time() - client_before
-                result.receiver_cpu = receiver.cpu_seconds() - receiver_before
-                rounds.append(result)
-                if name == ON:
+                if name == ON:  # the server's CPU then counts the round's last exports too
                     expected_total += result.events_expected
                     receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
+                result.server_cpu = servers[name].cpu_seconds() - cpu_before
+                result.receiver_cpu = receiver.cpu_seconds() - receiver_before
+                rounds.append(result)
                 print(
                     f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
                     f"{result.errors} errors in {result.seconds:.1f} s "
@@ -290,6 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{expected_total - received:,} missing at the receiver"
     )
     return 0
+
+
+def _cpus(cpus: set[int] | None) -> str:
+    return "any" if cpus is None else ", ".join(map(str, sorted(cpus)))
 
 
 def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
@@ -344,7 +349,7 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
             f"from {min(pairs):.2f} to {max(pairs):.2f}"
         )
     where = (
-        "run on CPUs of their own, apart from the server's"
+        "run on CPUs apart from the first (--pin)"
         if pinned
         else f"share the {os.cpu_count()} cores with the server (cores busy, above)"
     )
