@@ -178,7 +178,7 @@ def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
 
 def latencies(span) -> tuple[float, ...]:
     """Every chunk's latency recorded on a generation span, in milliseconds."""
-    packed = span.attributes.get("octomil.chunk.latencies_ns", b"")
+    packed = span.attributes.get("octomil.chunk.latencies_ns", "")
     return tuple(ns / 1e6 for ns in chunk_latencies.unpack(packed))
 
 

@@ -54,7 +54,7 @@ def test_generation_stream_sets_documented_metrics_on_span(recorder, clock, span
         "octomil.ttfc_ms": 142.3,
         "octomil.chunk.latencies_ns": struct.pack(
             "<4q", 142_300_000, 20_000_000, 30_000_000, 41_200_000
-        ),
+        ).hex(),
         "octomil.chunk_latency_avg_ms": 30.4,  # 91.2 ms / 3, from exact nanoseconds
         "octomil.chunk_latency_p99_ms": 41.2,
         "octomil.throughput_tok_s": 4 / 0.2435,
@@ -187,7 +187,7 @@ def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provi
             {
                 "octomil.total_duration_ms": 5.0,
                 "octomil.ttfc_ms": 3.0,
-                "octomil.chunk.latencies_ns": struct.pack("<2q", 3_000_000, 1_000_000),
+                "octomil.chunk.latencies_ns": struct.pack("<2q", 3_000_000, 1_000_000).hex(),
                 "octomil.chunk_latency_avg_ms": 1.0,
                 "octomil.chunk_latency_p99_ms": 1.0,
                 "octomil.throughput_tok_s": 400.0,

@@ -9,16 +9,19 @@ setup"). Each test runs ``octomil.generate`` on the echo engine against a real A
 
 from __future__ import annotations
 
+import io
+import json
 from collections import defaultdict
 
 import pytest
 from opentelemetry import context
 from opentelemetry.sdk.trace import SpanLimits, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import octomil
+from octomil_otel import chunk_latencies
 
 from .conftest import API_KEY, ORG_ID, histogram_points
 
@@ -215,3 +218,31 @@ def test_failing_application_processor_changes_neither_answers_nor_events(
 
     assert sorted(answers.values()) == sorted(f"tell me about request {i}" for i in range(10))
     assert_every_request_reported(api, answers)
+
+
+def test_console_exporter_writes_every_span_with_its_chunk_latencies(
+    api, fresh_init, meter_provider
+):
+    """The SDK's console exporter writes a span as JSON, and cannot write ``bytes``: a
+    span attribute of them lost its whole batch."""
+    out = io.StringIO()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out)))
+    telemetry = start(api, provider, meter_provider)
+
+    answers = run_requests(4)
+    assert telemetry.flush()
+
+    by_request = assert_every_request_reported(api, answers)
+    decoder, text, spans = json.JSONDecoder(), out.getvalue(), []
+    while text.strip():
+        span, end = decoder.raw_decode(text.lstrip())
+        spans.append(span)
+        text = text.lstrip()[end:]
+    assert len(spans) == 4
+    for span in spans:
+        events = by_request[span["attributes"]["gen_ai.response.id"]]
+        packed = span["attributes"]["octomil.chunk.latencies_ns"]
+        assert [float(f"{ns}e-6") for ns in chunk_latencies.unpack(packed)] == [
+            e["metrics"]["chunk_latency_ms"] for e in events[1:-1]
+        ]

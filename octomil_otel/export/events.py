@@ -221,8 +221,8 @@ def event_count(span: ReadableSpan) -> int:
     """How many events ``encode`` makes of ``span``: two and one per chunk, or none."""
     if not is_generation_span(span):
         return 0
-    latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, b"")
-    return 2 + len(latencies) // 8
+    latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
+    return 2 + len(latencies) // chunk_latencies.HEX_DIGITS
 
 
 def encode(span: ReadableSpan) -> list[str]:
@@ -269,7 +269,7 @@ def encode(span: ReadableSpan) -> list[str]:
             f'{fields}{link},"metrics":{metrics}}}'
         )
 
-    latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, b""))
+    latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ""))
     for unix_ns in (span.start_time, span.end_time, span.start_time + sum(latencies)):
         if not _FIRST_NS <= unix_ns < _END_NS:  # the API reads years 1000 to 9999
             raise ValueError(f"a timestamp outside the years 1000 to 9999: {unix_ns} ns")
