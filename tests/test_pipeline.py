@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 
 import octomil
 import octomil_otel
+from octomil_otel import chunk_latencies
 from octomil_otel.config import Settings
 from octomil_otel.device import device_id
 from octomil_otel.export import OctomilSpanExporter, OctomilSpanProcessor, TelemetryReporter
@@ -140,8 +141,14 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
         generation.chunk()
         generation.stop()
     first, second = octomil_records.get_finished_spans()
-    malformed = ReadableSpan(  # a generation's duration, but no model
-        "chat ?", attributes={"octomil.total_duration_ms": 1.0}, start_time=1, end_time=2
+    malformed = ReadableSpan(  # a generation's duration and 3 chunks, but no model
+        "chat ?",
+        attributes={
+            "octomil.total_duration_ms": 1.0,
+            "octomil.chunk.latencies_ns": chunk_latencies.pack([1, 2, 3]),
+        },
+        start_time=1,
+        end_time=2,
     )
     other = ReadableSpan("user work", attributes={"http.route": "/"}, start_time=1, end_time=2)
     reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
@@ -153,6 +160,7 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
     exporter.shutdown()
 
     assert result is SpanExportResult.FAILURE
+    assert reporter.dropped_events == 2 + 3  # the malformed span's, counted
     assert [(e["request_id"], e["event_type"]) for e in api.events] == [
         ("req_00000001", "generation_started"),
         ("req_00000001", "chunk_produced"),
@@ -347,6 +355,7 @@ def test_exporter_drops_alone_a_request_that_breaks_the_contract(api, fresh_init
     assert [r.getMessage() for r in caplog.records] == [
         "octomil_otel: could not convert span 'text_completion ' to events; dropped it"
     ]
+    assert telemetry.reporter.dropped_events == 3  # its started, chunk and completed
 
 
 def test_a_request_is_sent_within_the_processors_delay_without_a_flush(api, fresh_init):

@@ -218,11 +218,12 @@ def is_generation_span(span: ReadableSpan) -> bool:
 
 
 def event_count(span: ReadableSpan) -> int:
-    """How many events ``encode`` makes of ``span``: two and one per chunk, or none."""
+    """How many events ``encode`` makes of ``span``: two and one per chunk, or none. Never
+    raises: for a span ``encode`` refuses, the events that were lost with it."""
     if not is_generation_span(span):
         return 0
     latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
-    return 2 + len(latencies) // chunk_latencies.HEX_DIGITS
+    return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if type(latencies) is str else 0)
 
 
 def encode(span: ReadableSpan) -> list[str]:

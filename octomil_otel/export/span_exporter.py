@@ -4,7 +4,7 @@ It runs on a ``BatchSpanProcessor`` like any exporter, encodes each generation w
 pure ``events.encode`` and hands the events to a ``TelemetryReporter``, so spans and
 ``reporter.report()`` share one queue, one worker and one HTTP client. Spans that are not
 generations are ignored; a span that cannot be encoded is dropped alone (logged), the rest
-of its batch is delivered.
+of its batch is delivered (its events counted in the reporter's ``dropped_events``).
 
 Its processor is not one of the TracerProvider's: the recorder hands it every request's
 complete record (``Generation``), sampled or not, whatever the span limits, so the events
@@ -76,6 +76,7 @@ class OctomilSpanExporter(SpanExporter):
                     span.name,
                     exc_info=True,
                 )
+                self.reporter.count_dropped(events.event_count(span))
                 result = SpanExportResult.FAILURE
         self.reporter.submit(encoded, wait_seconds=self._wait_seconds(SUBMIT_WAIT_SECONDS))
         return result
