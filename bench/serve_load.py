@@ -18,11 +18,11 @@ export of one round runs during the next.
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
-per 1,000 requests of the server (from ``/proc``; an ON round's once the receiver has all its
-events, so that its last exports count) and of the client, how many cores the
-server, the client and the receiver kept busy, and the ratios ON / OFF; the requests/s
-ratio within each pair of back-to-back rounds (median and range: steadier when the
-machine's speed drifts over the run, as a shared machine's does); then the events the
+per 1,000 requests of the server (from ``/proc``, at the round's end: the ON server's last
+exports of a round, ~6 % of its export threads' CPU, come after it) and of the client,
+how many cores the server, the client and the receiver kept busy, and the ratios ON / OFF;
+the requests/s ratio within each pair of back-to-back rounds (median and range: steadier
+when the machine's speed drifts over the run, as a shared machine's does); then the events the
 receiver got against those expected (per request: ``generation_started``, one
 ``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and the
 drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
@@ -31,8 +31,8 @@ drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,
 Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
 client threads (this process) and the receiver on any CPU, as the issue that set the
 targets measured. ``harness``: the client and the receiver on every CPU but the first, the
-servers anywhere (the receiver stands in for an API that in a deployment runs on another
-machine). ``all``: also the servers on the first CPU alone. That is a different server: its
+servers on every CPU (the receiver stands in for an API that in a deployment runs on
+another machine). ``all``: also the servers on the first CPU alone. That is a different server: its
 event loop and engine thread, which hand each other the GIL and the chunks 30 to 40 times
 a request (``/proc``'s context switch counts), then trade them on one CPU, cheaply; both
 servers use a third less CPU a request and answer about twice the requests/s, and the
@@ -205,8 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     waiting = str(max(16, 2 * args.concurrency))  # no 429 from the client's own concurrency
     cpus = _common.split_cpus() if args.pin != "none" else None
     server_cpus, other_cpus = cpus or (None, None)
-    if args.pin == "harness":
-        server_cpus = None
+    if cpus and args.pin == "harness":  # set, else they would inherit this process's
+        server_cpus = server_cpus | other_cpus
     _common.pin(0, other_cpus)  # before the client threads start: they inherit it
     print(f"load before: {_common.load_average()}")
     print(f"CPUs: servers {_cpus(server_cpus)}, client and receiver {_cpus(other_cpus)}")
@@ -256,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     name, f"{urls[name]}/v1/chat/completions", models[name], texts,
                     args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
-                result.client_cpu = time.process_time() - client_before
-                if name == ON:  # the server's CPU then counts the round's last exports too
-                    expected_total += result.events_expected
-                    receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
                 result.server_cpu = servers[name].cpu_seconds() - cpu_before
+                result.client_cpu = time.process_time() - client_before
                 result.receiver_cpu = receiver.cpu_seconds() - receiver_before
                 rounds.append(result)
+                if name == ON:
+                    expected_total += result.events_expected
+                    receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
                 print(
                     f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
                     f"{result.errors} errors in {result.seconds:.1f} s "
