@@ -25,6 +25,6 @@ def pack(latencies_ns: Sequence[int]) -> str:
 
 
 def unpack(packed: str) -> tuple[int, ...]:
-    """The latencies of ``pack``'s text; ``ValueError`` (``struct.error`` is one) for text
-    that is not whole int64s in hexadecimal."""
+    """The latencies of ``pack``'s text: ``ValueError`` for text that is not hexadecimal,
+    ``struct.error`` for text that is not whole int64s (cut short by a length limit)."""
     return struct.unpack(f"<{len(packed) // HEX_DIGITS}q", bytes.fromhex(packed))

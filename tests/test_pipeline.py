@@ -174,11 +174,60 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
     ]
 
 
-def test_exporter_export_after_shutdown_fails(api):
-    exporter = OctomilSpanExporter(TelemetryReporter(API_KEY, api.url, device_id=DEVICE))
+class _Unreadable:
+    """An attribute value that cannot even be compared."""
+
+    def __ne__(self, other: object) -> bool:
+        raise RuntimeError("not comparable")
+
+
+def test_exporter_counts_what_it_cannot_encode_and_still_delivers_the_rest(
+    api, recorder, octomil_records
+):
+    generation = recorder.start(model="tiny", engine="echo", request_id="req_00000001")
+    generation.chunk()
+    generation.stop()
+    (good,) = octomil_records.get_finished_spans()
+    never_ended = ReadableSpan(  # a generation with 2 chunks, but no end time
+        "chat tiny",
+        attributes={**good.attributes, "octomil.chunk.latencies_ns": chunk_latencies.pack([1, 2])},
+        start_time=good.start_time,
+    )
+    unreadable = ReadableSpan(  # too malformed to tell how many events it would have made
+        "chat ?",
+        attributes={"octomil.total_duration_ms": 1.0, "gen_ai.operation.name": _Unreadable()},
+        start_time=1,
+        end_time=2,
+    )
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    exporter = OctomilSpanExporter(reporter)
+
+    result = exporter.export([never_ended, unreadable, good])
+    assert reporter.flush()
+    exporter.shutdown()
+
+    assert result is SpanExportResult.FAILURE
+    assert reporter.dropped_events == 2 + 2  # the one never ended; none told for the other
+    assert [e["event_type"] for e in api.events] == [
+        "generation_started",
+        "chunk_produced",
+        "generation_completed",
+    ]
+
+
+def test_exporter_export_after_shutdown_fails_and_counts_what_it_drops(
+    api, recorder, octomil_records
+):
+    generation = recorder.start(model="tiny", engine="echo")
+    generation.chunk()
+    generation.stop()
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    exporter = OctomilSpanExporter(reporter)
     exporter.shutdown()
     exporter.shutdown()
-    assert exporter.export([]) is SpanExportResult.FAILURE
+    assert exporter.export(octomil_records.get_finished_spans()) is SpanExportResult.FAILURE
+    assert reporter.dropped_events == 3
+    assert api.events == []
 
 
 def test_init_extends_the_users_tracer_provider(

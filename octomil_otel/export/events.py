@@ -218,12 +218,16 @@ def is_generation_span(span: ReadableSpan) -> bool:
 
 
 def event_count(span: ReadableSpan) -> int:
-    """How many events ``encode`` makes of ``span``: two and one per chunk, or none. Never
-    raises: for a span ``encode`` refuses, the events that were lost with it."""
-    if not is_generation_span(span):
+    """How many events ``encode`` makes of ``span``: two and one per chunk, or none. For a
+    span ``encode`` refuses, the events lost with it: never raises (0 for a span too
+    malformed to tell)."""
+    try:
+        if not is_generation_span(span):
+            return 0
+        latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
+    except Exception:
         return 0
-    latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
-    return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if type(latencies) is str else 0)
+    return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if isinstance(latencies, str) else 0)
 
 
 def encode(span: ReadableSpan) -> list[str]:
@@ -241,12 +245,15 @@ def encode(span: ReadableSpan) -> list[str]:
     ``request_id`` ties those to them.
 
     Raises:
-        KeyError, TypeError, ValueError, OverflowError: the span lacks a field or holds a
-        value the contract refuses (a metric that is negative, not finite or not a number);
-        the exporter drops that span alone.
+        KeyError, TypeError, ValueError, OverflowError, struct.error: the span lacks a field
+        (its start or end time included) or holds a value the contract refuses (a metric
+        that is negative, not finite or not a number; latencies cut short); the exporter
+        drops that span alone.
     """
-    if not is_generation_span(span) or span.start_time is None or span.end_time is None:
+    if not is_generation_span(span):
         return []
+    if span.start_time is None or span.end_time is None:
+        raise ValueError("a generation span without its start or end time")
     attributes = span.attributes or {}
     stream = bool(attributes.get(semconv.GEN_AI_REQUEST_STREAM, False))
     request_id = _checked_request_id(attributes[semconv.GEN_AI_RESPONSE_ID])

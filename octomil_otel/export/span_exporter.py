@@ -64,6 +64,7 @@ class OctomilSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._shutdown:
             _logger.warning("octomil_otel: export called after shutdown")
+            self.reporter.count_dropped(sum(map(events.event_count, spans)))
             return SpanExportResult.FAILURE
         encoded: list[str] = []
         result = SpanExportResult.SUCCESS
