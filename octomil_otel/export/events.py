@@ -15,13 +15,13 @@ import math
 import numbers
 import operator
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 import msgspec
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import format_span_id, format_trace_id
 
 from octomil_otel import chunk_latencies, semconv
 
@@ -264,41 +264,42 @@ def encode(span: ReadableSpan) -> list[str]:
     fields = _model_fields(model, attributes[semconv.GEN_AI_PROVIDER_NAME])
     fields += f',"request_id":"{request_id}","stream":{"true" if stream else "false"}'
     context = span.context
-    link = ""  # not on every chunk
+    link = fields  # the first and last events' fields: with the span's ids, not on chunks
     if context is not None and context.trace_id and context.span_id:
-        link = (
-            f',"trace_id":"{format_trace_id(context.trace_id)}"'
-            f',"span_id":"{format_span_id(context.span_id)}"'
-        )
+        link += f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
 
-    def event(event_type: str, unix_ns: int, metrics: str) -> str:
-        return (
-            f'"event_type":"{event_type}","timestamp":"{format_timestamp(unix_ns)}"'
-            f'{fields}{link},"metrics":{metrics}}}'
-        )
-
+    start_ns, end_ns = span.start_time, span.end_time
     latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ""))
-    for unix_ns in (span.start_time, span.end_time, span.start_time + sum(latencies)):
-        if not _FIRST_NS <= unix_ns < _END_NS:  # the API reads years 1000 to 9999
-            raise ValueError(f"a timestamp outside the years 1000 to 9999: {unix_ns} ns")
+    last_chunk_ns = start_ns + sum(latencies)
+    times = (start_ns, end_ns, last_chunk_ns)
+    if not _FIRST_NS <= min(times) <= max(times) < _END_NS:  # what the API reads
+        raise ValueError(f"a timestamp outside the years 1000 to 9999: {times} ns")
 
-    started_metrics = {}
+    started = ""
     if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
-        started_metrics["input_tokens"] = attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS]
-    events = [event(GENERATION_STARTED, span.start_time, _numbers(started_metrics))]
+        started = _member("input_tokens", attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS])
+    events = [
+        f'"event_type":"{GENERATION_STARTED}","timestamp":"{format_timestamp(start_ns)}"'
+        f'{link},"metrics":{{{started}}}}}'
+    ]
     if latencies:
-        events += _chunk_events(span.start_time, latencies, fields, stream, attributes)
+        events += _chunk_events(start_ns, latencies, fields, stream, attributes)
 
     error_type = attributes.get(semconv.ERROR_TYPE)
     if error_type is None:
+        event_type = GENERATION_COMPLETED
         final = {name: attributes[key] for key, name in _COMPLETED_METRICS if key in attributes}
-        events.append(event(GENERATION_COMPLETED, span.end_time, _numbers(final)))
+        metrics = _numbers(final)
     else:
+        event_type = GENERATION_FAILED
         final = {name: attributes[key] for key, name in _FAILED_METRICS if key in attributes}
         _validate_metrics({"error_type": error_type})  # text the API takes
         metrics = _numbers(final)[:-1] + ("," if final else "")
         metrics += f'"error_type":{_json(error_type)}}}'
-        events.append(event(GENERATION_FAILED, span.end_time, metrics))
+    events.append(
+        f'"event_type":"{event_type}","timestamp":"{format_timestamp(end_ns)}"'
+        f'{link},"metrics":{metrics}}}'
+    )
     return events
 
 
@@ -323,6 +324,17 @@ def _numbers(metrics: dict[str, Any]) -> str:
 
 
 _NUMBER_TYPES: Final = frozenset((int, float))
+
+
+def _member(name: str, value: object) -> str:
+    """``"name":value``, one metric: an int (a token count, the usual case) written as its
+    digits, without ``_numbers``' checks of every type; any other value through them."""
+    if type(value) is int and 0 <= value <= _LARGEST_DOUBLE:
+        return f'"{name}":{value}'
+    return _numbers({name: value})[1:-1]
+
+
+_LARGEST_DOUBLE: Final = sys.float_info.max
 
 
 def _number(name: str, value: object) -> int | float:
@@ -356,8 +368,9 @@ def _chunk_events(
         raise ValueError(f"a chunk latency is negative: {min(latencies)} ns")
     output_tokens = ""
     if not stream and semconv.GEN_AI_USAGE_OUTPUT_TOKENS in attributes:
-        count = {"output_tokens": attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]}
-        output_tokens = "," + _numbers(count)[1:-1]
+        output_tokens = "," + _member(
+            "output_tokens", attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]
+        )
     # each chunk's time in ms from the start's whole second: small ints, and the chunks of
     # one second share its text (a long answer spans a few seconds, not one per chunk)
     start_second, start_ns_in_second = divmod(start_ns, 1_000_000_000)
