@@ -181,6 +181,13 @@ class _Unreadable:
         raise RuntimeError("not comparable")
 
 
+class _Unmeasurable(str):
+    """Latencies text that cannot even be measured."""
+
+    def __len__(self) -> int:
+        raise RuntimeError("no length")
+
+
 def test_exporter_counts_what_it_cannot_encode_and_still_delivers_the_rest(
     api, recorder, octomil_records
 ):
@@ -199,15 +206,23 @@ def test_exporter_counts_what_it_cannot_encode_and_still_delivers_the_rest(
         start_time=1,
         end_time=2,
     )
+    unmeasurable = ReadableSpan(
+        "chat tiny",
+        attributes={**good.attributes, "octomil.chunk.latencies_ns": _Unmeasurable("00")},
+        start_time=good.start_time,
+        end_time=good.end_time,
+    )
     reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
     exporter = OctomilSpanExporter(reporter)
 
-    result = exporter.export([never_ended, unreadable, good])
+    result = exporter.export([never_ended, unreadable, unmeasurable, good])
     assert reporter.flush()
     exporter.shutdown()
 
     assert result is SpanExportResult.FAILURE
-    assert reporter.dropped_events == 2 + 2  # the one never ended; none told for the other
+    # the one never ended, 2 + 2; the unmeasurable one's first and last; none told for
+    # the unreadable one
+    assert reporter.dropped_events == (2 + 2) + 2
     assert [e["event_type"] for e in api.events] == [
         "generation_started",
         "chunk_produced",

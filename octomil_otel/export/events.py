@@ -225,9 +225,9 @@ def event_count(span: ReadableSpan) -> int:
         if not is_generation_span(span):
             return 0
         latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
+        return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if type(latencies) is str else 0)
     except Exception:
         return 0
-    return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if isinstance(latencies, str) else 0)
 
 
 def encode(span: ReadableSpan) -> list[str]:
