@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
 from octomil_otel import chunk_latencies
 from octomil_otel.export.events import encode, format_timestamp, validate_event
@@ -188,6 +188,32 @@ def test_encode_completed_has_the_documents_fields(recorder, clock, octomil_reco
     documented = set(DOC_EXAMPLE) - {"device_id", "org_id"}  # the reporter fills these in
     assert set(completed) == documented | {"trace_id", "span_id"}
     assert set(completed["metrics"]) == set(DOC_EXAMPLE["metrics"])
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "span_id"),
+    [(0, 1), (1, 0), (-1, 1), (1 << 128, 1), (1, 1 << 64), (True, 1)],
+    ids=["zero-trace", "zero-span", "negative", "trace-too-large", "span-too-large", "bool"],
+)
+def test_encode_leaves_out_ids_that_are_not_valid(
+    recorder, clock, octomil_records, trace_id, span_id
+):
+    span = finished_span(
+        recorder, clock, octomil_records, stream=True, gaps=[1.0], output_tokens=1,
+        end=lambda g: g.stop(),
+    )  # fmt: skip
+    record = ReadableSpan(
+        span.name,
+        context=SpanContext(trace_id, span_id, is_remote=False),
+        attributes=span.attributes,
+        start_time=span.start_time,
+        end_time=span.end_time,
+    )
+
+    events = decoded_events(record)
+    assert [validate_event(e) for e in events] == events  # the API takes every one
+    assert [("trace_id" in e, "span_id" in e) for e in events] == [(False, False)] * 3
+    assert {e["request_id"] for e in events} == {span.attributes["gen_ai.response.id"]}
 
 
 def test_encode_ignores_other_spans(tracer_provider, span_exporter):

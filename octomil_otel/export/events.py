@@ -242,7 +242,7 @@ def encode(span: ReadableSpan) -> list[str]:
     stream) are serialized once per request, model and engine once per process; each chunk
     adds a timestamp, its index and its latency. ``trace_id`` and ``span_id`` (optional in
     the contract) are on the request's first and last event, not on each chunk:
-    ``request_id`` ties those to them.
+    ``request_id`` ties those to them; a span without valid ids has none.
 
     Raises:
         KeyError, TypeError, ValueError, OverflowError, struct.error: the span lacks a field
@@ -265,7 +265,7 @@ def encode(span: ReadableSpan) -> list[str]:
     fields += f',"request_id":"{request_id}","stream":{"true" if stream else "false"}'
     context = span.context
     link = fields  # the first and last events' fields: with the span's ids, not on chunks
-    if context is not None and context.trace_id and context.span_id:
+    if context is not None and _is_id(context.trace_id, 128) and _is_id(context.span_id, 64):
         link += f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
 
     start_ns, end_ns = span.start_time, span.end_time
@@ -324,6 +324,14 @@ def _numbers(metrics: dict[str, Any]) -> str:
 
 
 _NUMBER_TYPES: Final = frozenset((int, float))
+
+
+def _is_id(value: object, bits: int) -> bool:
+    """A valid trace or span id (W3C Trace Context: not zero) of ``bits`` bits: written as
+    exactly its hex digits. Another (negative, too large: only a span built by hand holds
+    one) is left out of the events, as the optional field it is, rather than have the API
+    refuse the whole batch."""
+    return type(value) is int and 0 < value < 1 << bits
 
 
 def _member(name: str, value: object) -> str:
