@@ -209,8 +209,8 @@ class TelemetryReporter:
 
     @property
     def dropped_events(self) -> int:
-        """Events lost so far: queue overflow, undeliverable, reported after shutdown, or
-        of a span the exporter could not encode."""
+        """Events lost so far: queue overflow, undeliverable, reported or exported after
+        shutdown, or of a span the exporter could not encode."""
         return self._dropped
 
     @property
