@@ -19,17 +19,25 @@ Per chunk only ``chunk()`` runs. Everything else (the documented metrics, span a
 status, histograms, ``span.end()``) happens once, in ``_finish``, which runs at most once
 whatever ends the request, and never lets a telemetry error reach the caller.
 
-Two records of each request leave ``_finish``. The application's span follows the
+Two records of each request leave ``_record``. The application's span follows the
 application's tracing setup: its sampler, the sampling decision of a propagated parent,
 its span limits and processors. The Octomil record does not: it is a complete
 ``ReadableSpan`` built from what the recorder holds, with the same trace and span ids,
 handed straight to the Octomil span processor (``OctomilSpanProcessor`` on
 ``OctomilSpanExporter``), so every request is reported, exactly, whatever that setup.
+
+``_finish`` records at once only what is read at once: the application's recording span,
+captured content, histograms of an SDK MeterProvider. When every reader reads later (the
+Octomil processor, ``octomil serve``'s ``/metrics``: ``ended_requests.Drains``), the
+request is recorded a moment later, with others, off the inference path
+(``ended_requests``); when nothing would read it, not at all. Once a request has ended,
+its setters change nothing.
 """
 
 from __future__ import annotations
 
 import array
+import functools
 import heapq
 import itertools
 import json
@@ -59,6 +67,7 @@ from opentelemetry.trace import (
 )
 
 from octomil_otel import chunk_latencies, content, semconv
+from octomil_otel.ended_requests import ENDED, Drains
 from octomil_otel.instruments import Instruments, Outcome
 from octomil_otel.version import __version__
 
@@ -72,6 +81,17 @@ T = TypeVar("T")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NO_RESOURCE = Resource.get_empty()  # ReadableSpan would otherwise detect one per request
 _default_octomil_processor: SpanProcessor | None = None
+
+
+_NOTHING, _LATER, _NOW = 0, 1, 2
+"""When a reader of a request's record reads it, the latest first: not at all (nothing to
+record for it), later (a ``Drains``), at once."""
+
+
+def _when_read(reader: object) -> int:
+    if reader is None:
+        return _NOTHING
+    return _LATER if isinstance(reader, Drains) else _NOW
 
 
 def set_default_octomil_processor(processor: SpanProcessor | None) -> None:
@@ -191,6 +211,13 @@ class Recorder:
         self.latest = semconv.latest_experimental()
         self.instruments = Instruments(meter, latest=self.latest)
         self.capture = content.Capture.from_environment(self.latest)
+        histograms = (  # the SDK's with OTEL_SDK_DISABLED, or no provider at all: a no-op
+            _NOTHING
+            if type(meter) is metrics.NoOpMeter
+            else _when_read(meter_provider or metrics.get_meter_provider())
+        )
+        captured = _NOTHING if self.capture is content.Capture.NO_CONTENT else _NOW
+        self._records_read = max(histograms, captured)  # by the readers fixed here
         self.logger = (
             _logs.get_logger("octomil_otel", __version__, logger_provider)
             if self.capture.on_event
@@ -336,6 +363,8 @@ class Generation:
 
     def chunk(self) -> None:
         """Mark that one output chunk reached the caller, now."""
+        if self._finished:
+            return
         try:
             self._chunk_times.append(self._clock())
         except Exception:  # a clock gone wrong since the Recorder checked it
@@ -353,6 +382,8 @@ class Generation:
         A count that is not a non-negative int is ignored (and logged): a wrong number is
         worse than a missing one.
         """
+        if self._finished:
+            return
         if input_tokens is not None:
             self._input_tokens = _token_count("input_tokens", input_tokens, self._input_tokens)
         if output_tokens is not None:
@@ -374,7 +405,7 @@ class Generation:
     def set_finish_reason(self, reason: str | None) -> None:
         """Why the engine stopped (``stop``, ``length``, ...): ``gen_ai.response.finish_reasons``
         unless the request fails or is cancelled (then ``error``)."""
-        if isinstance(reason, str) and reason:
+        if isinstance(reason, str) and reason and not self._finished:
             self._finish_reason = reason
 
     @property
@@ -400,7 +431,7 @@ class Generation:
     def dequeued(self) -> None:
         """The request stops waiting for the engine now, taken by it or not (refused, left
         by its client): the time since it started is its ``queue_ms``."""
-        if self._dequeued is None:
+        if self._dequeued is None and not self._finished:
             self._dequeued = self._clock()
 
     def add_engine_time(
@@ -411,6 +442,8 @@ class Generation:
         one request (a chat handler may run several). A value that is not a finite
         non-negative number is ignored; the two are capped, when the request ends, so that
         they never add up to more than its duration less its queue."""
+        if self._finished:
+            return
         for key, value in ((semconv.OCTOMIL_PREFILL_MS, prefill_ms),
                            (semconv.OCTOMIL_DECODE_MS, decode_ms)):  # fmt: skip
             measure = _measure(value)
@@ -420,7 +453,7 @@ class Generation:
     def set_peak_memory(self, peak_bytes: float) -> None:
         """The engine's peak memory during this request, in bytes (the largest given)."""
         measure = _measure(peak_bytes)
-        if measure is not None:
+        if measure is not None and not self._finished:
             self._peak_memory_bytes = max(round(measure), self._peak_memory_bytes or 0)
 
     @contextmanager
@@ -476,7 +509,34 @@ class Generation:
         self._finished = True
         _open.pop(self, None)
         try:
-            self._record(self._clock(), error_type, description)
+            t_end = self._clock()
+            processor = self._recorder.octomil_processor  # the one now, even if recorded later
+            when = max(
+                self._recorder._records_read,
+                _when_read(processor),
+                _NOW if self.span.is_recording() else _NOTHING,
+            )
+        except Exception:  # telemetry must never reach the caller
+            _logger.debug("octomil_otel: could not record generation", exc_info=True)
+            with suppress(Exception):
+                self.span.end()
+            return
+        if when == _LATER:
+            ENDED.put(
+                functools.partial(self._record_safely, t_end, error_type, description, processor)
+            )
+        elif when == _NOW:
+            self._record_safely(t_end, error_type, description, processor)
+
+    def _record_safely(
+        self,
+        t_end: int,
+        error_type: str | None,
+        description: str | None,
+        processor: SpanProcessor | None,
+    ) -> None:
+        try:
+            self._record(t_end, error_type, description, processor)
         except Exception:  # telemetry must never reach the caller
             _logger.debug("octomil_otel: could not record generation", exc_info=True)
             with suppress(Exception):
@@ -489,7 +549,13 @@ class Generation:
             semconv.GEN_AI_RESPONSE_ID: self.request_id,
         }
 
-    def _record(self, t_end: int, error_type: str | None, description: str | None) -> None:
+    def _record(
+        self,
+        t_end: int,
+        error_type: str | None,
+        description: str | None,
+        processor: SpanProcessor | None,
+    ) -> None:
         recorder = self._recorder
         summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
         total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
@@ -510,7 +576,6 @@ class Generation:
             final[semconv.OCTOMIL_PEAK_MEMORY_BYTES] = self._peak_memory_bytes
         end_time = self._wall0 + (t_end - self._t0)
 
-        processor = recorder.octomil_processor
         operation = self._attributes[semconv.GEN_AI_OPERATION_NAME]
         if processor is not None and operation != semconv.OPERATION_EMBEDDINGS:
             # first: no application processor can stand in its way

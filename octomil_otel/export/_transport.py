@@ -159,20 +159,26 @@ def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), allow_nan=False)
 
 
-def batches(texts: Sequence[str], prefix: str = "") -> Iterator[tuple[str, int]]:
+def batches(texts: list[str], prefix: str = "") -> Iterator[tuple[str, int]]:
     """``{"events": [...]}`` bodies within the API's limits, with their event counts.
 
-    Each event is ``prefix + text``: ASCII JSON (so a length is a size in bytes). The prefix
-    is written by ``join``, not by a concatenation per event. An event too large to fit any
-    batch on its own is left out (the caller counts it).
+    Each event is ``prefix + text``: ASCII JSON (so a length is a size in bytes). A body is
+    one ``join``, its head and tail added to its first and last event: the prefix is not
+    concatenated per event, and no body-sized text is written twice (``head + body +
+    tail`` on a body of ~250 kB took ~330 us, against ~10 us). An event too large to fit
+    any batch on its own is left out (the caller counts it).
     """
     head, tail, separator = '{"events":[' + prefix, "]}", "," + prefix
     for start in range(0, len(texts), MAX_BATCH_EVENTS):
         part = texts[start : start + MAX_BATCH_EVENTS]
-        size = len(head) + len(tail) + sum(map(len, part)) + len(separator) * (len(part) - 1)
-        if size <= MAX_BATCH_BYTES:  # the usual case: 1,000 events of a few hundred bytes
-            yield head + separator.join(part) + tail, len(part)
+        ends = part[0], part[-1]
+        part[0] = head + part[0]
+        part[-1] += tail
+        body = separator.join(part)
+        if len(body) <= MAX_BATCH_BYTES:  # the usual case: 1,000 events of a few hundred bytes
+            yield body, len(part)
         else:
+            part[0], part[-1] = ends
             yield from _split(part, head, tail, separator)
 
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from octomil_otel.ended_requests import ENDED, Drains
 from octomil_otel.export import events
 from octomil_otel.export.reporter import TelemetryReporter
 
@@ -92,9 +93,10 @@ class OctomilSpanExporter(SpanExporter):
         self.reporter.shutdown(self._wait_seconds(10.0))
 
 
-class OctomilSpanProcessor(BatchSpanProcessor):
+class OctomilSpanProcessor(BatchSpanProcessor, Drains):
     """A ``BatchSpanProcessor`` whose overflow is counted in the reporter's
-    ``dropped_events``.
+    ``dropped_events``, and which records the requests that ended before a flush or its
+    shutdown (``ended_requests``) before it exports.
 
     When more requests finish than the exporter encodes (a burst of thousands a second),
     the processor's queue drops its oldest record, as the reporter's queue drops its oldest
@@ -118,3 +120,11 @@ class OctomilSpanProcessor(BatchSpanProcessor):
             with suppress(IndexError):  # the worker emptied it meanwhile
                 self._reporter.count_dropped(events.event_count(queue[-1]))
         super().on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        ENDED.drain()
+        return super().force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        ENDED.drain()
+        super().shutdown()

@@ -49,6 +49,7 @@ from opentelemetry.util.types import Attributes
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from octomil_otel.device import device_id
+from octomil_otel.ended_requests import ENDED, Drains
 from octomil_otel.export.otlp import exporters, forwarding
 from octomil_otel.pipeline import telemetry_resource
 
@@ -77,10 +78,11 @@ def providers(
     return PrometheusMeterProvider(resource or telemetry_resource(device_id())), []
 
 
-class PrometheusMeterProvider(metrics.NoOpMeterProvider):
+class PrometheusMeterProvider(metrics.NoOpMeterProvider, Drains):
     """Meters whose histograms and counters aggregate in place, read by the Prometheus
-    exporter (into ``prometheus_client``'s default registry) at each scrape. Other kinds
-    of instrument are no-ops: the recorder creates none."""
+    exporter (into ``prometheus_client``'s default registry) at each scrape, which first
+    records the requests that ended before it (``ended_requests``). Other kinds of
+    instrument are no-ops: the recorder creates none."""
 
     def __init__(self, resource: Resource, registry: CollectorRegistry = REGISTRY) -> None:
         self._resource = resource
@@ -106,6 +108,7 @@ class PrometheusMeterProvider(metrics.NoOpMeterProvider):
     def metrics_data(self) -> MetricsData | None:
         """What an SDK MeterProvider's reader would collect now: ``None`` before anything
         was recorded (the exporter then writes no ``target_info`` either)."""
+        ENDED.drain()
         now = time.time_ns()
         with self._lock:
             meters = list(self._meters.values())
