@@ -33,8 +33,9 @@ records them in one go, while its caches are warm."""
 DELAY_SECONDS = 0.5
 """How long an ended request waits, at most, when fewer than ``BATCH`` are waiting."""
 MAX_WAITING = 4096
-"""Ended requests waiting, at most: the request that would be one more is recorded on its
-own thread, with every one waiting before it (slower, and nothing is lost)."""
+"""Ended requests waiting, at most: past it (the thread falls behind), each request that
+ends records the oldest waiting on its own thread, as if nothing were deferred (slower for
+it, and nothing is lost)."""
 
 
 class Drains:
@@ -57,12 +58,12 @@ class EndedRequests:
 
     def put(self, record: Callable[[], None]) -> None:
         """Make ``record()`` (which must not raise) within ``DELAY_SECONDS``, in the order
-        put; never blocks unless ``MAX_WAITING`` are waiting."""
+        put; never blocks unless more than ``MAX_WAITING`` are waiting."""
         waiting = self._waiting
         waiting.append(record)
         count = len(waiting)
-        if count >= MAX_WAITING:
-            self.drain()
+        if count > MAX_WAITING:
+            self._make(1)
         elif count == 1 or count >= BATCH:  # the first starts the delay; a batch ends it
             with self._wake:
                 if self._worker is None:
@@ -75,9 +76,13 @@ class EndedRequests:
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background
         thread is making it (then wait for it)."""
+        self._make(None)
+
+    def _make(self, count: int | None) -> None:
+        """Make the ``count`` oldest records (all waiting when ``None``)."""
         with self._recording:
             waiting = self._waiting
-            for _ in range(len(waiting)):
+            for _ in range(len(waiting) if count is None else count):
                 try:
                     record = waiting.popleft()
                 except IndexError:  # taken by a drain on another thread

@@ -178,14 +178,16 @@ def test_records_are_made_in_the_order_put_and_one_that_raises_stops_none(monkey
     assert made == [1, 2]
 
 
-def test_a_full_queue_records_on_the_callers_thread(monkeypatch):
+def test_past_the_limit_each_request_records_the_oldest_on_its_own_thread(monkeypatch):
     monkeypatch.setattr(ended_requests, "DELAY_SECONDS", 60.0)
     monkeypatch.setattr(ended_requests, "MAX_WAITING", 3)
     queue = EndedRequests()
     made: list[tuple[int, str]] = []
-    for i in range(3):
+    for i in range(5):
         queue.put(lambda i=i: made.append((i, threading.current_thread().name)))
-    assert made == [(0, "MainThread"), (1, "MainThread"), (2, "MainThread")]
+    assert made == [(0, "MainThread"), (1, "MainThread")]
+    queue.drain()
+    assert [i for i, _ in made] == [0, 1, 2, 3, 4]
 
 
 def test_a_drain_waits_for_the_records_the_thread_is_making(monkeypatch):
