@@ -18,15 +18,17 @@ export of one round runs during the next.
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
-per 1,000 requests of the server (from ``/proc``, at the round's end: the ON server's last
-exports of a round, ~6 % of its export threads' CPU, come after it) and of the client,
-how many cores the server, the client and the receiver kept busy, and the ratios ON / OFF;
-the requests/s ratio within each pair of back-to-back rounds (median and range: steadier
-when the machine's speed drifts over the run, as a shared machine's does); then the events the
-receiver got against those expected (per request: ``generation_started``, one
-``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and the
-drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
-``octomil serve``) are not logged: they show only as events missing at the receiver.
+per 1,000 requests of the server (from ``/proc``, read ``SETTLE_SECONDS`` after the round's
+end, for both servers: by then the ON server has recorded and encoded the round's last
+requests, and sent all but its last POST of them, and the two servers' idle CPU over that
+window cancels) and of the client, how many cores the server, the client and the receiver
+kept busy, and the ratios ON / OFF; the requests/s ratio within each pair of back-to-back
+rounds (median and range: steadier when the machine's speed drifts over the run, as a shared
+machine's does); then the events the receiver got against those expected (per request:
+``generation_started``, one ``chunk_produced`` per content chunk, streamed or not, and
+``generation_completed``), and the drops the ON server's log reports. Drops by a full queue
+(``max_queue_size``, 1,000 in ``octomil serve``) are not logged: they show only as events
+missing at the receiver.
 
 Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
 client threads (this process) and the receiver on any CPU, as the issue that set the
@@ -39,7 +41,13 @@ servers use a third less CPU a request and answer about twice the requests/s, an
 ratios are not those of a server whose threads the scheduler spreads over several CPUs.
 The server is one Python process, so about 1 core busy means it is saturated. Its CPU per
 request moves by ±0.1 ms and more between rounds of one server: ``callgrind_serve.py``
-counts what telemetry adds to a request exactly. Latencies include queueing behind the
+counts what telemetry adds to a request exactly. Last, each server's CPU a request by
+thread (``/proc``): the event loop, then in the ON server the reporter (thread 2, gzip and
+POSTs), the span processor's worker (3, the events' encoding), the engine's thread (4, a
+request's chunks and its end) and the recorder's (5, ``ended_requests``: each request's
+metrics, histograms and Octomil record); in the OFF server the engine's thread is 2. The
+threads telemetry adds show its own cost directly; the difference in the others is what
+it costs them (GIL, caches), within their noise. Latencies include queueing behind the
 engine (one request at a time on the engine; ``--max-waiting`` may wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
@@ -73,6 +81,9 @@ now = time.perf_counter
 
 ON, OFF = "telemetry ON", "telemetry OFF"
 PINNING = ("none", "harness", "all")  # --pin: who runs on which CPUs
+SETTLE_SECONDS = 2.0
+"""Both servers idle this long after a round before their CPU is read: longer than a
+request's end waits for the recorder's thread (0.5 s) and for the span processor (1 s)."""
 _TEXT = (
     "the quick brown fox jumps over a lazy dog while seven small models answer questions "
     "about tokens latency streams caches threads queues servers clients prompts batches "
@@ -95,6 +106,7 @@ class Round:
     latencies_ms: list[float] = field(default_factory=list)
     events_expected: int = 0
     server_cpu: float = 0.0
+    thread_cpu: dict[int, float] = field(default_factory=dict)  # the server's, by thread id
     client_cpu: float = 0.0
     receiver_cpu: float = 0.0
     first_error: str = ""
@@ -250,13 +262,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for pair in range(args.rounds):
             for name in (ON, OFF) if pair % 2 == 0 else (OFF, ON):
                 cpu_before = servers[name].cpu_seconds()
+                threads_before = _common.thread_cpu_seconds(servers[name].pid)
                 client_before = time.process_time()
                 receiver_before = receiver.cpu_seconds()
                 result = run_round(
                     name, f"{urls[name]}/v1/chat/completions", models[name], texts,
                     args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
+                time.sleep(SETTLE_SECONDS)
                 result.server_cpu = servers[name].cpu_seconds() - cpu_before
+                result.thread_cpu = {
+                    tid: seconds - threads_before.get(tid, 0.0)
+                    for tid, seconds in _common.thread_cpu_seconds(servers[name].pid).items()
+                }
                 result.client_cpu = time.process_time() - client_before
                 result.receiver_cpu = receiver.cpu_seconds() - receiver_before
                 rounds.append(result)
@@ -277,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         on_log = servers[ON].log_text()
     print(f"load after: {_common.load_average()}")
     report(rounds, args, cpus is not None)
+    report_threads(rounds, {name: server.pid for name, server in servers.items()})
     flushed = sum(int(n) for n in re.findall(r"\[telemetry\] Flushed (\d+) events", on_log))
     dropped = sum(int(n) for n in re.findall(r"\[telemetry\] Dropped (\d+) events", on_log))
     print()
@@ -295,6 +314,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cpus(cpus: set[int] | None) -> str:
     return "any" if cpus is None else ", ".join(map(str, sorted(cpus)))
+
+
+def report_threads(rounds: list[Round], pids: dict[str, int]) -> None:
+    """Each server's CPU a request by thread, over all its rounds: where telemetry's cost is."""
+    print("\nserver CPU ms a request by thread, all rounds (threads in the order they started):")
+    for name in (ON, OFF):
+        mine = [r for r in rounds if r.server == name]
+        requests_ = sum(r.requests for r in mine)
+        if not requests_:
+            continue
+        totals: dict[int, float] = {}
+        for r in mine:
+            for tid, seconds in r.thread_cpu.items():
+                totals[tid] = totals.get(tid, 0.0) + seconds
+        cells = [
+            f"{'event loop' if tid == pids[name] else f'thread {i + 1}'} "
+            f"{1000 * seconds / requests_:.3f}"
+            for i, (tid, seconds) in enumerate(sorted(totals.items()))
+        ]
+        print(f"  {name}: " + ", ".join(cells))
 
 
 def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
