@@ -1,13 +1,12 @@
 """Requests that ended on the inference path, recorded a moment later, in batches, on one
 background thread.
 
-Why: what a request's end records (its metrics, the Octomil record, the histograms) takes
-a few microseconds in a benchmark's loop, but three to five times that on a served
-request's engine thread, whose caches the server's own work has just filled. In
-``octomil serve echo`` under load (``bench/serve_load.py``), ``Generation._record`` took
-~100 us of the engine thread's CPU a request; the same work done 32 requests at a time on
-a thread of its own took ~29 us a request. So where nothing needs a request's record at
-once, ``Generation`` puts it here.
+Why: what a request's end records (its metrics, the Octomil record, the histograms) took
+~19 us in a loop of requests, but ~95 us of a served request's engine thread, whose caches
+the server's own work had just filled (``octomil serve echo`` under
+``bench/serve_load.py``'s load, the thread's CPU time around ``Generation._record``); made
+32 requests at a time on a thread of its own, 30 to 45 us a request (``/proc``, per
+thread). So where nothing needs a request's record at once, ``Generation`` puts it here.
 
 Nothing needs it at once when each of its readers reads later: the application's span is
 not recording, no message content is captured, the Octomil span processor delivers in the
