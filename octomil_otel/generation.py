@@ -522,25 +522,9 @@ class Generation:
                 self.span.end()
             return
         if when == _LATER:
-            ENDED.put(
-                functools.partial(self._record_safely, t_end, error_type, description, processor)
-            )
+            ENDED.put(functools.partial(self._record, t_end, error_type, description, processor))
         elif when == _NOW:
-            self._record_safely(t_end, error_type, description, processor)
-
-    def _record_safely(
-        self,
-        t_end: int,
-        error_type: str | None,
-        description: str | None,
-        processor: SpanProcessor | None,
-    ) -> None:
-        try:
             self._record(t_end, error_type, description, processor)
-        except Exception:  # telemetry must never reach the caller
-            _logger.debug("octomil_otel: could not record generation", exc_info=True)
-            with suppress(Exception):
-                self.span.end()
 
     def _span_attributes(self) -> dict[str, Any]:
         return {
@@ -556,60 +540,66 @@ class Generation:
         description: str | None,
         processor: SpanProcessor | None,
     ) -> None:
-        recorder = self._recorder
-        summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
-        total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
-        split_ms = self._split_ms(total_ms)
-        # every chunk's latency in one attribute, not a span event per chunk: an event
-        # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
-        # last 128 of a span's events anyway
-        final: dict[str, Any] = {}
-        if self._input_tokens is not None:
-            final[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self._input_tokens
-        if self._output_tokens is not None:
-            final[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self._output_tokens
-        final.update(summary)
-        if error_type is not None:
-            final[semconv.ERROR_TYPE] = error_type
-        final.update(split_ms)
-        if self._peak_memory_bytes is not None:
-            final[semconv.OCTOMIL_PEAK_MEMORY_BYTES] = self._peak_memory_bytes
-        end_time = self._wall0 + (t_end - self._t0)
-
-        operation = self._attributes[semconv.GEN_AI_OPERATION_NAME]
-        if processor is not None and operation != semconv.OPERATION_EMBEDDINGS:
-            # first: no application processor can stand in its way
-            processor.on_end(self._octomil_record(final, end_time))
-
-        response = self._response_attributes(error_type, summary)
-        if self.captures_content:  # before the span ends: it may carry the content
-            self._record_content(error_type, end_time, {**final, **response})
-
-        span = self.span
+        """Never raises: telemetry must never reach the caller (a failure is logged)."""
         try:
-            if span.is_recording():
-                span.set_attributes(final)
-                span.set_attributes(response)
-                if error_type is not None:
-                    span.set_status(Status(StatusCode.ERROR, description))
-            span.end(end_time=end_time)
-        except Exception:  # an application's span processor failed in on_end
-            _logger.debug("octomil_otel: could not end the span", exc_info=True)
+            recorder = self._recorder
+            summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
+            total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
+            split_ms = self._split_ms(total_ms)
+            # every chunk's latency in one attribute, not a span event per chunk: an event
+            # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
+            # last 128 of a span's events anyway
+            final: dict[str, Any] = {}
+            if self._input_tokens is not None:
+                final[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self._input_tokens
+            if self._output_tokens is not None:
+                final[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self._output_tokens
+            final.update(summary)
+            if error_type is not None:
+                final[semconv.ERROR_TYPE] = error_type
+            final.update(split_ms)
+            if self._peak_memory_bytes is not None:
+                final[semconv.OCTOMIL_PEAK_MEMORY_BYTES] = self._peak_memory_bytes
+            end_time = self._wall0 + (t_end - self._t0)
 
-        latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS)
-        recorder.instruments.record(
-            Outcome(
-                attributes=self._attributes,
-                error_type=error_type,
-                stream=self.stream,
-                duration_s=total_ms / 1000,
-                latencies_ns=chunk_latencies.unpack(latencies) if latencies else (),
-                input_tokens=self._input_tokens,
-                output_tokens=self._output_tokens,
-                split_ms=split_ms,
-                peak_memory_bytes=self._peak_memory_bytes,
+            operation = self._attributes[semconv.GEN_AI_OPERATION_NAME]
+            if processor is not None and operation != semconv.OPERATION_EMBEDDINGS:
+                # first: no application processor can stand in its way
+                processor.on_end(self._octomil_record(final, end_time))
+
+            response = self._response_attributes(error_type, summary)
+            if self.captures_content:  # before the span ends: it may carry the content
+                self._record_content(error_type, end_time, {**final, **response})
+
+            span = self.span
+            try:
+                if span.is_recording():
+                    span.set_attributes(final)
+                    span.set_attributes(response)
+                    if error_type is not None:
+                        span.set_status(Status(StatusCode.ERROR, description))
+                span.end(end_time=end_time)
+            except Exception:  # an application's span processor failed in on_end
+                _logger.debug("octomil_otel: could not end the span", exc_info=True)
+
+            latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS)
+            recorder.instruments.record(
+                Outcome(
+                    attributes=self._attributes,
+                    error_type=error_type,
+                    stream=self.stream,
+                    duration_s=total_ms / 1000,
+                    latencies_ns=chunk_latencies.unpack(latencies) if latencies else (),
+                    input_tokens=self._input_tokens,
+                    output_tokens=self._output_tokens,
+                    split_ms=split_ms,
+                    peak_memory_bytes=self._peak_memory_bytes,
+                )
             )
-        )
+        except Exception:
+            _logger.debug("octomil_otel: could not record generation", exc_info=True)
+            with suppress(Exception):
+                self.span.end()
 
     def _record_content(
         self, error_type: str | None, end_time: int, outcome: dict[str, Any]
