@@ -58,19 +58,18 @@ class EndedRequests:
     def put(self, record: Callable[[], None]) -> None:
         """Make ``record()`` (which must not raise) within ``DELAY_SECONDS``, in the order
         put; never blocks unless more than ``MAX_WAITING`` are waiting."""
-        waiting = self._waiting
-        waiting.append(record)
-        count = len(waiting)
-        if count > MAX_WAITING:
-            self._make(1)
-        elif count == 1 or count >= BATCH:  # the first starts the delay; a batch ends it
-            with self._wake:
+        with self._wake:  # two requests ending at once must not both miss being the first
+            self._waiting.append(record)
+            count = len(self._waiting)
+            if count == 1 or BATCH <= count <= MAX_WAITING:  # the first starts the delay
                 if self._worker is None:
                     self._worker = threading.Thread(
                         target=self._run, name="octomil-recorder", daemon=True
                     )
                     self._worker.start()
                 self._wake.notify()
+        if count > MAX_WAITING:
+            self._make(1)
 
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background

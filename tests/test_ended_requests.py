@@ -3,6 +3,8 @@ flush, a scrape and a shutdown still see every one, exactly."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import threading
 
 import pytest
@@ -210,3 +212,26 @@ def test_a_drain_waits_for_the_records_the_thread_is_making(monkeypatch):
     release.set()
     drained.join(10)
     assert made == ["slow", "drained"]
+
+
+def test_requests_ending_at_once_wake_the_thread(monkeypatch):
+    """Two requests end at once: both appended before either counts the queue. One of them
+    is still the first, and the thread records both within the delay, unasked."""
+    monkeypatch.setattr(ended_requests, "DELAY_SECONDS", 0.2)
+    queue = EndedRequests()
+    both_appended = threading.Barrier(2, timeout=1.0)
+
+    class Racing(collections.deque):
+        def append(self, item) -> None:
+            super().append(item)
+            with contextlib.suppress(threading.BrokenBarrierError):  # the other waits its turn
+                both_appended.wait()
+
+    queue._waiting = Racing()
+    made = threading.Semaphore(0)
+    enders = [threading.Thread(target=queue.put, args=(made.release,)) for _ in range(2)]
+    for ender in enders:
+        ender.start()
+    for ender in enders:
+        ender.join(10)
+    assert made.acquire(timeout=5) and made.acquire(timeout=5)
