@@ -32,9 +32,9 @@ records them in one go, while its caches are warm."""
 DELAY_SECONDS = 0.5
 """How long an ended request waits, at most, when fewer than ``BATCH`` are waiting."""
 MAX_WAITING = 4096
-"""Ended requests waiting, at most: past it (the thread falls behind), each request that
-ends records the oldest waiting on its own thread, as if nothing were deferred (slower for
-it, and nothing is lost)."""
+"""Ended requests waiting, at most: past it (the thread falls behind), a request that ends
+is recorded at once on its own thread, as if nothing were deferred (slower for it, nothing
+lost, and it never waits for the thread)."""
 
 
 class Drains:
@@ -57,30 +57,27 @@ class EndedRequests:
 
     def put(self, record: Callable[[], None]) -> None:
         """Make ``record()`` (which must not raise) within ``DELAY_SECONDS``, in the order
-        put; never blocks unless more than ``MAX_WAITING`` are waiting."""
+        put; at once, on this thread, when ``MAX_WAITING`` are waiting. Never blocks."""
         with self._wake:  # two requests ending at once must not both miss being the first
-            self._waiting.append(record)
             count = len(self._waiting)
-            if count == 1 or BATCH <= count <= MAX_WAITING:  # the first starts the delay
-                if self._worker is None:
-                    self._worker = threading.Thread(
-                        target=self._run, name="octomil-recorder", daemon=True
-                    )
-                    self._worker.start()
-                self._wake.notify()
-        if count > MAX_WAITING:
-            self._make(1)
+            if count < MAX_WAITING:
+                self._waiting.append(record)
+                if count == 0 or count + 1 >= BATCH:  # the first starts the delay
+                    if self._worker is None:
+                        self._worker = threading.Thread(
+                            target=self._run, name="octomil-recorder", daemon=True
+                        )
+                        self._worker.start()
+                    self._wake.notify()
+                return
+        record()
 
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background
         thread is making it (then wait for it)."""
-        self._make(None)
-
-    def _make(self, count: int | None) -> None:
-        """Make the ``count`` oldest records (all waiting when ``None``)."""
         with self._recording:
             waiting = self._waiting
-            for _ in range(len(waiting) if count is None else count):
+            for _ in range(len(waiting)):
                 try:
                     record = waiting.popleft()
                 except IndexError:  # taken by a drain on another thread

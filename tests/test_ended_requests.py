@@ -180,16 +180,41 @@ def test_records_are_made_in_the_order_put_and_one_that_raises_stops_none(monkey
     assert made == [1, 2]
 
 
-def test_past_the_limit_each_request_records_the_oldest_on_its_own_thread(monkeypatch):
+def test_past_the_limit_a_request_is_recorded_at_once_on_its_own_thread(monkeypatch):
     monkeypatch.setattr(ended_requests, "DELAY_SECONDS", 60.0)
     monkeypatch.setattr(ended_requests, "MAX_WAITING", 3)
     queue = EndedRequests()
     made: list[tuple[int, str]] = []
     for i in range(5):
         queue.put(lambda i=i: made.append((i, threading.current_thread().name)))
-    assert made == [(0, "MainThread"), (1, "MainThread")]
+    assert made == [(3, "MainThread"), (4, "MainThread")]
     queue.drain()
-    assert [i for i, _ in made] == [0, 1, 2, 3, 4]
+    assert [i for i, _ in made] == [3, 4, 0, 1, 2]
+
+
+def test_past_the_limit_a_request_never_waits_for_the_thread(monkeypatch):
+    monkeypatch.setattr(ended_requests, "BATCH", 1)
+    monkeypatch.setattr(ended_requests, "MAX_WAITING", 2)
+    queue = EndedRequests()
+    making, release = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    def slow() -> None:
+        making.set()
+        release.wait(30)
+        made.append("slow")
+
+    queue.put(slow)
+    assert making.wait(10)  # the thread is in it
+    queue.put(lambda: made.append("waiting 1"))
+    queue.put(lambda: made.append("waiting 2"))
+    ender = threading.Thread(target=queue.put, args=(lambda: made.append("past"),))
+    ender.start()
+    ender.join(10)
+    assert not ender.is_alive() and made == ["past"]
+    release.set()
+    queue.drain()
+    assert made == ["past", "slow", "waiting 1", "waiting 2"]
 
 
 def test_a_drain_waits_for_the_records_the_thread_is_making(monkeypatch):
