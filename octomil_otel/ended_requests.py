@@ -54,23 +54,38 @@ class EndedRequests:
         self._wake = threading.Condition(threading.Lock())
         self._recording = threading.RLock()  # held while records are made: drain() waits
         self._worker: threading.Thread | None = None
+        self._unstartable = False
 
     def put(self, record: Callable[[], None]) -> None:
         """Make ``record()`` (which must not raise) within ``DELAY_SECONDS``, in the order
         put; at once, on this thread, when ``MAX_WAITING`` are waiting. Never blocks."""
         with self._wake:  # two requests ending at once must not both miss being the first
             count = len(self._waiting)
-            if count < MAX_WAITING:
+            if count < MAX_WAITING and self._started():
                 self._waiting.append(record)
                 if count == 0 or count + 1 >= BATCH:  # the first starts the delay
-                    if self._worker is None:
-                        self._worker = threading.Thread(
-                            target=self._run, name="octomil-recorder", daemon=True
-                        )
-                        self._worker.start()
                     self._wake.notify()
                 return
         record()
+
+    def _started(self) -> bool:
+        """Whether the thread runs, started now if need be; ``False`` for good if it cannot
+        start (a limit on threads or memory): requests are then recorded on their own
+        threads, as if nothing were deferred."""
+        if self._worker is None and not self._unstartable:
+            worker = threading.Thread(target=self._run, name="octomil-recorder", daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # "can't start new thread"
+                self._unstartable = True
+                _logger.warning(
+                    "octomil_otel: could not start the recorder's thread; requests are "
+                    "recorded on their own threads",
+                    exc_info=True,
+                )
+                return False
+            self._worker = worker
+        return self._worker is not None
 
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background

@@ -510,6 +510,7 @@ class Generation:
         _open.pop(self, None)
         try:
             t_end = self._clock()
+            chunks = len(self._chunk_times)  # a stream proxy's marker may still append
             processor = self._recorder.octomil_processor  # the one now, even if recorded later
             when = max(
                 self._recorder._records_read,
@@ -522,9 +523,11 @@ class Generation:
                 self.span.end()
             return
         if when == _LATER:
-            ENDED.put(functools.partial(self._record, t_end, error_type, description, processor))
+            ENDED.put(
+                functools.partial(self._record, t_end, chunks, error_type, description, processor)
+            )
         elif when == _NOW:
-            self._record(t_end, error_type, description, processor)
+            self._record(t_end, chunks, error_type, description, processor)
 
     def _span_attributes(self) -> dict[str, Any]:
         return {
@@ -536,6 +539,7 @@ class Generation:
     def _record(
         self,
         t_end: int,
+        chunks: int,
         error_type: str | None,
         description: str | None,
         processor: SpanProcessor | None,
@@ -543,7 +547,8 @@ class Generation:
         """Never raises: telemetry must never reach the caller (a failure is logged)."""
         try:
             recorder = self._recorder
-            summary = summarize(self._t0, self._chunk_times, t_end, self._output_tokens)
+            times = self._chunk_times[:chunks]
+            summary = summarize(self._t0, times, t_end, self._output_tokens)
             total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
             split_ms = self._split_ms(total_ms)
             # every chunk's latency in one attribute, not a span event per chunk: an event

@@ -130,9 +130,11 @@ def test_setters_after_the_end_change_nothing(api, served, clock):
     request.chunk()
     request.set_usage(output_tokens=1)
     request.set_finish_reason("stop")
+    mark, read_clock = request.chunk_marker()  # a stream proxy's, still marking after
     request.stop()
     clock.advance_ms(10.0)
     request.chunk()
+    mark(read_clock())
     request.set_usage(input_tokens=50, output_tokens=9)
     request.set_finish_reason("length")
     request.add_engine_time(prefill_ms=1.0, decode_ms=2.0)
@@ -260,3 +262,23 @@ def test_requests_ending_at_once_wake_the_thread(monkeypatch):
     for ender in enders:
         ender.join(10)
     assert made.acquire(timeout=5) and made.acquire(timeout=5)
+
+
+def test_a_thread_that_cannot_start_leaves_requests_recorded_on_their_own(monkeypatch, caplog):
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name == "octomil-recorder":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    queue = EndedRequests()
+    made: list[tuple[int, str]] = []
+    for i in range(2):
+        queue.put(lambda i=i: made.append((i, threading.current_thread().name)))
+    assert made == [(0, "MainThread"), (1, "MainThread")]
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil_otel: could not start the recorder's thread; requests are recorded on "
+        "their own threads"
+    ]
