@@ -15,7 +15,7 @@ numbered in the order they started: the event loop (1), then in the ON server th
 reporter (2, which compresses and POSTs), the span processor's worker (3, which encodes
 the events), the engine's executor thread (4, where each request's generation ends) and
 the recorder's (5, ``ended_requests``: each request's metrics, histograms and Octomil
-record, 32 requests at a time); in the OFF server the executor thread is 2.
+record, in batches); in the OFF server the executor thread is 2.
 
 Why: ``serve_load.py``'s CPU seconds per request move by more than the difference being
 measured (+0.09 to +0.29 ms in runs of the same server); instruction counts repeat to about

@@ -5,7 +5,7 @@ Why: what a request's end records (its metrics, the Octomil record, the histogra
 ~19 us in a loop of requests, but ~95 us of a served request's engine thread, whose caches
 the server's own work had just filled (``octomil serve echo`` under
 ``bench/serve_load.py``'s load, the thread's CPU time around ``Generation._record``); made
-32 requests at a time on a thread of its own, 30 to 45 us a request (``/proc``, per
+in batches of 32 or more on a thread of its own, 30 to 45 us a request (``/proc``, per
 thread). So where nothing needs a request's record at once, ``Generation`` puts it here.
 
 Nothing needs it at once when each of its readers reads later: the application's span is
@@ -28,7 +28,7 @@ _logger = logging.getLogger(__name__)
 
 BATCH = 32
 """Ended requests that wake the thread at once (otherwise it waits ``DELAY_SECONDS``): it
-records them in one go, while its caches are warm."""
+records every one waiting in one go, while its caches are warm."""
 DELAY_SECONDS = 0.5
 """How long an ended request waits, at most, when fewer than ``BATCH`` are waiting."""
 MAX_WAITING = 4096

@@ -211,7 +211,7 @@ class Recorder:
         self.latest = semconv.latest_experimental()
         self.instruments = Instruments(meter, latest=self.latest)
         self.capture = content.Capture.from_environment(self.latest)
-        histograms = (  # the SDK's with OTEL_SDK_DISABLED, or no provider at all: a no-op
+        histograms = (  # a NoOpMeterProvider's, or the SDK's with OTEL_SDK_DISABLED
             _NOTHING
             if type(meter) is metrics.NoOpMeter
             else _when_read(meter_provider or metrics.get_meter_provider())
