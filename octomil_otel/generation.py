@@ -363,8 +363,6 @@ class Generation:
 
     def chunk(self) -> None:
         """Mark that one output chunk reached the caller, now."""
-        if self._finished:
-            return
         try:
             self._chunk_times.append(self._clock())
         except Exception:  # a clock gone wrong since the Recorder checked it
