@@ -47,8 +47,10 @@ POSTs), the span processor's worker (3, the events' encoding), the engine's thre
 request's chunks and its end) and the recorder's (5, ``ended_requests``: each request's
 metrics, histograms and Octomil record); in the OFF server the engine's thread is 2. The
 threads telemetry adds show its own cost directly; the difference in the others is what
-it costs them (GIL, caches), within their noise. Latencies include queueing behind the
-engine (one request at a time on the engine; ``--max-waiting`` may wait).
+it costs them (GIL, caches, how much work each wake-up finds), within their noise. That line
+sums all rounds (a mean); the table's medians are what the targets are read from.
+Latencies include queueing behind the engine (one request at a time on the engine;
+``--max-waiting`` may wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
 this shows it where it is largest relative to the work: a server doing nearly nothing per
