@@ -84,8 +84,9 @@ _default_octomil_processor: SpanProcessor | None = None
 
 
 _NOTHING, _LATER, _NOW = 0, 1, 2
-"""When a reader of a request's record reads it, the latest first: not at all (nothing to
-record for it), later (a ``Drains``), at once."""
+"""When a reader of a request's record reads it: not at all (nothing to record for it),
+later (a ``Drains``), at once; in that order, so the ``max`` of a request's readers is when
+it must be recorded."""
 
 
 def _when_read(reader: object) -> int:

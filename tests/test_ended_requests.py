@@ -194,9 +194,9 @@ def test_past_the_limit_a_request_is_recorded_at_once_on_its_own_thread(monkeypa
     assert [i for i, _ in made] == [3, 4, 0, 1, 2]
 
 
-def test_past_the_limit_a_request_never_waits_for_the_thread(monkeypatch):
+def busy_queue(monkeypatch) -> tuple[EndedRequests, list[str], threading.Event]:
+    """A queue whose thread is in the middle of a record ("slow") until the event is set."""
     monkeypatch.setattr(ended_requests, "BATCH", 1)
-    monkeypatch.setattr(ended_requests, "MAX_WAITING", 2)
     queue = EndedRequests()
     making, release = threading.Event(), threading.Event()
     made: list[str] = []
@@ -208,6 +208,12 @@ def test_past_the_limit_a_request_never_waits_for_the_thread(monkeypatch):
 
     queue.put(slow)
     assert making.wait(10)  # the thread is in it
+    return queue, made, release
+
+
+def test_past_the_limit_a_request_never_waits_for_the_thread(monkeypatch):
+    monkeypatch.setattr(ended_requests, "MAX_WAITING", 2)
+    queue, made, release = busy_queue(monkeypatch)
     queue.put(lambda: made.append("waiting 1"))
     queue.put(lambda: made.append("waiting 2"))
     ender = threading.Thread(target=queue.put, args=(lambda: made.append("past"),))
@@ -220,18 +226,7 @@ def test_past_the_limit_a_request_never_waits_for_the_thread(monkeypatch):
 
 
 def test_a_drain_waits_for_the_records_the_thread_is_making(monkeypatch):
-    monkeypatch.setattr(ended_requests, "BATCH", 1)
-    queue = EndedRequests()
-    making, release = threading.Event(), threading.Event()
-    made: list[str] = []
-
-    def slow() -> None:
-        making.set()
-        release.wait(30)
-        made.append("slow")
-
-    queue.put(slow)
-    assert making.wait(10)  # the thread is in it
+    queue, made, release = busy_queue(monkeypatch)
     drained = threading.Thread(target=lambda: (queue.drain(), made.append("drained")))
     drained.start()
     drained.join(0.2)
