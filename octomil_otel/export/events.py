@@ -367,12 +367,12 @@ def _chunk_events(
     """One ``chunk_produced`` per chunk, built by C-level ``map``/``zip``/``join``.
 
     This runs once per output token, so no Python code runs per chunk here: each event is
-    the join of eight strings (``_chunk_parts``), four of them the same for the whole
-    request. The latency is written as integer nanoseconds with an exponent
-    (``142300000e-6``): JSON's own number syntax, parsed to the same double as ``142.3``
-    (both round the exact decimal once), without a float-to-text conversion per chunk. An
-    answer given whole (one chunk) is one join: the setup of the maps cost it more (~5 us)
-    than its event.
+    the join of six strings (``_chunk_parts``), two of them the same for the whole request
+    and one for the chunks of one second. The latency is written as integer nanoseconds
+    with an exponent (``142300000e-6``): JSON's own number syntax, parsed to the same double
+    as ``142.3`` (both round the exact decimal once), without a float-to-text conversion per
+    chunk. An answer given whole (one chunk) is one join: the setup of the maps cost it more
+    (~5 us) than its event.
     """
     if min(latencies) < 0:
         raise ValueError(f"a chunk latency is negative: {min(latencies)} ns")
@@ -384,7 +384,9 @@ def _chunk_events(
     metrics, tail = f'"{fields},"metrics":{{"chunk_index":', f"e-6{output_tokens}}}}}"
     if len(latencies) == 1:
         at = format_timestamp(start_ns + latencies[0])
-        parts = _chunk_parts(at[:19], at[19:], metrics, "0", repr(latencies[0]), tail, str)
+        parts = _chunk_parts(
+            _CHUNK_HEAD + at[:19], at[19:], metrics, _indexes(1)[0], repr(latencies[0]), tail, str
+        )
         return ("".join(parts),)
     # each chunk's time in ms from the start's whole second: small ints, and the chunks of
     # one second share its text (a long answer spans a few seconds, not one per chunk)
@@ -400,7 +402,8 @@ def _chunk_events(
     while done < len(at_ms):
         second = at_ms[done] // 1000
         end = bisect.bisect_left(at_ms, (second + 1) * 1000, done)
-        seconds.append(itertools.repeat(_utc_second(start_second + second), end - done))
+        head = _CHUNK_HEAD + _utc_second(start_second + second)
+        seconds.append(itertools.repeat(head, end - done))
         done = end
     return map(
         "".join,
@@ -409,7 +412,7 @@ def _chunk_events(
                 itertools.chain.from_iterable(seconds),
                 map(MILLISECOND_SUFFIXES.__getitem__, map(operator.mod, at_ms, _THOUSANDS)),
                 metrics,
-                _decimals(len(latencies)),
+                _indexes(len(latencies)),
                 map(repr, latencies),
                 tail,
                 itertools.repeat,
@@ -422,31 +425,30 @@ def _chunk_events(
 def _chunk_parts(
     second: Any, millisecond: Any, metrics: str, index: Any, latency: Any, tail: str, each: Any
 ) -> tuple[Any, ...]:
-    """A ``chunk_produced`` event's parts, in order: its timestamp's second and millisecond,
-    its index and latency (one text each, or iterators over a request's chunks), and the
-    parts the same for all of them, passed through ``each`` (``str`` or ``repeat``)."""
-    return (
-        each(_CHUNK_HEAD), second, millisecond, each(metrics), index,
-        each(_CHUNK_LATENCY), latency, each(tail),
-    )  # fmt: skip
+    """A ``chunk_produced`` event's parts, in order: its start and its timestamp to the
+    second (``_CHUNK_HEAD`` and a second's text), the millisecond, the index and the latency
+    (one text each, or iterators over a request's chunks), and the parts the same for all of
+    a request's chunks, passed through ``each`` (``str`` or ``repeat``)."""
+    return second, millisecond, each(metrics), index, latency, each(tail)
 
 
 _CHUNK_HEAD: Final = f'"event_type":"{CHUNK_PRODUCED}","timestamp":"'
-_CHUNK_LATENCY: Final = ',"chunk_latency_ms":'
 _THOUSANDS: Final = itertools.repeat(1000)  # infinite: never exhausted, shared by all calls
 
 
-_DECIMALS: tuple[str, ...] = ()
+_INDEXES: tuple[str, ...] = ()
 
 
-def _decimals(n: int) -> tuple[str, ...]:
-    """``"0"``, ``"1"``, ... at least up to ``n - 1``: the chunk indexes, written once per
-    process (up to the longest answer yet, doubling) rather than once per chunk."""
-    global _DECIMALS
-    decimals = _DECIMALS
-    if len(decimals) < n:  # a race only builds the same tuple twice
-        decimals = _DECIMALS = tuple(map(repr, range(max(n, 2 * len(decimals), 1024))))
-    return decimals
+def _indexes(n: int) -> tuple[str, ...]:
+    """``0,"chunk_latency_ms":``, ``1,"chunk_latency_ms":``, ... at least up to ``n - 1``: the
+    chunk indexes and the key after them, written once per process (up to the longest answer
+    yet, doubling) rather than once per chunk."""
+    global _INDEXES
+    indexes = _INDEXES
+    if len(indexes) < n:  # a race only builds the same tuple twice
+        count = max(n, 2 * len(indexes), 1024)
+        indexes = _INDEXES = tuple(f'{i},"chunk_latency_ms":' for i in range(count))
+    return indexes
 
 
 _json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
