@@ -22,9 +22,10 @@ per 1,000 requests of the server (from ``/proc``, read ``SETTLE_SECONDS`` after 
 end, for both servers: by then the ON server has recorded and encoded the round's last
 requests, and sent all but its last POST of them, and the two servers' idle CPU over that
 window cancels) and of the client, how many cores the server, the client and the receiver
-kept busy, and the ratios ON / OFF; the requests/s ratio within each pair of back-to-back
-rounds (median and range: steadier when the machine's speed drifts over the run, as a shared
-machine's does); then the events the receiver got against those expected (per request:
+kept busy, and the ratios ON / OFF; the requests/s ratio and the server CPU a request ON
+minus OFF within each pair of back-to-back rounds (median and range: steadier when the
+machine's speed drifts over the run, as a shared machine's does; each round's line shows its
+CPU a request); then the events the receiver got against those expected (per request:
 ``generation_started``, one ``chunk_produced`` per content chunk, streamed or not, and
 ``generation_completed``), and the drops the ON server's log reports. Drops by a full queue
 (``max_queue_size``, 1,000 in ``octomil serve``) are not logged: they show only as events
@@ -286,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
                     f"{result.errors} errors in {result.seconds:.1f} s "
-                    f"({result.rate:,.0f} req/s)"
+                    f"({result.rate:,.0f} req/s; server CPU {1000 * _cpu_a_request(result):.2f} "
+                    f"ms a request)"
                     + (f"; first error: {result.first_error}" if result.errors else ""),
                     flush=True,
                 )
@@ -338,6 +340,11 @@ def report_threads(rounds: list[Round], pids: dict[str, int]) -> None:
         print(f"  {name}: " + ", ".join(cells))
 
 
+def _cpu_a_request(result: Round) -> float:
+    """The server's CPU seconds a request in one round."""
+    return _common.ratio(result.server_cpu, result.requests)
+
+
 def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     rows = []
     summary: dict[str, dict[str, float]] = {}
@@ -349,9 +356,7 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
             "req/s": _common.median([r.rate for r in mine]),
             "p50 ms": _common.median([_common.percentile(r.latencies_ms, 50) for r in mine]),
             "p99 ms": _common.median([_common.percentile(r.latencies_ms, 99) for r in mine]),
-            "server CPU s / 1k req": _common.median(
-                [1000 * _common.ratio(r.server_cpu, r.requests) for r in mine]
-            ),
+            "server CPU s / 1k req": _common.median([1000 * _cpu_a_request(r) for r in mine]),
             "client CPU s / 1k req": _common.median(
                 [1000 * _common.ratio(r.client_cpu, r.requests) for r in mine]
             ),
@@ -379,15 +384,18 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
         f"{args.concurrency} client threads, half streamed:"
     )
     _common.print_table([" ", ON, OFF, "ON / OFF"], rows)
-    pairs = [
-        _common.ratio(*(r.rate for r in sorted(pair, key=lambda r: r.server != ON)))
+    pairs = [  # (ON, OFF), back to back
+        sorted(pair, key=lambda r: r.server != ON)
         for pair in zip(rounds[::2], rounds[1::2], strict=True)
     ]
     if pairs:
+        rates = [_common.ratio(on.rate, off.rate) for on, off in pairs]
+        added = [1000 * (_cpu_a_request(on) - _cpu_a_request(off)) for on, off in pairs]
         print(
-            f"req/s ON / OFF within each pair of back-to-back rounds (the machine's speed "
-            f"drifts between pairs): median {_common.median(pairs):.2f}, "
-            f"from {min(pairs):.2f} to {max(pairs):.2f}"
+            f"within each pair of back-to-back rounds (the machine's speed drifts between "
+            f"pairs): req/s ON / OFF median {_common.median(rates):.2f}, from {min(rates):.2f} "
+            f"to {max(rates):.2f}; server CPU ON - OFF a request median "
+            f"{_common.median(added):+.3f} ms, from {min(added):+.3f} to {max(added):+.3f}"
         )
     where = (
         "run on CPUs apart from the first (--pin)"
