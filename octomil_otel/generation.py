@@ -572,13 +572,17 @@ class Generation:
                 # first: no application processor can stand in its way
                 processor.on_end(self._octomil_record(final, end_time))
 
-            response = self._response_attributes(error_type, summary)
-            if self.captures_content:  # before the span ends: it may carry the content
+            span = self.span
+            recording = span.is_recording()
+            captured = self.captures_content
+            response = (  # the application's span's, and captured content's
+                self._response_attributes(error_type, summary) if recording or captured else {}
+            )
+            if captured:  # before the span ends: it may carry the content
                 self._record_content(error_type, end_time, {**final, **response})
 
-            span = self.span
             try:
-                if span.is_recording():
+                if recording:
                     span.set_attributes(final)
                     span.set_attributes(response)
                     if error_type is not None:
