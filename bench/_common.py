@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import pathlib
+import random
 import select
 import signal
 import socket
@@ -99,6 +100,16 @@ def make_providers(*, schedule_delay_millis: float | None = None) -> Providers:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def median_interval(values: Sequence[float], resamples: int = 4000) -> tuple[float, float]:
+    """A 95 % interval for the median of ``values`` (percentile bootstrap, a fixed seed): how
+    far another run of the same length could put it, on a machine whose speed drifts."""
+    rng = random.Random(0)
+    medians = sorted(
+        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    )
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def ratio(numerator: float, denominator: float) -> float:

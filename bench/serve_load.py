@@ -23,13 +23,13 @@ end, for both servers: by then the ON server has recorded and encoded the round'
 requests, and sent all but its last POST of them, and the two servers' idle CPU over that
 window cancels) and of the client, how many cores the server, the client and the receiver
 kept busy, and the ratios ON / OFF; the requests/s ratio and the server CPU a request ON
-minus OFF within each pair of back-to-back rounds (median and range: steadier when the
-machine's speed drifts over the run, as a shared machine's does; each round's line shows its
-CPU a request); then the events the receiver got against those expected (per request:
-``generation_started``, one ``chunk_produced`` per content chunk, streamed or not, and
-``generation_completed``), and the drops the ON server's log reports. Drops by a full queue
-(``max_queue_size``, 1,000 in ``octomil serve``) are not logged: they show only as events
-missing at the receiver.
+minus OFF within each pair of back-to-back rounds (median, its 95 % interval by bootstrap,
+and range: steadier when the machine's speed drifts over the run, as a shared machine's
+does; each round's line shows its CPU a request); then the events the receiver got against
+those expected (per request: ``generation_started``, one ``chunk_produced`` per content
+chunk, streamed or not, and ``generation_completed``), and the drops the ON server's log
+reports. Drops by a full queue (``max_queue_size``, 1,000 in ``octomil serve``) are not
+logged: they show only as events missing at the receiver.
 
 Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
 client threads (this process) and the receiver on any CPU, as the issue that set the
@@ -391,11 +391,16 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     if pairs:
         rates = [_common.ratio(on.rate, off.rate) for on, off in pairs]
         added = [1000 * (_cpu_a_request(on) - _cpu_a_request(off)) for on, off in pairs]
+        (rates_low, rates_high), (added_low, added_high) = map(
+            _common.median_interval, (rates, added)
+        )
         print(
             f"within each pair of back-to-back rounds (the machine's speed drifts between "
-            f"pairs): req/s ON / OFF median {_common.median(rates):.2f}, from {min(rates):.2f} "
-            f"to {max(rates):.2f}; server CPU ON - OFF a request median "
-            f"{_common.median(added):+.3f} ms, from {min(added):+.3f} to {max(added):+.3f}"
+            f"pairs): req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
+            f"{rates_low:.2f} to {rates_high:.2f}; pairs from {min(rates):.2f} to "
+            f"{max(rates):.2f}); server CPU ON - OFF a request median "
+            f"{_common.median(added):+.3f} ms (95 % interval {added_low:+.3f} to "
+            f"{added_high:+.3f}; pairs from {min(added):+.3f} to {max(added):+.3f})"
         )
     where = (
         "run on CPUs apart from the first (--pin)"
