@@ -174,6 +174,43 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
     ]
 
 
+class _NamelessSpan(ReadableSpan):
+    @property
+    def name(self) -> str:
+        raise RuntimeError("no name")
+
+
+def test_exporter_delivers_the_rest_of_a_batch_around_what_is_not_a_span(
+    api, recorder, octomil_records, caplog
+):
+    for request_id in ("req_00000001", "req_00000002"):
+        generation = recorder.start(model="tiny", engine="echo", request_id=request_id)
+        generation.chunk()
+        generation.stop()
+    first, second = octomil_records.get_finished_spans()
+    nameless = _NamelessSpan("?", attributes={"octomil.total_duration_ms": 1.0})
+    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
+    exporter = OctomilSpanExporter(reporter)
+
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        result = exporter.export([first, object(), nameless, second])
+    assert reporter.flush()
+    exporter.shutdown()
+
+    assert result is SpanExportResult.FAILURE
+    assert [(e["request_id"], e["event_type"]) for e in api.events] == [
+        ("req_00000001", "generation_started"),
+        ("req_00000001", "chunk_produced"),
+        ("req_00000001", "generation_completed"),
+        ("req_00000002", "generation_started"),
+        ("req_00000002", "chunk_produced"),
+        ("req_00000002", "generation_completed"),
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil_otel: could not convert span None to events; dropped it"
+    ] * 2
+
+
 class _Unreadable:
     """An attribute value that cannot even be compared."""
 

@@ -40,6 +40,11 @@ SECOND_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 """A timestamp's first 19 characters: the date and time of day, to the second."""
 TIMESTAMP_PATTERN: Final = SECOND_PATTERN + r"\.[0-9]{3}Z\Z"
 HEX_PATTERN: Final = r"^[0-9a-f]+\Z"
+MAX_EVENT_CHARS: Final = 1024 * 1024 - 4096
+"""An encoded event's size, at most: a batch's (``_transport.MAX_BATCH_BYTES``, 1 MiB) less
+room for its head, the device and org fields, and a chunk's metrics (a chunk's event is at
+most ~100 characters longer than its request's first). ``encode`` refuses a request whose
+first or last event is longer, so that the API gets all of a request's events or none."""
 MAX_CHUNK_INDEX: Final = 2**53
 """Chunk indexes are whole numbers below this: exact as a double and as a database integer."""
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
@@ -247,15 +252,21 @@ def encode(span: ReadableSpan) -> list[str]:
     Raises:
         KeyError, TypeError, ValueError, OverflowError, struct.error: the span lacks a field
         (its start or end time included) or holds a value the contract refuses (a metric
-        that is negative, not finite or not a number; latencies cut short); the exporter
-        drops that span alone.
+        that is negative, not finite or not a number; latencies cut short; an end before
+        its start; a non-bool stream; a first or last event over ``MAX_EVENT_CHARS``); the
+        exporter drops that span alone.
     """
     if not is_generation_span(span):
         return []
-    if span.start_time is None or span.end_time is None:
+    start_ns, end_ns = span.start_time, span.end_time
+    if start_ns is None or end_ns is None:
         raise ValueError("a generation span without its start or end time")
+    if end_ns < start_ns:
+        raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
     attributes = span.attributes or {}
-    stream = bool(attributes.get(semconv.GEN_AI_REQUEST_STREAM, False))
+    stream = attributes.get(semconv.GEN_AI_REQUEST_STREAM, False)
+    if type(stream) is not bool:
+        raise TypeError(f"{semconv.GEN_AI_REQUEST_STREAM} must be a bool, got {stream!r}")
     request_id = _checked_request_id(attributes[semconv.GEN_AI_RESPONSE_ID])
     # ',"model":...,"stream":true': every event's fields after its timestamp. Checked here:
     # a request that breaks the contract is dropped alone, rather than have the API refuse
@@ -268,7 +279,6 @@ def encode(span: ReadableSpan) -> list[str]:
     if context is not None and _is_id(context.trace_id, 128) and _is_id(context.span_id, 64):
         link += f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
 
-    start_ns, end_ns = span.start_time, span.end_time
     latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ""))
     last_chunk_ns = start_ns + sum(latencies)
     times = (start_ns, end_ns, last_chunk_ns)
@@ -300,6 +310,8 @@ def encode(span: ReadableSpan) -> list[str]:
         f'"event_type":"{event_type}","timestamp":"{format_timestamp(end_ns)}"'
         f'{link},"metrics":{metrics}}}'
     )
+    if max(len(events[0]), len(events[-1])) > MAX_EVENT_CHARS:  # the chunks' are no longer
+        raise ValueError("an event over the API's 1 MiB: the request would have no end")
     return events
 
 

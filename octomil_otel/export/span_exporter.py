@@ -75,7 +75,7 @@ class OctomilSpanExporter(SpanExporter):
             except Exception:
                 _logger.warning(
                     "octomil_otel: could not convert span %r to events; dropped it",
-                    span.name,
+                    _name_of(span),
                     exc_info=True,
                 )
                 self.reporter.count_dropped(events.event_count(span))
@@ -91,6 +91,15 @@ class OctomilSpanExporter(SpanExporter):
             return
         self._shutdown = True
         self.reporter.shutdown(self._wait_seconds(10.0))
+
+
+def _name_of(span: object) -> object:
+    """A span's name for a log line: ``None`` for one whose name cannot even be read (not a
+    span at all), which is dropped alone like any other."""
+    try:
+        return span.name  # type: ignore[attr-defined]
+    except Exception:
+        return None
 
 
 class OctomilSpanProcessor(BatchSpanProcessor, Drains):
