@@ -86,7 +86,8 @@ ON, OFF = "telemetry ON", "telemetry OFF"
 PINNING = ("none", "harness", "all")  # --pin: who runs on which CPUs
 SETTLE_SECONDS = 3.0
 """Both servers idle this long after a round before their CPU is read: longer than a
-request's end waits for the recorder's thread (1 s) and then for the span processor (1 s)."""
+request's end waits for the recorder's thread (0.5 s) and then for the span processor (1 s),
+with room to spare."""
 _TEXT = (
     "the quick brown fox jumps over a lazy dog while seven small models answer questions "
     "about tokens latency streams caches threads queues servers clients prompts batches "

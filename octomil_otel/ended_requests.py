@@ -5,9 +5,8 @@ Why: what a request's end records (its metrics, the Octomil record, the histogra
 ~19 us in a loop of requests, but ~95 us of a served request's engine thread, whose caches
 the server's own work had just filled (``octomil serve echo`` under
 ``bench/serve_load.py``'s load, the thread's CPU time around ``Generation._record``); made
-in batches on a thread of its own, 30 to 45 us a request in batches of 32, 25 to 28 us in
-batches of a second's requests (``/proc``, per thread: fewer wake-ups, warmer caches). So
-where nothing needs a request's record at once, ``Generation`` puts it here.
+in batches of 32 or more on a thread of its own, 30 to 45 us a request (``/proc``, per
+thread). So where nothing needs a request's record at once, ``Generation`` puts it here.
 
 Nothing needs it at once when each of its readers reads later: the application's span is
 not recording, no message content is captured, the Octomil span processor delivers in the
@@ -27,12 +26,13 @@ from collections.abc import Callable
 
 _logger = logging.getLogger(__name__)
 
-BATCH = 256
+BATCH = 32
 """Ended requests that wake the thread at once (otherwise it waits ``DELAY_SECONDS``): it
-records every one waiting in one go, while its caches are warm. More than a busy server's
-requests of a second (``octomil serve echo`` answers ~150 a second on 2 cores), so the
-thread wakes about once a second under load."""
-DELAY_SECONDS = 1.0
+records every one waiting in one go, while its caches are warm. Not more: recording holds
+the GIL, ~1 ms for 32 in a busy server. Batches of up to 256 (a second's requests) cost the
+thread a fifth less, but held the GIL 4 to 5 ms at a time, and the p99 latency of
+``bench/serve_load.py`` rose to 1.08, 1.03 and 1.16 times OFF's in three runs."""
+DELAY_SECONDS = 0.5
 """How long an ended request waits, at most, when fewer than ``BATCH`` are waiting."""
 MAX_WAITING = 4096
 """Ended requests waiting, at most: past it (the thread falls behind), a request that ends
