@@ -310,7 +310,7 @@ def encode(span: ReadableSpan) -> list[str]:
         f'"event_type":"{event_type}","timestamp":"{format_timestamp(end_ns)}"'
         f'{link},"metrics":{metrics}}}'
     )
-    if max(len(events[0]), len(events[-1])) > MAX_EVENT_CHARS:  # the chunks' are no longer
+    if max(len(events[0]), len(events[-1])) > MAX_EVENT_CHARS:  # a chunk's: within the room
         raise ValueError("an event over the API's 1 MiB: the request would have no end")
     return events
 
