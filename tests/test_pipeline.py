@@ -151,16 +151,17 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
         end_time=2,
     )
     other = ReadableSpan("user work", attributes={"http.route": "/"}, start_time=1, end_time=2)
+    nameless = _NamelessSpan("?", attributes={"octomil.total_duration_ms": 1.0})  # no times
     reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
     exporter = OctomilSpanExporter(reporter)
 
     with caplog.at_level(logging.WARNING, logger="octomil_otel"):
-        result = exporter.export([first, malformed, other, second])
+        result = exporter.export([first, malformed, other, object(), nameless, second])
     assert reporter.flush()
     exporter.shutdown()
 
     assert result is SpanExportResult.FAILURE
-    assert reporter.dropped_events == 2 + 3  # the malformed span's, counted
+    assert reporter.dropped_events == (2 + 3) + 2  # the malformed span's, the nameless one's
     assert [(e["request_id"], e["event_type"]) for e in api.events] == [
         ("req_00000001", "generation_started"),
         ("req_00000001", "chunk_produced"),
@@ -170,7 +171,9 @@ def test_exporter_delivers_the_rest_of_a_batch_around_a_malformed_span(
         ("req_00000002", "generation_completed"),
     ]
     assert [r.getMessage() for r in caplog.records] == [
-        "octomil_otel: could not convert span 'chat ?' to events; dropped it"
+        "octomil_otel: could not convert span 'chat ?' to events; dropped it",
+        "octomil_otel: could not convert span None to events; dropped it",  # not a span
+        "octomil_otel: could not convert span None to events; dropped it",  # its name raises
     ]
 
 
@@ -178,37 +181,6 @@ class _NamelessSpan(ReadableSpan):
     @property
     def name(self) -> str:
         raise RuntimeError("no name")
-
-
-def test_exporter_delivers_the_rest_of_a_batch_around_what_is_not_a_span(
-    api, recorder, octomil_records, caplog
-):
-    for request_id in ("req_00000001", "req_00000002"):
-        generation = recorder.start(model="tiny", engine="echo", request_id=request_id)
-        generation.chunk()
-        generation.stop()
-    first, second = octomil_records.get_finished_spans()
-    nameless = _NamelessSpan("?", attributes={"octomil.total_duration_ms": 1.0})
-    reporter = TelemetryReporter(API_KEY, api.url, device_id=DEVICE)
-    exporter = OctomilSpanExporter(reporter)
-
-    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
-        result = exporter.export([first, object(), nameless, second])
-    assert reporter.flush()
-    exporter.shutdown()
-
-    assert result is SpanExportResult.FAILURE
-    assert [(e["request_id"], e["event_type"]) for e in api.events] == [
-        ("req_00000001", "generation_started"),
-        ("req_00000001", "chunk_produced"),
-        ("req_00000001", "generation_completed"),
-        ("req_00000002", "generation_started"),
-        ("req_00000002", "chunk_produced"),
-        ("req_00000002", "generation_completed"),
-    ]
-    assert [r.getMessage() for r in caplog.records] == [
-        "octomil_otel: could not convert span None to events; dropped it"
-    ] * 2
 
 
 class _Unreadable:
