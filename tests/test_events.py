@@ -444,17 +444,17 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
 
 
 @pytest.mark.parametrize(
-    ("change", "error", "message"),
+    ("attributes", "end_before_start", "error", "message"),
     [
-        ({"gen_ai.request.stream": "no"}, TypeError, "gen_ai.request.stream must be a bool"),
-        ({"error.type": "E" * 2**20}, ValueError, "an event over the API's 1 MiB"),
-        ({"gen_ai.request.model": "m" * 2**20}, ValueError, "an event over the API's 1 MiB"),
-        ({"end_time": "before the start"}, ValueError, "ends before it starts"),
+        ({"gen_ai.request.stream": "no"}, False, TypeError, "gen_ai.request.stream must be a bool"),
+        ({"error.type": "E" * 2**20}, False, ValueError, "an event over the API's 1 MiB"),
+        ({"gen_ai.request.model": "m" * 2**20}, False, ValueError, "an event over the API's 1 MiB"),
+        ({}, True, ValueError, "ends before it starts"),
     ],
     ids=["stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start"],
 )
 def test_encode_refuses_a_request_the_api_would_get_in_part(
-    recorder, octomil_records, change, error, message
+    recorder, octomil_records, attributes, end_before_start, error, message
 ):
     """All of a request's events or none: not a request whose end the API would refuse or
     the reporter drop, nor one whose events would contradict each other."""
@@ -462,14 +462,12 @@ def test_encode_refuses_a_request_the_api_would_get_in_part(
     generation.chunk()
     generation.stop()
     (span,) = octomil_records.get_finished_spans()
-    end_time = span.start_time - 1 if "end_time" in change else span.end_time
-    attributes = {k: v for k, v in change.items() if k != "end_time"}
     record = ReadableSpan(
         span.name,
         context=span.context,
         attributes={**span.attributes, **attributes},
         start_time=span.start_time,
-        end_time=end_time,
+        end_time=span.start_time - 1 if end_before_start else span.end_time,
     )
 
     with pytest.raises(error, match=message):
