@@ -337,15 +337,24 @@ def test_validate_event_refuses_an_int_too_large_for_a_double():
         validate_event(event)
 
 
-def _record_with(span, **attributes):
-    """``span``'s record with some attributes replaced."""
+def _record_with(span, *, start_time=None, end_time=None, **attributes):
+    """``span``'s record with some attributes, and its start or end time, replaced."""
     return ReadableSpan(
         span.name,
         context=span.context,
         attributes={**span.attributes, **attributes},
-        start_time=span.start_time,
-        end_time=span.end_time,
+        start_time=span.start_time if start_time is None else start_time,
+        end_time=span.end_time if end_time is None else end_time,
     )
+
+
+def _one_chunk_stream(recorder, octomil_records):
+    """The record of a streamed request of one chunk."""
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    generation.chunk()
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+    return span
 
 
 @pytest.mark.parametrize(
@@ -458,17 +467,9 @@ def test_encode_refuses_a_request_the_api_would_get_in_part(
 ):
     """All of a request's events or none: not a request whose end the API would refuse or
     the reporter drop, nor one whose events would contradict each other."""
-    generation = recorder.start(model="tiny", engine="echo", stream=True)
-    generation.chunk()
-    generation.stop()
-    (span,) = octomil_records.get_finished_spans()
-    record = ReadableSpan(
-        span.name,
-        context=span.context,
-        attributes={**span.attributes, **attributes},
-        start_time=span.start_time,
-        end_time=span.start_time - 1 if end_before_start else span.end_time,
-    )
+    span = _one_chunk_stream(recorder, octomil_records)
+    end_time = span.start_time - 1 if end_before_start else None
+    record = _record_with(span, end_time=end_time, **attributes)
 
     with pytest.raises(error, match=message):
         encode(record)
@@ -490,19 +491,12 @@ def test_the_largest_event_encode_writes_fits_a_batch():
     ids=["start-after-9999", "start-before-1000", "chunk-after-9999"],
 )
 def test_encode_refuses_a_time_the_api_cannot_read(recorder, octomil_records, start_ns, latency_ns):
-    generation = recorder.start(model="tiny", engine="echo", stream=True)
-    generation.chunk()
-    generation.stop()
-    (span,) = octomil_records.get_finished_spans()
-    record = ReadableSpan(
-        span.name,
-        context=span.context,
-        attributes={
-            **span.attributes,
-            "octomil.chunk.latencies_ns": chunk_latencies.pack([latency_ns]),
-        },
+    span = _one_chunk_stream(recorder, octomil_records)
+    record = _record_with(
+        span,
         start_time=start_ns,
         end_time=start_ns,
+        **{"octomil.chunk.latencies_ns": chunk_latencies.pack([latency_ns])},
     )
 
     with pytest.raises(ValueError, match="outside the years 1000 to 9999"):
