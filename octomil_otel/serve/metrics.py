@@ -178,13 +178,22 @@ class _Instrument:
         self.name, self.unit, self.description = name, unit, description
         self._start = time.time_ns()
         self._points: dict[tuple[tuple[str, Any], ...], list[float]] = {}
+        self._by_items: dict[tuple[tuple[str, Any], ...], list[float]] = {}
+        """The same points by the attributes' items in the order given: a request's
+        attributes come in one order, and sorting them cost more than the record."""
         self._lock = threading.Lock()
         self.first_record = math.inf
 
-    def _new_point(self, key: tuple[tuple[str, Any], ...], point: list[float]) -> list[float]:
-        if not self._points:
-            self.first_record = next(_RECORDS_BEGUN)
-        self._points[key] = point
+    def _point(self, items: tuple[tuple[str, Any], ...], empty: list[float]) -> list[float]:
+        """The point of an attribute set not seen in this order yet (a copy of ``empty``
+        if the set is new); with the lock held."""
+        key = tuple(sorted(items))
+        point = self._points.get(key)
+        if point is None:
+            if not self._points:
+                self.first_record = next(_RECORDS_BEGUN)
+            point = self._points[key] = empty
+        self._by_items[items] = point
         return point
 
     _SINCE: int
@@ -218,13 +227,13 @@ class _Histogram(_Instrument, metrics.Histogram):
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
-        key = tuple(sorted(attributes.items())) if attributes else ()
+        items = tuple(attributes.items()) if attributes else ()
         bucket = 5 + bisect.bisect_left(self._bounds, amount)
         with self._lock:
-            point = self._points.get(key)
+            point = self._by_items.get(items)
             if point is None:  # count, min, max, sum since the last collection, sum, buckets
-                point = self._new_point(
-                    key, [0, amount, amount, 0, 0] + [0] * (len(self._bounds) + 1)
+                point = self._point(
+                    items, [0, amount, amount, 0, 0] + [0] * (len(self._bounds) + 1)
                 )
             point[0] += 1
             if amount < point[1]:
@@ -254,11 +263,9 @@ class _Counter(_Instrument, metrics.Counter):
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
         if not 0 <= amount < math.inf:
             return
-        key = tuple(sorted(attributes.items())) if attributes else ()
+        items = tuple(attributes.items()) if attributes else ()
         with self._lock:
-            point = self._points.get(key)
-            if point is None:
-                point = self._new_point(key, [0, 0])
+            point = self._by_items.get(items) or self._point(items, [0, 0])
             point[0] += amount
 
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Sum:
