@@ -159,9 +159,10 @@ def summarize(
             out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = (sum(latencies) - latencies[0]) / (
                 gaps * 1e6
             )
-            rank = math.ceil(0.99 * gaps)  # nearest rank: the k-th largest, k small
-            kth_largest = heapq.nlargest(gaps - rank + 1, itertools.islice(latencies, 1, None))
-            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = kth_largest[-1] / 1e6
+            k = gaps - math.ceil(0.99 * gaps) + 1  # nearest rank: the k-th largest, k small
+            after_first = itertools.islice(latencies, 1, None)
+            kth_largest = max(after_first) if k == 1 else heapq.nlargest(k, after_first)[-1]
+            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = kth_largest / 1e6
     if output_tokens is not None and total_ms > 0:
         out[semconv.OCTOMIL_THROUGHPUT_TOK_S] = output_tokens / (total_ms / 1000)
     return out
@@ -571,13 +572,17 @@ class Generation:
                 # first: no application processor can stand in its way
                 processor.on_end(self._octomil_record(final, end_time))
 
-            response = self._response_attributes(error_type, summary)
-            if self.captures_content:  # before the span ends: it may carry the content
+            span = self.span
+            recording = span.is_recording()
+            captured = self.captures_content
+            response = (  # the application's span's, and captured content's
+                self._response_attributes(error_type, summary) if recording or captured else {}
+            )
+            if captured:  # before the span ends: it may carry the content
                 self._record_content(error_type, end_time, {**final, **response})
 
-            span = self.span
             try:
-                if span.is_recording():
+                if recording:
                     span.set_attributes(final)
                     span.set_attributes(response)
                     if error_type is not None:
@@ -673,7 +678,8 @@ class Generation:
         """The request as the Octomil exporter reads it: every attribute, no limits, with
         the application's span's ids (zero when it has none) and always sampled."""
         ids = self.span.get_span_context()
-        attributes = {**self._span_attributes(), **final}
+        attributes = self._span_attributes()
+        attributes.update(final)
         operation = attributes[semconv.GEN_AI_OPERATION_NAME]
         return ReadableSpan(
             f"{operation} {attributes[semconv.GEN_AI_REQUEST_MODEL]}",

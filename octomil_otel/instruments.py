@@ -10,17 +10,16 @@ never per chunk.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import metrics
 
 from octomil_otel import semconv
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What the instruments need of one finished request.
+class Outcome(NamedTuple):
+    """What the instruments need of one finished request (a tuple: a frozen dataclass took
+    ~0.8 us more a request to build).
 
     ``attributes``: operation, provider and request model; ``latencies_ns``: each chunk's
     latency, the first one the time to it; ``split_ms``: the ``octomil.*_ms`` figures known

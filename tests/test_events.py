@@ -331,6 +331,22 @@ def test_encode_chunk_timestamps_cross_seconds_exactly(recorder, clock, octomil_
     assert [e["metrics"]["chunk_latency_ms"] for e in chunks] == gaps_ms
 
 
+@pytest.mark.parametrize("stream", [True, False])
+def test_encode_writes_one_chunk_as_the_first_of_many(recorder, clock, octomil_records, stream):
+    """One chunk is encoded without the maps that write many: byte for byte the same event."""
+    span = finished_span(
+        recorder, clock, octomil_records, stream=stream, gaps=[999.9996], output_tokens=2,
+        end=lambda g: g.stop(),
+    )  # fmt: skip
+    (latency,) = chunk_latencies.unpack(span.attributes["octomil.chunk.latencies_ns"])
+    two = _record_with(span, **{"octomil.chunk.latencies_ns": chunk_latencies.pack([latency, 7])})
+
+    one_chunk, two_chunks = encode(span)[1], encode(two)[1]
+
+    assert one_chunk == two_chunks
+    assert json.loads("{" + one_chunk)["timestamp"] == "2026-02-19T14:32:02.441Z"
+
+
 def test_validate_event_refuses_an_int_too_large_for_a_double():
     event = {**DOC_EXAMPLE, "metrics": {"output_tokens": 10**400}}
     with pytest.raises(ValueError, match=r"metrics\.output_tokens must be finite"):

@@ -18,12 +18,12 @@ SDK MeterProvider set up by the application (``opentelemetry-instrument``) or
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,6 +54,7 @@ from octomil_otel.export.otlp import exporters, forwarding
 from octomil_otel.pipeline import telemetry_resource
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
+_INFINITY = math.inf  # a module constant: read once per record, not looked up in math
 _RECORDS_BEGUN = itertools.count()
 
 
@@ -225,10 +226,10 @@ class _Histogram(_Instrument, metrics.Histogram):
     _SINCE = 3
 
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
-        if not 0 <= amount < math.inf:
+        if not 0 <= amount < _INFINITY:
             return
         items = tuple(attributes.items()) if attributes else ()
-        bucket = 5 + bisect.bisect_left(self._bounds, amount)
+        bucket = 5 + bisect_left(self._bounds, amount)
         with self._lock:
             point = self._by_items.get(items)
             if point is None:  # count, min, max, sum since the last collection, sum, buckets
@@ -261,7 +262,7 @@ class _Counter(_Instrument, metrics.Counter):
     _SINCE = 0
 
     def add(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
-        if not 0 <= amount < math.inf:
+        if not 0 <= amount < _INFINITY:
             return
         items = tuple(attributes.items()) if attributes else ()
         with self._lock:
