@@ -14,10 +14,11 @@ instrument=["llamacpp"])``, the way an application turns telemetry on, and befor
 waits for ``Telemetry.flush()``: the events are encoded, compressed and POSTed to the API
 at ``--api-base`` (a real one, on 127.0.0.1) inside the counted process, and the driver
 checks that the API accepted every one. ``--mode plain`` is the same program without
-``init`` (it imports ``octomil`` too). ``--pad`` is ignored text: its length moves the
-process's memory layout. Before the measured stream, the instrumented program waits until
-the warm-up request's events are delivered, and both modes collect and freeze the start-up
-heap (``settle_heap``).
+``init`` (it imports ``octomil`` too). Before the measured stream, the instrumented program
+waits until the warm-up request's events are delivered, both modes collect and freeze the
+start-up heap (``settle_heap``), then keep ``--heap`` objects of every small size alive
+(``fill_pools``): where each of the allocator's size classes stands in its pools when the
+stream starts, the layout that the engine's own count depends on.
 
 Not meant to be run on its own except to try it::
 
@@ -55,6 +56,14 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def fill_pools(objects: int) -> list[bytes]:
+    """``objects`` bytes objects of each size pymalloc serves in turn (34 to 512 bytes with
+    their header: one in ~30 in each of its size classes from 48 bytes up, so that 10,000
+    fill a pool of 16 KiB of each), to be kept alive: they move where the next allocation of
+    each class lands, as a program's live objects do."""
+    return [b"x" * (i % 479 + 1) for i in range(objects)]
+
+
 def consume(stream: Iterable[Any]) -> int:
     return sum(1 for _item in stream)
 
@@ -66,7 +75,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, required=True, help="N: chunks to stream")
     parser.add_argument("--gguf", type=pathlib.Path, help="engine: the model")
     parser.add_argument("--api-base", default="", help="instrumented: the Octomil API")
-    parser.add_argument("--pad", default="", help="ignored; its length moves memory layout")
+    parser.add_argument("--heap", type=int, default=0, help="objects kept before the stream")
     args = parser.parse_args()
 
     # both modes import it: the heaps that generation starts from then differ by what
@@ -97,10 +106,12 @@ def main() -> None:
         if telemetry is not None and not telemetry.flush(60.0):
             sys.exit("the warm-up's events were not delivered within 60 s")
         settle_heap()
+        kept = fill_pools(args.heap)
         count = consume(stream(args.chunks)) - 1  # N chunks of text, then the final one
         expected_events = (WARM_UP_TOKENS + 2) + (args.chunks + 2)
     else:
         settle_heap()
+        kept = fill_pools(args.heap)
         if telemetry is None:
             count = consume(source(args.chunks))
         else:
@@ -109,6 +120,7 @@ def main() -> None:
             generation = telemetry.recorder.start(model="bench", engine="echo", stream=True)
             count = consume(record_stream(generation, source(args.chunks)))
         expected_events = args.chunks + 2
+    del kept
     if count != args.chunks:
         sys.exit(f"streamed {count} chunks, expected {args.chunks}")
     if telemetry is not None:

@@ -11,10 +11,10 @@ the plain program is the same without ``init``. Each runs at two generation leng
 
 so start-up, imports, model load, ``init`` and everything a request costs once cancel, and
 what is left is what each chunk adds: the hot path, and building, encoding, compressing
-and sending its ``chunk_produced`` event. Instruction counts move by a few thousand with
-nothing but the process's memory layout (CPython's allocator), so every configuration runs
-under several layouts (``--pads``: the length of an ignored argument) and the median is the
-figure; the spread is printed too.
+and sending its ``chunk_produced`` event. Instruction counts move with nothing but the
+process's memory layout (CPython's allocator), so every configuration runs under several
+layouts (``--heaps``: how many objects of every small size the driver keeps alive before
+the stream) and the median is the figure; the spread is printed too.
 
 Sources (``--source``): ``engine``, llama-cpp-python on the tests' tiny GGUF (the figure the
 README publishes, next to the ~5.6M instructions a token of that model costs in the whole
@@ -33,21 +33,21 @@ arguments and of the working directory): llama-cpp-python makes ~4,600
 was full (callgrind's line counts in ``obmalloc.c``: the lines that link such a pool back
 count 359 instructions a token in most plain runs, 533 to 1,982 in instrumented ones), and
 glibc's ``_int_malloc`` costs 15 to 30 instructions more a call. Which level a run lands on
-depends on the layout and on what other threads allocate during the stream. The driver
-therefore delivers the warm-up request's events before the measured stream starts: they
-are a request's cost, which the two lengths cancel anyway, and encoded beside the stream
-they put most instrumented layouts on the high level (2026-12-01, five layouts, chunk times
-in an int64 array: +30.9k to +37.4k, median +32.3k; with the warm-up delivered first, +8 to
-+11.5k, median +4.6k; with the warm-up first but a list of int objects, -2.5k to +36.6k,
-median +12.0k; the released code, +1,461 to +15,402, median +8,669, and +492 to +9,853,
-median +6,199, before its last fixes). In an
-application that streams while other requests are exported, the engine's level moves the
-same way: that is the allocator's, not work our code does, and no figure here isolates it.
-Read ``callgrind_annotate`` on the kept profiles (the work directory is printed) before
-reading a change into it.
+depends on where each size class stands in its pools when the stream starts, and on what
+other threads allocate during the stream. So the driver delivers the warm-up request's
+events before the measured stream starts (a request's cost, which the two lengths cancel
+anyway; encoded beside the stream, they put most layouts on the high level), and the
+layouts are live heaps, not lengths of an ignored argument: with those, all the layouts of
+one build could land on one level (2026-12-01: one build +25.4k to +36.9k over five, another
+-10.7k to +25.6k, the two a few micro-optimizations apart), so that the level of a build,
+not its work, made the figure. Kept objects of every size class sample the levels in both
+programs alike. In an application that streams while other requests are exported, the
+engine's level moves the same way: that is the allocator's, not work our code does, and no
+figure here isolates it. Read ``callgrind_annotate`` on the kept profiles (the work
+directory is printed) before reading a change into it.
 
 Needs valgrind (``apt-get install -y valgrind``) and a llama-cpp-python built without
-AVX-512 (``scripts/setup.sh``). The defaults take about 5 minutes on 2 cores (2026-12-01).
+AVX-512 (``scripts/setup.sh``). The defaults take about 15 minutes on 2 cores (2026-12-01).
 
 Run (from the repo root)::
 
@@ -102,12 +102,14 @@ def main() -> None:
     parser.add_argument("--source", choices=["engine", "python", "all"], default="all")
     parser.add_argument("--n1", type=int, help="chunks in the short run (default per source)")
     parser.add_argument("--n2", type=int, help="chunks in the long run (default per source)")
-    parser.add_argument("--pads", default="0,1500,4000", help="memory layouts: argument lengths")
+    parser.add_argument(
+        "--heaps", default="0,1500,3000,4500,6000,7500,9000", help="layouts: objects kept"
+    )
     parser.add_argument("--jobs", type=int, default=2, help="valgrind processes at a time")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind not found: apt-get install -y valgrind")
-    pads = [int(p) for p in args.pads.split(",")]
+    heaps = [int(h) for h in args.heaps.split(",")]
     sources = ["engine", "python"] if args.source == "all" else [args.source]
     work = pathlib.Path(tempfile.mkdtemp(prefix="octomil-callgrind-"))
 
@@ -117,15 +119,15 @@ def main() -> None:
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             for src in sources:
                 n1, n2 = args.n1 or DEFAULT_N[src][0], args.n2 or DEFAULT_N[src][1]
-                for pad in pads:
+                for heap in heaps:
                     for mode in ("plain", "instrumented"):
                         for n in (n1, n2):
-                            label = f"{src}-{mode}-{n}-pad{pad}"
+                            label = f"{src}-{mode}-{n}-heap{heap}"
                             driver_args = [
                                 "--source", src, "--mode", mode, "--chunks", str(n),
-                                "--gguf", str(gguf), "--api-base", api.url, "--pad", "x" * pad,
+                                "--gguf", str(gguf), "--api-base", api.url, "--heap", str(heap),
                             ]  # fmt: skip
-                            runs[src, mode, n, pad] = pool.submit(
+                            runs[src, mode, n, heap] = pool.submit(
                                 count_instructions, work, label, driver_args
                             )
         counts = {key: future.result() for key, future in runs.items()}
@@ -137,16 +139,16 @@ def main() -> None:
     for src in sources:
         n1, n2 = args.n1 or DEFAULT_N[src][0], args.n2 or DEFAULT_N[src][1]
         added = []
-        for pad in pads:
+        for heap in heaps:
             per = {
-                mode: (counts[src, mode, n2, pad] - counts[src, mode, n1, pad]) / (n2 - n1)
+                mode: (counts[src, mode, n2, heap] - counts[src, mode, n1, heap]) / (n2 - n1)
                 for mode in ("plain", "instrumented")
             }
             added.append(per["instrumented"] - per["plain"])
-            rows.append((src, pad, n1, n2, *map(round, (*per.values(), added[-1]))))
+            rows.append((src, heap, n1, n2, *map(round, (*per.values(), added[-1]))))
         rows.append((src, "median", n1, n2, "", "", round(statistics.median(added))))
     _common.print_table(
-        ["source", "layout", "N1", "N2", "plain Ir/chunk", "instr. Ir/chunk", "all-in added"],
+        ["source", "heap", "N1", "N2", "plain Ir/chunk", "instr. Ir/chunk", "all-in added"],
         rows,
     )
     print(f"\nevents the API accepted from the instrumented runs: {received}")
