@@ -145,15 +145,16 @@ def summarize(
     ``throughput_tok_s = output_tokens / (total_duration_ms / 1000)``; the chunk latency
     average and p99 (nearest rank) over the ``n - 1`` gaps between chunks, absent when
     ``n < 2``; and each chunk's latency in nanoseconds (its gap, or ``c_0 - t0`` for the
-    first), packed. Values that cannot be known are left out.
+    first), a tuple of ints (packed only for the application's span). Values that cannot be
+    known are left out.
     """
     total_ms = (t_end - t0) / 1e6
     out: dict[str, Any] = {semconv.OCTOMIL_TOTAL_DURATION_MS: total_ms}
     if chunk_times:
         times = list(chunk_times)  # an array's items become int objects here, once
-        latencies = list(map(operator.sub, times, itertools.chain((t0,), times)))
+        latencies = tuple(map(operator.sub, times, itertools.chain((t0,), times)))
         out[semconv.OCTOMIL_TTFC_MS] = latencies[0] / 1e6
-        out[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = chunk_latencies.pack(latencies)
+        out[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = latencies
         gaps = len(latencies) - 1
         if gaps:
             out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = (sum(latencies) - latencies[0]) / (
@@ -581,9 +582,11 @@ class Generation:
             if captured:  # before the span ends: it may carry the content
                 self._record_content(error_type, end_time, {**final, **response})
 
+            latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ())
             try:
-                if recording:
-                    span.set_attributes(final)
+                if recording:  # the latencies as text: what an SDK checks and exports cheaply
+                    packed = {semconv.OCTOMIL_CHUNK_LATENCIES_NS: chunk_latencies.pack(latencies)}
+                    span.set_attributes({**final, **packed} if latencies else final)
                     span.set_attributes(response)
                     if error_type is not None:
                         span.set_status(Status(StatusCode.ERROR, description))
@@ -591,14 +594,13 @@ class Generation:
             except Exception:  # an application's span processor failed in on_end
                 _logger.debug("octomil_otel: could not end the span", exc_info=True)
 
-            latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS)
             recorder.instruments.record(
                 Outcome(
                     attributes=self._attributes,
                     error_type=error_type,
                     stream=self.stream,
                     duration_s=total_ms / 1000,
-                    latencies_ns=chunk_latencies.unpack(latencies) if latencies else (),
+                    latencies_ns=latencies,
                     input_tokens=self._input_tokens,
                     output_tokens=self._output_tokens,
                     split_ms=split_ms,

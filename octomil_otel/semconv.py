@@ -113,7 +113,8 @@ OCTOMIL_CHUNK_LATENCY_AVG_MS: Final = "octomil.chunk_latency_avg_ms"
 OCTOMIL_CHUNK_LATENCY_P99_MS: Final = "octomil.chunk_latency_p99_ms"
 OCTOMIL_CHUNK_LATENCIES_NS: Final = "octomil.chunk.latencies_ns"
 """Every chunk's latency, in order: the exact data behind ``chunk_produced``, as
-hexadecimal text (see ``chunk_latencies``).
+hexadecimal text on the application's span (see ``chunk_latencies``), as a tuple of int
+nanoseconds on the Octomil record, which no SDK checks or exports.
 
 One attribute rather than a span event per chunk: a span keeps at most
 ``SpanLimits.max_events`` events (128 by default), and building each costs more than the

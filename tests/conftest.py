@@ -177,9 +177,11 @@ def tiny_mlx_dir(tmp_path_factory: pytest.TempPathFactory):
 
 
 def latencies(span) -> tuple[float, ...]:
-    """Every chunk's latency recorded on a generation span, in milliseconds."""
-    packed = span.attributes.get("octomil.chunk.latencies_ns", "")
-    return tuple(ns / 1e6 for ns in chunk_latencies.unpack(packed))
+    """Every chunk's latency recorded on a generation span (text) or an Octomil record (the
+    ints themselves), in milliseconds."""
+    recorded = span.attributes.get("octomil.chunk.latencies_ns", "")
+    ns = chunk_latencies.unpack(recorded) if type(recorded) is str else recorded
+    return tuple(n / 1e6 for n in ns)
 
 
 def decoded_events(span) -> list[dict]:

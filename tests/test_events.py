@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
 from octomil_otel import chunk_latencies
-from octomil_otel.export.events import encode, format_timestamp, validate_event
+from octomil_otel.export.events import encode, event_count, format_timestamp, validate_event
 
 from .conftest import WALL0_NS, decoded_events
 
@@ -292,7 +292,8 @@ def test_encode_escapes_names_with_quotes_percent_signs_and_non_ascii(recorder, 
 
 def test_encode_reads_the_applications_span_as_the_record(recorder, octomil_records, span_exporter):
     """With no limits and sampling on, the application's span says what the record says,
-    and more: the response's attributes are the span's alone."""
+    and more: the response's attributes are the span's alone. Its chunk latencies are text
+    (``chunk_latencies``), the record's the ints themselves."""
     generation = recorder.start(model="gemma-1b", engine="mlx", stream=True, input_tokens=3)
     generation.chunk()
     generation.set_usage(output_tokens=1)
@@ -301,7 +302,9 @@ def test_encode_reads_the_applications_span_as_the_record(recorder, octomil_reco
     (span,) = span_exporter.get_finished_spans()
 
     assert encode(record) == encode(span)
-    assert dict(record.attributes) == {
+    latencies = record.attributes["octomil.chunk.latencies_ns"]
+    assert latencies == (0,)
+    assert {**record.attributes, "octomil.chunk.latencies_ns": chunk_latencies.pack(latencies)} == {
         k: v for k, v in span.attributes.items() if k != "gen_ai.response.model"
     }
 
@@ -338,7 +341,7 @@ def test_encode_writes_one_chunk_as_the_first_of_many(recorder, clock, octomil_r
         recorder, clock, octomil_records, stream=stream, gaps=[999.9996], output_tokens=2,
         end=lambda g: g.stop(),
     )  # fmt: skip
-    (latency,) = chunk_latencies.unpack(span.attributes["octomil.chunk.latencies_ns"])
+    (latency,) = span.attributes["octomil.chunk.latencies_ns"]
     two = _record_with(span, **{"octomil.chunk.latencies_ns": chunk_latencies.pack([latency, 7])})
 
     one_chunk, two_chunks = encode(span)[1], encode(two)[1]
@@ -475,9 +478,14 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
         ({"error.type": "E" * 2**20}, False, ValueError, "an event over the API's 1 MiB"),
         ({"gen_ai.request.model": "m" * 2**20}, False, ValueError, "an event over the API's 1 MiB"),
         ({}, True, ValueError, "ends before it starts"),
+        ({"octomil.chunk.latencies_ns": (1.5,)}, False, TypeError, "must be int nanoseconds"),
+        ({"octomil.chunk.latencies_ns": [1]}, False, TypeError, "a tuple of ints or packed text"),
     ],
-    ids=["stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start"],
-)
+    ids=[
+        "stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start",
+        "latency-not-an-int", "latencies-a-list",
+    ],
+)  # fmt: skip
 def test_encode_refuses_a_request_the_api_would_get_in_part(
     recorder, octomil_records, attributes, end_before_start, error, message
 ):
@@ -489,6 +497,23 @@ def test_encode_refuses_a_request_the_api_would_get_in_part(
 
     with pytest.raises(error, match=message):
         encode(record)
+
+
+def test_event_count_reads_latencies_as_the_record_or_a_span_holds_them(
+    recorder, clock, octomil_records
+):
+    """What a dropped record counts as lost: its latencies are ints on the recorder's
+    record, text on a span."""
+    span = finished_span(
+        recorder, clock, octomil_records, stream=True, gaps=[1.0, 2.0, 3.0], output_tokens=3,
+        end=lambda g: g.stop(),
+    )  # fmt: skip
+    latencies = span.attributes["octomil.chunk.latencies_ns"]
+    as_text = _record_with(span, **{"octomil.chunk.latencies_ns": chunk_latencies.pack(latencies)})
+
+    assert len(latencies) == 3
+    assert event_count(span) == event_count(as_text) == len(encode(span)) == 5
+    assert encode(as_text) == encode(span)
 
 
 def test_the_largest_event_encode_writes_fits_a_batch():

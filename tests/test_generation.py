@@ -187,7 +187,7 @@ def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provi
             {
                 "octomil.total_duration_ms": 5.0,
                 "octomil.ttfc_ms": 3.0,
-                "octomil.chunk.latencies_ns": struct.pack("<2q", 3_000_000, 1_000_000).hex(),
+                "octomil.chunk.latencies_ns": (3_000_000, 1_000_000),
                 "octomil.chunk_latency_avg_ms": 1.0,
                 "octomil.chunk_latency_p99_ms": 1.0,
                 "octomil.throughput_tok_s": 400.0,

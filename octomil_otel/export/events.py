@@ -230,7 +230,9 @@ def event_count(span: ReadableSpan) -> int:
         if not is_generation_span(span):
             return 0
         latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
-        return 2 + (len(latencies) // chunk_latencies.HEX_DIGITS if type(latencies) is str else 0)
+        if type(latencies) is str:
+            return 2 + len(latencies) // chunk_latencies.HEX_DIGITS
+        return 2 + (len(latencies) if type(latencies) is tuple else 0)
     except Exception:
         return 0
 
@@ -279,7 +281,7 @@ def encode(span: ReadableSpan) -> list[str]:
     if context is not None and _is_id(context.trace_id, 128) and _is_id(context.span_id, 64):
         link += f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
 
-    latencies = chunk_latencies.unpack(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ""))
+    latencies = _latencies(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ()))
     last_chunk_ns = start_ns + sum(latencies)
     times = (start_ns, end_ns, last_chunk_ns)
     if not _FIRST_NS <= min(times) <= max(times) < _END_NS:  # what the API reads
@@ -313,6 +315,22 @@ def encode(span: ReadableSpan) -> list[str]:
     if max(len(events[0]), len(events[-1])) > MAX_EVENT_CHARS:  # a chunk's: within the room
         raise ValueError("an event over the API's 1 MiB: the request would have no end")
     return events
+
+
+def _latencies(value: object) -> tuple[int, ...]:
+    """Chunk latencies as the recorder's record holds them (a tuple of int nanoseconds, not
+    packed and unpacked again on the way to the events) or as a span carries them (text,
+    ``chunk_latencies``); ``TypeError`` for anything else."""
+    if type(value) is tuple:
+        if not set(map(type, value)) <= _INT:
+            raise TypeError(f"chunk latencies must be int nanoseconds, got {value!r}")
+        return value
+    if type(value) is str:
+        return chunk_latencies.unpack(value)
+    raise TypeError(f"chunk latencies must be a tuple of ints or packed text, got {value!r}")
+
+
+_INT: Final = frozenset((int,))
 
 
 @functools.lru_cache(maxsize=256)
