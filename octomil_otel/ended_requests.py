@@ -26,12 +26,14 @@ from collections.abc import Callable
 
 _logger = logging.getLogger(__name__)
 
-BATCH = 32
+BATCH = 96
 """Ended requests that wake the thread at once (otherwise it waits ``DELAY_SECONDS``): it
-records every one waiting in one go, while its caches are warm. Not more: recording holds
-the GIL, ~1 ms for 32 in a busy server. Batches of up to 256 (a second's requests) cost the
-thread a fifth less, but held the GIL 4 to 5 ms at a time, and the p99 latency of
-``bench/serve_load.py`` rose to 1.08, 1.03 and 1.16 times OFF's in three runs."""
+records every one waiting in one go, while its caches are warm: in ``bench/serve_load.py``'s
+server, 96 at a time took the thread 26 to 28 us a request, against 30 to 32 for 32 at a
+time (``/proc``, per thread). Not more: recording holds the GIL, ~3 ms for 96 in a busy
+server, under the interpreter's 5 ms switch interval; batches of up to 256 held it 4 to 5
+ms, and the p99 latency rose to 1.08, 1.03 and 1.16 times OFF's in three runs (1.03 with
+96)."""
 DELAY_SECONDS = 0.5
 """How long an ended request waits, at most, when fewer than ``BATCH`` are waiting."""
 MAX_WAITING = 4096

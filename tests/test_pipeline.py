@@ -435,7 +435,7 @@ def test_a_request_is_sent_within_the_processors_delay_without_a_flush(api, fres
     """Fewer requests than a batch still go: the processor's delay, then the reporter's
     interval, bound how long events wait."""
     octomil.init(api_key=API_KEY, api_base=api.url, device_id=DEVICE, flush_interval_seconds=0.05)
-    assert (OCTOMIL_EXPORT_DELAY_MILLIS, OCTOMIL_EXPORT_BATCH_RECORDS) == (1000, 32)
+    assert (OCTOMIL_EXPORT_DELAY_MILLIS, OCTOMIL_EXPORT_BATCH_RECORDS) == (1000, 96)
     octomil.generate(model="echo", prompt="one two")
     deadline = time.monotonic() + 20
     while len(api.events) < 3 and time.monotonic() < deadline:
