@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 HEX_DIGITS = 16
 """Text per chunk: one int64, 8 bytes."""
+LONGEST_NS = 2**63
+"""Latencies are below this: what an int64 holds."""
 
 
 def pack(latencies_ns: Sequence[int]) -> str:

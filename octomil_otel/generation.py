@@ -583,10 +583,12 @@ class Generation:
                 self._record_content(error_type, end_time, {**final, **response})
 
             latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ())
+            if recording and latencies:  # as text: what an SDK checks and exports cheaply
+                packed = {semconv.OCTOMIL_CHUNK_LATENCIES_NS: chunk_latencies.pack(latencies)}
+                final = {**final, **packed}  # a latency past int64 fails here, the span ends
             try:
-                if recording:  # the latencies as text: what an SDK checks and exports cheaply
-                    packed = {semconv.OCTOMIL_CHUNK_LATENCIES_NS: chunk_latencies.pack(latencies)}
-                    span.set_attributes({**final, **packed} if latencies else final)
+                if recording:
+                    span.set_attributes(final)
                     span.set_attributes(response)
                     if error_type is not None:
                         span.set_status(Status(StatusCode.ERROR, description))

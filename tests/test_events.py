@@ -480,10 +480,12 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
         ({}, True, ValueError, "ends before it starts"),
         ({"octomil.chunk.latencies_ns": (1.5,)}, False, TypeError, "must be int nanoseconds"),
         ({"octomil.chunk.latencies_ns": [1]}, False, TypeError, "a tuple of ints or packed text"),
+        ({"octomil.chunk.latencies_ns": (2**63,)}, False, ValueError, "past int64"),
+        ({"octomil.chunk.latencies_ns": (10**9,)}, False, ValueError, "after the request's end"),
     ],
     ids=[
         "stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start",
-        "latency-not-an-int", "latencies-a-list",
+        "latency-not-an-int", "latencies-a-list", "latency-past-int64", "chunk-after-the-end",
     ],
 )  # fmt: skip
 def test_encode_refuses_a_request_the_api_would_get_in_part(
@@ -511,9 +513,12 @@ def test_event_count_reads_latencies_as_the_record_or_a_span_holds_them(
     latencies = span.attributes["octomil.chunk.latencies_ns"]
     as_text = _record_with(span, **{"octomil.chunk.latencies_ns": chunk_latencies.pack(latencies)})
 
+    as_list = _record_with(span, **{"octomil.chunk.latencies_ns": list(latencies)})
+
     assert len(latencies) == 3
     assert event_count(span) == event_count(as_text) == len(encode(span)) == 5
     assert encode(as_text) == encode(span)
+    assert event_count(as_list) == 5  # refused by encode: its 5 events are what is lost
 
 
 def test_the_largest_event_encode_writes_fits_a_batch():

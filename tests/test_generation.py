@@ -170,6 +170,21 @@ def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provi
     assert span.events == ()
 
 
+def test_a_latency_past_int64_still_ends_the_span(tracer_provider, meter_provider, span_exporter):
+    """A clock gone wrong after the recorder checked it (a chunk 2**63 ns after the start):
+    no latencies on the span, which text cannot hold, but the span ends, and the caller
+    gets nothing of it."""
+    readings = iter([0, 0, 2**63 + 5, 2**63 + 6])  # the check, t0, a chunk, the end
+    recorder = Recorder(tracer_provider, meter_provider, clock=lambda: next(readings))
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    generation.chunk()
+    generation.stop()
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.name == "chat tiny"
+    assert "octomil.chunk.latencies_ns" not in span.attributes
+
+
 @pytest.mark.parametrize(
     ("chunks_ms", "total_ms", "tokens", "expected"),
     [

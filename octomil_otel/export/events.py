@@ -232,7 +232,7 @@ def event_count(span: ReadableSpan) -> int:
         latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
         if type(latencies) is str:
             return 2 + len(latencies) // chunk_latencies.HEX_DIGITS
-        return 2 + (len(latencies) if type(latencies) is tuple else 0)
+        return 2 + (len(latencies) if isinstance(latencies, (tuple, list)) else 0)
     except Exception:
         return 0
 
@@ -254,9 +254,9 @@ def encode(span: ReadableSpan) -> list[str]:
     Raises:
         KeyError, TypeError, ValueError, OverflowError, struct.error: the span lacks a field
         (its start or end time included) or holds a value the contract refuses (a metric
-        that is negative, not finite or not a number; latencies cut short; an end before
-        its start; a non-bool stream; a first or last event over ``MAX_EVENT_CHARS``); the
-        exporter drops that span alone.
+        that is negative, not finite or not a number; latencies cut short or past int64; an
+        end before its start or its last chunk; a non-bool stream; a first or last event
+        over ``MAX_EVENT_CHARS``); the exporter drops that span alone.
     """
     if not is_generation_span(span):
         return []
@@ -286,6 +286,8 @@ def encode(span: ReadableSpan) -> list[str]:
     times = (start_ns, end_ns, last_chunk_ns)
     if not _FIRST_NS <= min(times) <= max(times) < _END_NS:  # what the API reads
         raise ValueError(f"a timestamp outside the years 1000 to 9999: {times} ns")
+    if last_chunk_ns > end_ns:
+        raise ValueError(f"a chunk after the request's end: {last_chunk_ns}, {end_ns}")
 
     started = ""
     if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
@@ -324,6 +326,8 @@ def _latencies(value: object) -> tuple[int, ...]:
     if type(value) is tuple:
         if not set(map(type, value)) <= _INT:
             raise TypeError(f"chunk latencies must be int nanoseconds, got {value!r}")
+        if value and max(value) >= chunk_latencies.LONGEST_NS:
+            raise ValueError(f"a chunk latency past int64, as text holds them: {max(value)} ns")
         return value
     if type(value) is str:
         return chunk_latencies.unpack(value)
