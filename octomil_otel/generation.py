@@ -57,7 +57,6 @@ from opentelemetry import _logs, context, metrics, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import (
-    INVALID_SPAN,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -350,7 +349,7 @@ class Generation:
             )
         except Exception:  # an application's span processor failed in on_start
             _logger.debug("octomil_otel: could not start the span", exc_info=True)
-            return INVALID_SPAN
+            return _unobserved_span()  # the events' ids, as where no processor is
 
     @property
     def finished(self) -> bool:

@@ -217,7 +217,11 @@ def test_failing_application_processor_changes_neither_answers_nor_events(
     assert telemetry.flush()
 
     assert sorted(answers.values()) == sorted(f"tell me about request {i}" for i in range(10))
-    assert_every_request_reported(api, answers)
+    reported = assert_every_request_reported(api, answers)
+    for events in reported.values():  # ids even where the span could not start
+        first, last = events[0], events[-1]
+        assert (len(first["trace_id"]), len(first["span_id"])) == (32, 16)
+        assert (first["trace_id"], first["span_id"]) == (last["trace_id"], last["span_id"])
 
 
 def test_console_exporter_writes_every_span_with_its_chunk_latencies(
