@@ -173,7 +173,9 @@ class _Meter(metrics.NoOpMeter):
 
 class _Instrument:
     """Points by attribute set (its items sorted by key, as the SDK tells sets apart), each
-    a flat list of numbers."""
+    a flat list of numbers. Values are keyed as they are: the recorder's are strings; of
+    other types, 1, 1.0 and True would be one series (the SDK keys their types too), and a
+    list is refused."""
 
     def __init__(self, name: str, unit: str, description: str) -> None:
         self.name, self.unit, self.description = name, unit, description
