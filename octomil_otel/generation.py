@@ -509,8 +509,10 @@ class Generation:
         self._finished = True
         _open.pop(self, None)
         try:
+            # counted before the end is read: a chunk a stream proxy's marker appends from
+            # another thread meanwhile is left out, and every chunk counted is before the end
+            chunks = len(self._chunk_times)
             t_end = self._clock()
-            chunks = len(self._chunk_times)  # a stream proxy's marker may still append
             processor = self._recorder.octomil_processor  # the one now, even if recorded later
             when = max(
                 self._recorder._records_read,

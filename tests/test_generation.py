@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
 
@@ -14,10 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 from octomil_otel import semconv
-from octomil_otel.generation import Recorder, active_generation, summarize
+from octomil_otel.generation import Generation, Recorder, active_generation, summarize
 from octomil_otel.stream import record_stream
 
-from .conftest import WALL0_NS, FakeClock, histogram_points, latencies
+from .conftest import WALL0_NS, FakeClock, decoded_events, histogram_points, latencies
 
 
 def run_stream(recorder: Recorder, clock: FakeClock, gaps_ms: list[float], tail_ms: float):
@@ -168,6 +169,39 @@ def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provi
     assert span.attributes["octomil.chunk_latency_avg_ms"] == sum(gaps[1:]) / 499
     assert span.attributes["octomil.chunk_latency_p99_ms"] == 7.0
     assert span.events == ()
+
+
+def test_a_chunk_marked_while_the_request_ends_is_left_out(
+    tracer_provider, meter_provider, octomil_records
+):
+    """A stream proxy's marker on another thread may append as the request ends (its client
+    left): a chunk counted after the end was read would come after the request's end, and
+    the events encode refuses such a record whole."""
+    readings = itertools.count(1_000_000, 1_000_000)
+    ending: list[Generation] = []
+
+    def clock() -> int:
+        reading = next(readings)
+        if ending and ending[0].finished:  # the end's reading: the marker appends now
+            ending[0].chunk_marker()[0](reading + 1)
+        return reading
+
+    processor = SimpleSpanProcessor(octomil_records)
+    recorder = Recorder(tracer_provider, meter_provider, octomil_processor=processor, clock=clock)
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    ending.append(generation)
+    generation.chunk()
+    generation.chunk()
+    generation.cancel()
+
+    (record,) = octomil_records.get_finished_spans()
+    assert record.attributes["octomil.chunk.latencies_ns"] == (1_000_000, 1_000_000)
+    assert [e["event_type"] for e in decoded_events(record)] == [
+        "generation_started",
+        "chunk_produced",
+        "chunk_produced",
+        "generation_failed",
+    ]
 
 
 def test_a_latency_past_int64_still_ends_the_span(tracer_provider, meter_provider, span_exporter):
