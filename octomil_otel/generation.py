@@ -48,6 +48,7 @@ import operator
 import os
 import random
 import secrets
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -78,6 +79,7 @@ Clock = Callable[[], int]
 T = TypeVar("T")
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _NO_RESOURCE = Resource.get_empty()  # ReadableSpan would otherwise detect one per request
 _default_octomil_processor: SpanProcessor | None = None
 
@@ -349,7 +351,9 @@ class Generation:
             )
         except Exception:  # an application's span processor failed in on_start
             _logger.debug("octomil_otel: could not start the span", exc_info=True)
-            return _unobserved_span()  # the events' ids, as where no processor is
+            # the events' ids, as where no processor is; sampled, as the SDK sampled it:
+            # it calls on_start only for a span it records, and spans nested in it follow
+            return _unobserved_span(_SAMPLED)
 
     @property
     def finished(self) -> bool:
@@ -585,8 +589,10 @@ class Generation:
 
             latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ())
             if recording and latencies:  # as text: what an SDK checks and exports cheaply
-                packed = {semconv.OCTOMIL_CHUNK_LATENCIES_NS: chunk_latencies.pack(latencies)}
-                final = {**final, **packed}  # a latency past int64 fails here, the span ends
+                try:  # (the Octomil record and the content's event hold copies of final)
+                    final[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = chunk_latencies.pack(latencies)
+                except struct.error:  # a latency past int64 (a clock gone wrong): left off
+                    del final[semconv.OCTOMIL_CHUNK_LATENCIES_NS]
             try:
                 if recording:
                     span.set_attributes(final)
@@ -697,12 +703,14 @@ class Generation:
         )
 
 
-def _unobserved_span() -> trace.Span:
+def _unobserved_span(flags: TraceFlags = _NOT_SAMPLED) -> trace.Span:
     """A span no processor would see: only its ids, in the trace of the current span (a
-    propagated parent's), for the Octomil record and for spans nested inside it."""
+    propagated parent's), for the Octomil record and for spans nested inside it, which
+    its ``flags`` say whether to sample."""
     parent = trace.get_current_span().get_span_context()
     trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
-    return NonRecordingSpan(SpanContext(trace_id, random.getrandbits(64) or 1, is_remote=False))
+    span_id = random.getrandbits(64) or 1
+    return NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
 
 
 _REQUEST_PARAMETERS: dict[str, tuple[str, type]] = {  # name -> attribute, its type

@@ -9,7 +9,7 @@ import struct
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
@@ -204,9 +204,42 @@ def test_a_chunk_marked_while_the_request_ends_is_left_out(
     ]
 
 
-def test_a_latency_past_int64_still_ends_the_span(tracer_provider, meter_provider, span_exporter):
+class _FailsOnRequests(SpanProcessor):
+    """An application's processor that fails in ``on_start`` for requests' spans only."""
+
+    def on_start(self, span, parent_context=None) -> None:
+        if span.name.startswith("chat "):
+            raise RuntimeError("a broken processor of the application's")
+
+
+def test_a_request_whose_span_could_not_start_still_parents_its_nested_spans(meter_provider):
+    """The request gets ids of its own, sampled as the SDK sampled its span (it calls
+    ``on_start`` only for a span it records), so spans started inside it are recorded under
+    it, as the default parent-based sampler follows the flag."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(_FailsOnRequests())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    recorder = Recorder(provider, meter_provider)
+
+    generation = recorder.start(model="tiny", engine="echo")
+    with generation.activate():
+        recorder.tracer.start_span("a tool call").end()
+    generation.stop()
+
+    (child,) = exporter.get_finished_spans()
+    ids = generation.span.get_span_context()
+    assert (child.name, child.parent.trace_id, child.parent.span_id) == (
+        "a tool call", ids.trace_id, ids.span_id,
+    )  # fmt: skip
+    assert ids.trace_flags.sampled
+
+
+def test_a_latency_past_int64_is_left_off_the_span_alone(
+    tracer_provider, meter_provider, span_exporter, metric_reader
+):
     """A clock gone wrong after the recorder checked it (a chunk 2**63 ns after the start):
-    no latencies on the span, which text cannot hold, but the span ends, and the caller
+    no latencies on the span, which text cannot hold; the rest is recorded, and the caller
     gets nothing of it."""
     readings = iter([0, 0, 2**63 + 5, 2**63 + 6])  # the check, t0, a chunk, the end
     recorder = Recorder(tracer_provider, meter_provider, clock=lambda: next(readings))
@@ -217,6 +250,10 @@ def test_a_latency_past_int64_still_ends_the_span(tracer_provider, meter_provide
     (span,) = span_exporter.get_finished_spans()
     assert span.name == "chat tiny"
     assert "octomil.chunk.latencies_ns" not in span.attributes
+    assert span.attributes["octomil.total_duration_ms"] == (2**63 + 6) / 1e6
+    assert span.end_time - span.start_time == 2**63 + 6
+    (duration,) = histogram_points(metric_reader)["gen_ai.client.operation.duration"]
+    assert duration.count == 1
 
 
 @pytest.mark.parametrize(
