@@ -188,8 +188,8 @@ class _Instrument:
         self.first_record = math.inf
 
     def _point(self, items: tuple[tuple[str, Any], ...], empty: list[float]) -> list[float]:
-        """The point of an attribute set not seen in this order yet (a copy of ``empty``
-        if the set is new); with the lock held."""
+        """The point of an attribute set not seen in this order yet (``empty`` itself if
+        the set is new); with the lock held."""
         key = tuple(sorted(items))
         point = self._points.get(key)
         if point is None:
