@@ -55,8 +55,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from opentelemetry import _logs, context, metrics, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import (
     NonRecordingSpan,
     SpanContext,
@@ -68,6 +67,7 @@ from opentelemetry.trace import (
 
 from octomil_otel import chunk_latencies, content, semconv
 from octomil_otel.ended_requests import ENDED, Drains
+from octomil_otel.export import events
 from octomil_otel.instruments import Instruments, Outcome
 from octomil_otel.version import __version__
 
@@ -80,7 +80,6 @@ T = TypeVar("T")
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_NO_RESOURCE = Resource.get_empty()  # ReadableSpan would otherwise detect one per request
 _default_octomil_processor: SpanProcessor | None = None
 
 
@@ -139,35 +138,33 @@ def summarize(
     chunk_times: Sequence[int],
     t_end: int,
     output_tokens: int | None,
-) -> dict[str, Any]:
-    """The documented metrics of one request, from monotonic nanosecond readings.
+) -> tuple[dict[str, float], tuple[int, ...]]:
+    """The documented metrics of one request, from monotonic nanosecond readings: by their
+    names in ``generation_completed``, and each chunk's latency in int nanoseconds (its gap,
+    or ``c_0 - t0`` for the first).
 
     Follows ``octomil-api.md``: ``ttfc_ms = c_0 - t0``; ``total_duration_ms = t_end - t0``;
     ``throughput_tok_s = output_tokens / (total_duration_ms / 1000)``; the chunk latency
     average and p99 (nearest rank) over the ``n - 1`` gaps between chunks, absent when
-    ``n < 2``; and each chunk's latency in nanoseconds (its gap, or ``c_0 - t0`` for the
-    first), a tuple of ints (packed only for the application's span). Values that cannot be
-    known are left out.
+    ``n < 2``. Values that cannot be known are left out.
     """
     total_ms = (t_end - t0) / 1e6
-    out: dict[str, Any] = {semconv.OCTOMIL_TOTAL_DURATION_MS: total_ms}
+    metrics = {"total_duration_ms": total_ms}
+    latencies: tuple[int, ...] = ()
     if chunk_times:
         times = list(chunk_times)  # an array's items become int objects here, once
         latencies = tuple(map(operator.sub, times, itertools.chain((t0,), times)))
-        out[semconv.OCTOMIL_TTFC_MS] = latencies[0] / 1e6
-        out[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = latencies
+        metrics["ttfc_ms"] = latencies[0] / 1e6
         gaps = len(latencies) - 1
         if gaps:
-            out[semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS] = (sum(latencies) - latencies[0]) / (
-                gaps * 1e6
-            )
+            metrics["chunk_latency_avg_ms"] = (sum(latencies) - latencies[0]) / (gaps * 1e6)
             k = gaps - math.ceil(0.99 * gaps) + 1  # nearest rank: the k-th largest, k small
             after_first = itertools.islice(latencies, 1, None)
             kth_largest = max(after_first) if k == 1 else heapq.nlargest(k, after_first)[-1]
-            out[semconv.OCTOMIL_CHUNK_LATENCY_P99_MS] = kth_largest / 1e6
+            metrics["chunk_latency_p99_ms"] = kth_largest / 1e6
     if output_tokens is not None and total_ms > 0:
-        out[semconv.OCTOMIL_THROUGHPUT_TOK_S] = output_tokens / (total_ms / 1000)
-    return out
+        metrics["throughput_tok_s"] = output_tokens / (total_ms / 1000)
+    return metrics, latencies
 
 
 class Recorder:
@@ -553,46 +550,44 @@ class Generation:
         """Never raises: telemetry must never reach the caller (a failure is logged)."""
         try:
             recorder = self._recorder
-            times = self._chunk_times[:chunks]
-            summary = summarize(self._t0, times, t_end, self._output_tokens)
-            total_ms = summary[semconv.OCTOMIL_TOTAL_DURATION_MS]
-            split_ms = self._split_ms(total_ms)
-            # every chunk's latency in one attribute, not a span event per chunk: an event
-            # costs ~8 us to build (bench/recorder_hot_path.py) and the SDK keeps only the
-            # last 128 of a span's events anyway
-            final: dict[str, Any] = {}
+            event_metrics, latencies = summarize(
+                self._t0, self._chunk_times[:chunks], t_end, self._output_tokens
+            )
+            total_ms = event_metrics["total_duration_ms"]
             if self._input_tokens is not None:
-                final[semconv.GEN_AI_USAGE_INPUT_TOKENS] = self._input_tokens
+                event_metrics["input_tokens"] = self._input_tokens
             if self._output_tokens is not None:
-                final[semconv.GEN_AI_USAGE_OUTPUT_TOKENS] = self._output_tokens
-            final.update(summary)
-            if error_type is not None:
-                final[semconv.ERROR_TYPE] = error_type
-            final.update(split_ms)
+                event_metrics["output_tokens"] = self._output_tokens
+            split_ms = self._split_ms(total_ms)
+            for key, ms in split_ms.items():
+                event_metrics[events.METRIC_NAMES[key]] = ms
             if self._peak_memory_bytes is not None:
-                final[semconv.OCTOMIL_PEAK_MEMORY_BYTES] = self._peak_memory_bytes
+                event_metrics["peak_memory_bytes"] = self._peak_memory_bytes
             end_time = self._wall0 + (t_end - self._t0)
 
             operation = self._attributes[semconv.GEN_AI_OPERATION_NAME]
             if processor is not None and operation != semconv.OPERATION_EMBEDDINGS:
-                # first: no application processor can stand in its way
-                processor.on_end(self._octomil_record(final, end_time))
+                # first: no application processor can stand in its way. ``event_metrics``
+                # is the record's from here on: read, never changed
+                processor.on_end(
+                    self._octomil_record(event_metrics, latencies, error_type, end_time)
+                )
 
             span = self.span
             recording = span.is_recording()
             captured = self.captures_content
-            response = (  # the application's span's, and captured content's
-                self._response_attributes(error_type, summary) if recording or captured else {}
-            )
+            final: dict[str, Any] = {}  # the application's span's, and captured content's
+            response: dict[str, Any] = {}
+            if recording or captured:
+                final = {events.ATTRIBUTES[name]: value for name, value in event_metrics.items()}
+                if error_type is not None:
+                    final[semconv.ERROR_TYPE] = error_type
+                response = self._response_attributes(error_type, event_metrics)
             if captured:  # before the span ends: it may carry the content
                 self._record_content(error_type, end_time, {**final, **response})
-
-            latencies = summary.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ())
             if recording and latencies:  # as text: what an SDK checks and exports cheaply
-                try:  # (the Octomil record and the content's event hold copies of final)
+                with suppress(struct.error):  # past int64 (a clock gone wrong): left off
                     final[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = chunk_latencies.pack(latencies)
-                except struct.error:  # a latency past int64 (a clock gone wrong): left off
-                    del final[semconv.OCTOMIL_CHUNK_LATENCIES_NS]
             try:
                 if recording:
                     span.set_attributes(final)
@@ -664,7 +659,7 @@ class Generation:
         return split
 
     def _response_attributes(
-        self, error_type: str | None, summary: dict[str, Any]
+        self, error_type: str | None, event_metrics: dict[str, Any]
     ) -> dict[str, Any]:
         """The application's span only: the response's model and finish reason, and under
         the current conventions the time to the first chunk of a stream, in seconds."""
@@ -680,26 +675,38 @@ class Generation:
             ]
             if self._finish_reason is not None:
                 attributes[semconv.GEN_AI_RESPONSE_FINISH_REASONS] = (self._finish_reason,)
-        ttfc_ms = summary.get(semconv.OCTOMIL_TTFC_MS)
+        ttfc_ms = event_metrics.get("ttfc_ms")
         if self._recorder.latest and self.stream and ttfc_ms is not None:
             attributes[semconv.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ttfc_ms / 1000
         return attributes
 
-    def _octomil_record(self, final: dict[str, Any], end_time: int) -> ReadableSpan:
-        """The request as the Octomil exporter reads it: every attribute, no limits, with
+    def _octomil_record(
+        self,
+        event_metrics: dict[str, Any],
+        latencies: tuple[int, ...],
+        error_type: str | None,
+        end_time: int,
+    ) -> events.RecordSpan:
+        """The request as the Octomil exporter reads it: every fact of it, no limits, with
         the application's span's ids (zero when it has none) and always sampled."""
         ids = self.span.get_span_context()
-        attributes = self._span_attributes()
-        attributes.update(final)
-        operation = attributes[semconv.GEN_AI_OPERATION_NAME]
-        return ReadableSpan(
-            f"{operation} {attributes[semconv.GEN_AI_REQUEST_MODEL]}",
-            context=SpanContext(ids.trace_id, ids.span_id, is_remote=False, trace_flags=_SAMPLED),
-            attributes=attributes,
-            kind=SpanKind.INTERNAL,
-            start_time=self._wall0,
-            end_time=end_time,
-            resource=_NO_RESOURCE,
+        attributes = self._attributes
+        return events.RecordSpan(
+            events.Record(  # by position: keywords took twice as long
+                attributes[semconv.GEN_AI_OPERATION_NAME],
+                attributes[semconv.GEN_AI_REQUEST_MODEL],
+                attributes[semconv.GEN_AI_PROVIDER_NAME],
+                self.request_id,
+                self.stream,
+                self._wall0,
+                end_time,
+                ids.trace_id,
+                ids.span_id,
+                latencies,
+                error_type,
+                event_metrics,
+            ),
+            SpanContext(ids.trace_id, ids.span_id, is_remote=False, trace_flags=_SAMPLED),
         )
 
 

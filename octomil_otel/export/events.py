@@ -15,10 +15,12 @@ import re
 import sys
 import time
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext, SpanKind
 
 from octomil_otel import chunk_latencies, semconv
 
@@ -53,26 +55,29 @@ _OPTIONAL_FIELDS: Final = frozenset(
 )
 _KNOWN_FIELDS: Final = _OPTIONAL_FIELDS | {"event_type", "model", "engine"}
 
-# span attribute -> metric name in generation_completed / generation_failed
+# span attribute -> metric name in generation_completed, in the order the recorder makes
+# them (``generation.summarize``, then the rest): a span and the record of the same request
+# give the same text
 _COMPLETED_METRICS: Final = (
-    (semconv.OCTOMIL_TTFC_MS, "ttfc_ms"),
-    (semconv.OCTOMIL_THROUGHPUT_TOK_S, "throughput_tok_s"),
     (semconv.OCTOMIL_TOTAL_DURATION_MS, "total_duration_ms"),
-    (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
-    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
+    (semconv.OCTOMIL_TTFC_MS, "ttfc_ms"),
     (semconv.OCTOMIL_CHUNK_LATENCY_AVG_MS, "chunk_latency_avg_ms"),
     (semconv.OCTOMIL_CHUNK_LATENCY_P99_MS, "chunk_latency_p99_ms"),
+    (semconv.OCTOMIL_THROUGHPUT_TOK_S, "throughput_tok_s"),
+    (semconv.GEN_AI_USAGE_INPUT_TOKENS, "input_tokens"),
+    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
     # octomil-api.md's extra metrics
     (semconv.OCTOMIL_QUEUE_MS, "queue_ms"),
     (semconv.OCTOMIL_PREFILL_MS, "prefill_ms"),
     (semconv.OCTOMIL_DECODE_MS, "decode_ms"),
     (semconv.OCTOMIL_PEAK_MEMORY_BYTES, "peak_memory_bytes"),
 )
-_FAILED_METRICS: Final = (
-    (semconv.OCTOMIL_TOTAL_DURATION_MS, "total_duration_ms"),
-    (semconv.GEN_AI_USAGE_OUTPUT_TOKENS, "output_tokens"),
-    (semconv.OCTOMIL_QUEUE_MS, "queue_ms"),
-)
+METRIC_NAMES: Final = dict(_COMPLETED_METRICS)
+"""A span attribute's name as a metric of the events."""
+ATTRIBUTES: Final = {name: key for key, name in _COMPLETED_METRICS}
+"""A metric of the events' name as a span attribute."""
+_FAILED_METRICS: Final = ("total_duration_ms", "output_tokens", "queue_ms")
+"""What of ``generation_completed``'s metrics ``generation_failed`` has, in the same order."""
 
 
 def format_timestamp(unix_ns: int) -> str:
@@ -210,13 +215,91 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
     return checked
 
 
+class Record(NamedTuple):
+    """One request as its events tell it: what ``write`` makes them from.
+
+    The recorder builds it from its own values (``RecordSpan``); ``record_of`` reads it off
+    a span's attributes, checking their types. ``metrics`` holds the numbers of a
+    ``generation_completed`` event, by their names in it (``input_tokens`` and
+    ``output_tokens`` included): a failed request's event takes some of them.
+    """
+
+    operation: str
+    model: str
+    engine: str
+    request_id: str
+    stream: bool
+    start_ns: int
+    end_ns: int
+    trace_id: int
+    """0 when the request has no valid ids: then neither is sent, as for an invalid one."""
+    span_id: int
+    latencies: tuple[int, ...]
+    """Each chunk's latency, int nanoseconds: its gap, or ``c_0 - t0`` for the first."""
+    error_type: str | None
+    metrics: dict[str, Any]
+
+
+class RecordSpan(ReadableSpan):
+    """A request's ``Record`` as the Octomil span processor takes it: a finished, sampled
+    span with the request's ids, and its attributes (as the application's span has them,
+    the latencies a tuple of ints) made from the record only if something reads them: the
+    exporter writes the events from ``record`` itself, without reading them back."""
+
+    def __init__(self, record: Record, context: SpanContext) -> None:
+        super().__init__(
+            f"{record.operation} {record.model}",
+            context=context,
+            kind=SpanKind.INTERNAL,
+            start_time=record.start_ns,
+            end_time=record.end_ns,
+            resource=_NO_RESOURCE,
+        )
+        self.record = record
+
+    @property  # type: ignore[override]
+    def _attributes(self) -> dict[str, Any]:
+        if self._made is None:
+            self._made = _attributes_of(self.record)
+        return self._made
+
+    @_attributes.setter
+    def _attributes(self, value: dict[str, Any] | None) -> None:
+        self._made = value
+
+
+_NO_RESOURCE: Final = Resource.get_empty()  # ReadableSpan would otherwise detect one each
+
+
+def _attributes_of(record: Record) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        semconv.GEN_AI_OPERATION_NAME: record.operation,
+        semconv.GEN_AI_PROVIDER_NAME: record.engine,
+        semconv.GEN_AI_REQUEST_MODEL: record.model,
+        semconv.GEN_AI_REQUEST_STREAM: record.stream,
+        semconv.GEN_AI_RESPONSE_ID: record.request_id,
+    }
+    attributes.update((ATTRIBUTES[name], value) for name, value in record.metrics.items())
+    if record.latencies:
+        attributes[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = record.latencies
+    if record.error_type is not None:
+        attributes[semconv.ERROR_TYPE] = record.error_type
+    return attributes
+
+
 def is_generation_span(span: ReadableSpan) -> bool:
     """A request that generated (embeddings are recorded, but are not generations)."""
+    return _generation_attributes(span) is not None
+
+
+def _generation_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
     attributes = span.attributes or {}
-    return (
+    if (
         semconv.OCTOMIL_TOTAL_DURATION_MS in attributes
         and attributes.get(semconv.GEN_AI_OPERATION_NAME) != semconv.OPERATION_EMBEDDINGS
-    )
+    ):
+        return attributes
+    return None
 
 
 def event_count(span: ReadableSpan) -> int:
@@ -224,6 +307,8 @@ def event_count(span: ReadableSpan) -> int:
     span ``encode`` refuses, the events lost with it: never raises (0 for a span too
     malformed to tell)."""
     try:
+        if type(span) is RecordSpan:
+            return 2 + len(span.record.latencies)
         if not is_generation_span(span):
             return 0
         latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
@@ -237,79 +322,121 @@ def event_count(span: ReadableSpan) -> int:
 def encode(span: ReadableSpan) -> list[str]:
     """The documented events of one finished generation span, encoded; ``[]`` for any other.
 
+    A ``RecordSpan`` (the recorder's) is written from its ``record``; any other span from
+    its attributes (``record_of``), read and checked.
+
+    Raises:
+        KeyError, TypeError, ValueError, OverflowError, struct.error: as ``record_of`` and
+        ``write``; the exporter drops that span alone.
+    """
+    record = span.record if type(span) is RecordSpan else record_of(span)
+    return [] if record is None else write(record)
+
+
+def record_of(span: ReadableSpan) -> Record | None:
+    """The ``Record`` of a generation span, from its attributes; ``None`` for any other.
+
+    Raises:
+        KeyError, TypeError, ValueError, struct.error: the span lacks a field (its start or
+        end time included), or holds one of a type the contract refuses (a non-bool stream,
+        latencies that are not int nanoseconds below 2**63 or packed text).
+    """
+    attributes = _generation_attributes(span)
+    if attributes is None:
+        return None
+    start_ns, end_ns = span.start_time, span.end_time
+    if start_ns is None or end_ns is None:
+        raise ValueError("a generation span without its start or end time")
+    stream = attributes.get(semconv.GEN_AI_REQUEST_STREAM, False)
+    if type(stream) is not bool:
+        raise TypeError(f"{semconv.GEN_AI_REQUEST_STREAM} must be a bool, got {stream!r}")
+    context = span.context
+    trace_id, span_id = (context.trace_id, context.span_id) if context is not None else (0, 0)
+    return Record(
+        operation=attributes.get(semconv.GEN_AI_OPERATION_NAME, ""),
+        model=attributes[semconv.GEN_AI_REQUEST_MODEL],
+        engine=attributes[semconv.GEN_AI_PROVIDER_NAME],
+        request_id=attributes[semconv.GEN_AI_RESPONSE_ID],
+        stream=stream,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        trace_id=trace_id,
+        span_id=span_id,
+        latencies=_latencies(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ())),
+        error_type=attributes.get(semconv.ERROR_TYPE),
+        metrics={name: attributes[key] for key, name in _COMPLETED_METRICS if key in attributes},
+    )
+
+
+def write(record: Record) -> list[str]:
+    """A request's documented events, encoded.
+
     Each event is JSON text *without its opening brace* and without ``device_id`` and
     ``org_id``: the reporter prepends ``{"device_id":...,"org_id":...,`` when it sends
     (the org may be resolved only then). All text is ASCII, so its length is its size.
 
-    Encoded straight from the span, not through a dict per event: a 500-token stream is
+    Written straight from the record, not through a dict per event: a 500-token stream is
     500 ``chunk_produced`` events, and the fields they share (model, engine, request id,
     stream) are serialized once per request, model and engine once per process; each chunk
     adds a timestamp, its index and its latency. ``trace_id`` and ``span_id`` (optional in
     the contract) are on the request's first and last event, not on each chunk:
-    ``request_id`` ties those to them; a span without valid ids has none.
+    ``request_id`` ties those to them.
 
     Raises:
-        KeyError, TypeError, ValueError, OverflowError, struct.error: the span lacks a field
-        (its start or end time included) or holds a value the contract refuses (a metric
-        that is negative, not finite or not a number; latencies cut short or past int64; an
-        end before its start or its last chunk; a non-bool stream; a first or last event
-        over ``MAX_EVENT_CHARS``); the exporter drops that span alone.
+        KeyError, TypeError, ValueError, OverflowError: a value the contract refuses (a
+        metric that is negative, not finite or not a number; a latency negative or past
+        int64; an end before its start or its last chunk; a time outside the years 1000 to
+        9999; a first or last event over ``MAX_EVENT_CHARS``).
     """
-    if not is_generation_span(span):
-        return []
-    start_ns, end_ns = span.start_time, span.end_time
-    if start_ns is None or end_ns is None:
-        raise ValueError("a generation span without its start or end time")
+    start_ns, end_ns, latencies, metrics = (
+        record.start_ns, record.end_ns, record.latencies, record.metrics
+    )  # fmt: skip
     if end_ns < start_ns:
         raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
-    attributes = span.attributes or {}
-    stream = attributes.get(semconv.GEN_AI_REQUEST_STREAM, False)
-    if type(stream) is not bool:
-        raise TypeError(f"{semconv.GEN_AI_REQUEST_STREAM} must be a bool, got {stream!r}")
-    request_id = _checked_request_id(attributes[semconv.GEN_AI_RESPONSE_ID])
-    # ',"model":...,"stream":true': every event's fields after its timestamp. Checked here:
-    # a request that breaks the contract is dropped alone, rather than have the API refuse
-    # the whole batch it is in
-    model = attributes[semconv.GEN_AI_REQUEST_MODEL]
-    fields = _model_fields(model, attributes[semconv.GEN_AI_PROVIDER_NAME])
-    fields += f',"request_id":"{request_id}","stream":{"true" if stream else "false"}'
-    context = span.context
-    link = fields  # the first and last events' fields: with the span's ids, not on chunks
-    if context is not None and _is_id(context.trace_id, 128) and _is_id(context.span_id, 64):
-        link += f',"trace_id":"{context.trace_id:032x}","span_id":"{context.span_id:016x}"'
-
-    latencies = _latencies(attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, ()))
+    if latencies and (min(latencies) < 0 or max(latencies) >= chunk_latencies.LONGEST_NS):
+        raise ValueError(f"a chunk latency negative or past int64: {latencies}")
     last_chunk_ns = start_ns + sum(latencies)
     times = (start_ns, end_ns, last_chunk_ns)
     if not _FIRST_NS <= min(times) <= max(times) < _END_NS:  # what the API reads
         raise ValueError(f"a timestamp outside the years 1000 to 9999: {times} ns")
     if last_chunk_ns > end_ns:
         raise ValueError(f"a chunk after the request's end: {last_chunk_ns}, {end_ns}")
+    # ',"model":...,"stream":true': every event's fields after its timestamp. Checked here:
+    # a request that breaks the contract is dropped alone, rather than have the API refuse
+    # the whole batch it is in
+    fields = _model_fields(record.model, record.engine)
+    fields += (
+        f',"request_id":"{_checked_request_id(record.request_id)}"'
+        f',"stream":{"true" if record.stream else "false"}'
+    )
+    link = fields  # the first and last events' fields: with the span's ids, not on chunks
+    trace_id, span_id = record.trace_id, record.span_id
+    if _is_id(trace_id, 128) and _is_id(span_id, 64):
+        link += f',"trace_id":"{trace_id:032x}","span_id":"{span_id:016x}"'
 
-    started = ""
-    if semconv.GEN_AI_USAGE_INPUT_TOKENS in attributes:
-        started = _member("input_tokens", attributes[semconv.GEN_AI_USAGE_INPUT_TOKENS])
+    input_tokens = metrics.get("input_tokens")
+    started = "" if input_tokens is None else _member("input_tokens", input_tokens)
     events = [
         f'"event_type":"{GENERATION_STARTED}","timestamp":"{format_timestamp(start_ns)}"'
         f'{link},"metrics":{{{started}}}}}'
     ]
     if latencies:
-        events += _chunk_events(start_ns, latencies, fields, stream, attributes)
+        output_tokens = None if record.stream else metrics.get("output_tokens")
+        events += _chunk_events(start_ns, latencies, fields, output_tokens)
 
-    error_type = attributes.get(semconv.ERROR_TYPE)
+    error_type = record.error_type
     if error_type is None:
         event_type = GENERATION_COMPLETED
-        final = {name: attributes[key] for key, name in _COMPLETED_METRICS if key in attributes}
-        metrics = _numbers(final)
+        numbers = _numbers(metrics)
     else:
         event_type = GENERATION_FAILED
-        final = {name: attributes[key] for key, name in _FAILED_METRICS if key in attributes}
+        final = {name: metrics[name] for name in _FAILED_METRICS if name in metrics}
         _validate_metrics({"error_type": error_type})  # text the API takes
-        metrics = _numbers(final)[:-1] + ("," if final else "")
-        metrics += f'"error_type":{_json(error_type)}}}'
+        numbers = _numbers(final)[:-1] + ("," if final else "")
+        numbers += f'"error_type":{_json(error_type)}}}'
     events.append(
         f'"event_type":"{event_type}","timestamp":"{format_timestamp(end_ns)}"'
-        f'{link},"metrics":{metrics}}}'
+        f'{link},"metrics":{numbers}}}'
     )
     if max(len(events[0]), len(events[-1])) > MAX_EVENT_CHARS:  # a chunk's: within the room
         raise ValueError("an event over the API's 1 MiB: the request would have no end")
@@ -392,10 +519,10 @@ def _chunk_events(
     start_ns: int,
     latencies: tuple[int, ...],
     fields: str,
-    stream: bool,
-    attributes: Mapping[str, Any],
+    output_tokens: object,
 ) -> list[str]:
-    """One ``chunk_produced`` per chunk: one f-string each, of parts that are text already.
+    """One ``chunk_produced`` per chunk: one f-string each, of parts that are text already;
+    an answer given whole (``output_tokens`` not ``None``) has its output tokens on it.
 
     This runs once per output token, so little runs per chunk: the parts the same for all
     of a request's chunks are made once, a second's text once per second (a long answer
@@ -406,14 +533,8 @@ def _chunk_events(
     callgrind: ~3.1k instructions a chunk, against ~4.1k for the same parts joined by
     C-level ``map``/``zip``/``join`` over six iterators, whose setup cost more than the loop.
     """
-    if min(latencies) < 0:
-        raise ValueError(f"a chunk latency is negative: {min(latencies)} ns")
-    output_tokens = ""
-    if not stream and semconv.GEN_AI_USAGE_OUTPUT_TOKENS in attributes:
-        output_tokens = "," + _member(
-            "output_tokens", attributes[semconv.GEN_AI_USAGE_OUTPUT_TOKENS]
-        )
-    metrics, tail = f'"{fields},"metrics":{{"chunk_index":', f"e-6{output_tokens}}}}}"
+    usage = "" if output_tokens is None else "," + _member("output_tokens", output_tokens)
+    metrics, tail = f'"{fields},"metrics":{{"chunk_index":', f"e-6{usage}}}}}"
     indexes, milliseconds = _indexes(len(latencies)), MILLISECOND_SUFFIXES
     start_second, ns = divmod(start_ns, 1_000_000_000)  # ns: since the start's second
     head, next_second = _CHUNK_HEAD + _utc_second(start_second), 1_000_000_000
