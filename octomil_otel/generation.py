@@ -21,10 +21,11 @@ whatever ends the request, and never lets a telemetry error reach the caller.
 
 Two records of each request leave ``_record``. The application's span follows the
 application's tracing setup: its sampler, the sampling decision of a propagated parent,
-its span limits and processors. The Octomil record does not: it is a complete
-``ReadableSpan`` built from what the recorder holds, with the same trace and span ids,
-handed straight to the Octomil span processor (``OctomilSpanProcessor`` on
-``OctomilSpanExporter``), so every request is reported, exactly, whatever that setup.
+its span limits and processors. The Octomil record does not: it is a ``ReadableSpan``
+with the same trace and span ids that carries what the recorder holds (``events.Record``,
+from which the exporter writes the events), handed straight to the Octomil span processor
+(``OctomilSpanProcessor`` on ``OctomilSpanExporter``), so every request is reported,
+exactly, whatever that setup.
 
 ``_finish`` records at once only what is read at once: the application's recording span,
 captured content, histograms of an SDK MeterProvider. When every reader reads later (the
