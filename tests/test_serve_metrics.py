@@ -108,6 +108,42 @@ def test_nothing_before_the_first_record_as_through_the_sdk():
     assert [x.rsplit(" ", 1)[1] for x in lines if x.startswith("late_seconds_count")] == ["2.0"]
 
 
+def test_values_counted_in_batches_sum_as_the_sdk_adds_them_one_by_one():
+    """Records wait and are counted many at a time (``_WAITING``), from two attribute
+    orders of one set and from another set, interleaved: the sums are the SDK's to the
+    last bit (floats of many magnitudes, whose sum depends on the order of additions), as
+    are the counts, buckets, minimums and maximums, before and after a scrape."""
+    texts = []
+    for provider_of in (
+        lambda registry: MeterProvider(
+            resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=registry)]
+        ),
+        lambda registry: PrometheusMeterProvider(RESOURCE, registry=registry),
+    ):
+        registry = CollectorRegistry()
+        histogram = (
+            provider_of(registry)
+            .get_meter("octomil_otel")
+            .create_histogram(
+                "batched", unit="s", explicit_bucket_boundaries_advisory=[1e-3, 1.0, 1e3]
+            )
+        )
+        scrapes = []
+        for i in range(3 * serve_metrics._WAITING + 7):
+            amount = (i * 7919 % 1000) * 10.0 ** (i % 9 - 4) + 1 / (i + 3)
+            attributes = ({"a": "1", "b": "2"}, {"b": "2", "a": "1"}, {"a": "3"})[i % 3]
+            histogram.record(amount, attributes)
+            if i == 400:
+                scrapes.append(generate_latest(registry).decode())
+        scrapes.append(generate_latest(registry).decode())
+        texts.append(scrapes)
+
+    through_sdk, ours = texts
+    assert ours == through_sdk
+    count = [line for line in ours[-1].splitlines() if line.startswith("batched_seconds_count")]
+    assert [line.rsplit(" ", 1)[1] for line in count] == ["517.0", "258.0"]
+
+
 def test_records_from_many_threads_are_all_counted():
     registry = CollectorRegistry()
     provider = PrometheusMeterProvider(RESOURCE, registry=registry)

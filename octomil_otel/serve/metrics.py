@@ -4,12 +4,12 @@ Through the OpenTelemetry SDK, one histogram record costs ~78,000 instructions w
 Prometheus reader behind it (opentelemetry-sdk 1.45: each record cleans, copies and hashes
 its attributes, and asks the exemplar filter), and a served request records about six: more
 than half of all that telemetry added to a request of ``octomil serve echo``
-(``bench/callgrind_serve.py``). Here a record is a bucket search and a few additions
-under a lock (~9,000 instructions), and the OpenTelemetry Prometheus exporter still writes
-``/metrics``: its reader is handed, at each scrape, the ``MetricsData`` the SDK would have
-collected (cumulative points per attribute set, the instruments' own buckets, the same
-resource and instrumentation scope), so the series, their names, labels and values are the
-exporter's.
+(``bench/callgrind_serve.py``). Here a record appends its value to its point's queue,
+counted many values at a time (~7,700 instructions a record), and the OpenTelemetry
+Prometheus exporter still writes ``/metrics``: its reader is handed, at each scrape, the
+``MetricsData`` the SDK would have collected (cumulative points per attribute set, the
+instruments' own buckets, the same resource and instrumentation scope), so the series,
+their names, labels and values are the exporter's.
 
 Used only where nothing else reads the histograms: with OTLP forwarding of metrics, an
 SDK MeterProvider set up by the application (``opentelemetry-instrument``) or
@@ -18,12 +18,15 @@ SDK MeterProvider set up by the application (``opentelemetry-instrument``) or
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import operator
 import os
 import threading
 import time
 from bisect import bisect_left
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,9 +184,10 @@ class _Instrument:
         self.name, self.unit, self.description = name, unit, description
         self._start = time.time_ns()
         self._points: dict[tuple[tuple[str, Any], ...], list[float]] = {}
-        self._by_items: dict[tuple[tuple[str, Any], ...], list[float]] = {}
-        """The same points by the attributes' items in the order given: a request's
-        attributes come in one order, and sorting them cost more than the record."""
+        self._by_items: dict[tuple[tuple[str, Any], ...], Any] = {}
+        """What each instrument keeps of a point, by the attributes' items in the order
+        given: a request's attributes come in one order, and sorting them cost more than
+        the record."""
         self._lock = threading.Lock()
         self.first_record = math.inf
 
@@ -196,7 +200,6 @@ class _Instrument:
             if not self._points:
                 self.first_record = next(_RECORDS_BEGUN)
             point = self._points[key] = empty
-        self._by_items[items] = point
         return point
 
     _SINCE: int
@@ -205,6 +208,7 @@ class _Instrument:
     def collect(self, now: int) -> Metric | None:
         since, total = self._SINCE, self._SINCE + 1
         with self._lock:
+            self._settle()
             for point in self._points.values():  # the SDK's order of additions, exactly
                 point[total] = point[since] + point[total]
                 point[since] = 0
@@ -213,13 +217,36 @@ class _Instrument:
             return None
         return Metric(self.name, self.description, self.unit, self._data(points, now))
 
+    def _settle(self) -> None:
+        """Count what records left waiting; with the lock held."""
+
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Any:
         raise NotImplementedError
 
 
+class _Waiting(deque):  # type: ignore[type-arg]
+    """A histogram point's values recorded and not counted yet, in the order recorded."""
+
+    def __init__(self, point: list[float]) -> None:
+        super().__init__()
+        self.point = point
+
+
+_WAITING = 256
+"""Values a point lets wait, at most, before the record that reaches it counts them."""
+
+
 class _Histogram(_Instrument, metrics.Histogram):
     """The SDK's explicit-bucket histogram: bucket ``i`` counts values ``<= bounds[i]``
-    (and above ``bounds[i-1]``); a negative or non-finite value is ignored, as the SDK does."""
+    (and above ``bounds[i-1]``); a negative or non-finite value is ignored, as the SDK does.
+
+    A record appends its value to its point's ``_Waiting``, without the lock (a deque's
+    appends need none); a collection, or the record that makes ``_WAITING`` of them, counts
+    them in the order recorded, so that a sum is the SDK's to the last bit. The lock, the
+    bucket search and the point's updates then run once for many values, at C speed: a
+    record takes ~7,700 instructions, against ~9,300 counted one at a time (callgrind; most
+    of the rest is finding the point by the attributes' items).
+    """
 
     def __init__(self, name: str, unit: str, description: str, bounds: tuple[float, ...]):
         super().__init__(name, unit, description)
@@ -231,20 +258,52 @@ class _Histogram(_Instrument, metrics.Histogram):
         if not 0 <= amount < _INFINITY:
             return
         items = tuple(attributes.items()) if attributes else ()
-        bucket = 5 + bisect_left(self._bounds, amount)
-        with self._lock:
-            point = self._by_items.get(items)
-            if point is None:  # count, min, max, sum since the last collection, sum, buckets
-                point = self._point(
-                    items, [0, amount, amount, 0, 0] + [0] * (len(self._bounds) + 1)
-                )
-            point[0] += 1
-            if amount < point[1]:
-                point[1] = amount
-            if amount > point[2]:
-                point[2] = amount
-            point[3] += amount
-            point[bucket] += 1
+        waiting = self._by_items.get(items)
+        if waiting is None:
+            with self._lock:
+                self._first(items, amount)
+            return
+        waiting.append(amount)
+        if len(waiting) >= _WAITING:
+            with self._lock:
+                self._count(waiting)
+
+    def _first(self, items: tuple[tuple[str, Any], ...], amount: float) -> None:
+        """A value of attributes in an order not seen yet; with the lock held. Counted at
+        once, so that no point is ever collected without a value."""
+        waiting = self._by_items.get(items)  # another thread's record made it meanwhile
+        if waiting is None:
+            # count, min, max, sum since the last collection, sum, buckets
+            empty = [0, _INFINITY, -_INFINITY, 0, 0] + [0] * (len(self._bounds) + 1)
+            point = self._point(items, empty)
+            # the set's other orders share its one queue: its values are counted in order
+            waiting = next((w for w in self._by_items.values() if w.point is point), None)
+            if waiting is None:
+                waiting = _Waiting(point)
+            self._by_items[items] = waiting
+        waiting.append(amount)
+        self._count(waiting)
+
+    def _count(self, waiting: _Waiting) -> None:
+        """Count a point's waiting values into it; with the lock held."""
+        values = [waiting.popleft() for _ in range(len(waiting))]
+        if not values:
+            return
+        point = waiting.point
+        point[0] += len(values)
+        low, high = min(values), max(values)
+        if low < point[1]:
+            point[1] = low
+        if high > point[2]:
+            point[2] = high
+        point[3] = functools.reduce(operator.add, values, point[3])
+        buckets = Counter(map(bisect_left, itertools.repeat(self._bounds), values))
+        for bucket, count in buckets.items():
+            point[5 + bucket] += count
+
+    def _settle(self) -> None:
+        for waiting in self._by_items.values():
+            self._count(waiting)
 
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Histogram:
         return Histogram(
@@ -268,7 +327,9 @@ class _Counter(_Instrument, metrics.Counter):
             return
         items = tuple(attributes.items()) if attributes else ()
         with self._lock:
-            point = self._by_items.get(items) or self._point(items, [0, 0])
+            point = self._by_items.get(items)
+            if point is None:
+                point = self._by_items[items] = self._point(items, [0, 0])
             point[0] += amount
 
     def _data(self, points: list[tuple[dict[str, Any], list[float]]], now: int) -> Sum:
