@@ -325,7 +325,7 @@ class Generation:
         self._input_messages: list[content.Message] | None = None
         self._output: tuple[str, tuple[tuple[str, str, str], ...]] | None = None
         self.request_id = request_id
-        self.stream = stream
+        self.stream = bool(stream)  # the span's, the record's and the events' alike
         self._attributes = {
             semconv.GEN_AI_OPERATION_NAME: operation,
             semconv.GEN_AI_PROVIDER_NAME: engine,

@@ -12,7 +12,13 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
 from octomil_otel import chunk_latencies
-from octomil_otel.export.events import encode, event_count, format_timestamp, validate_event
+from octomil_otel.export.events import (
+    RecordSpan,
+    encode,
+    event_count,
+    format_timestamp,
+    validate_event,
+)
 
 from .conftest import WALL0_NS, decoded_events
 
@@ -499,6 +505,33 @@ def test_encode_refuses_a_request_the_api_would_get_in_part(
 
     with pytest.raises(error, match=message):
         encode(record)
+
+
+def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_records):
+    """A ``RecordSpan`` built by hand is checked as a span's attributes are: a bool latency
+    would write ``Truee-6``, which the API refuses with the batch it is in."""
+    record_span = _one_chunk_stream(recorder, octomil_records)
+    bad = RecordSpan(record_span.record._replace(latencies=(True,)), record_span.context)
+
+    with pytest.raises(TypeError, match="chunk latencies must be int nanoseconds"):
+        encode(bad)
+    assert [json.loads("{" + text)["event_type"] for text in encode(record_span)] == [
+        "generation_started", "chunk_produced", "generation_completed",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [1, "yes", 0, ""])
+def test_a_stream_flag_not_a_bool_is_told_by_its_truth(recorder, octomil_records, stream):
+    """``Recorder.start(stream=1)``: the events, the record and the application's span all
+    say the same bool, rather than the events be refused for it."""
+    generation = recorder.start(model="tiny", engine="echo", stream=stream)
+    generation.chunk()
+    generation.stop()
+    (record,) = octomil_records.get_finished_spans()
+
+    assert generation.stream is bool(stream)
+    assert record.attributes["gen_ai.request.stream"] is bool(stream)
+    assert {json.loads("{" + text)["stream"] for text in encode(record)} == {bool(stream)}
 
 
 def test_event_count_reads_latencies_as_the_record_or_a_span_holds_them(

@@ -340,7 +340,7 @@ def record_of(span: ReadableSpan) -> Record | None:
     Raises:
         KeyError, TypeError, ValueError, struct.error: the span lacks a field (its start or
         end time included), or holds one of a type the contract refuses (a non-bool stream,
-        latencies that are not int nanoseconds below 2**63 or packed text).
+        latencies neither a tuple nor packed text).
     """
     attributes = _generation_attributes(span)
     if attributes is None:
@@ -387,17 +387,20 @@ def write(record: Record) -> list[str]:
 
     Raises:
         KeyError, TypeError, ValueError, OverflowError: a value the contract refuses (a
-        metric that is negative, not finite or not a number; a latency negative or past
-        int64; an end before its start or its last chunk; a time outside the years 1000 to
-        9999; a first or last event over ``MAX_EVENT_CHARS``).
+        metric that is negative, not finite or not a number; a latency not an int, negative
+        or past int64; an end before its start or its last chunk; a time outside the years
+        1000 to 9999; a first or last event over ``MAX_EVENT_CHARS``).
     """
     start_ns, end_ns, latencies, metrics = (
         record.start_ns, record.end_ns, record.latencies, record.metrics
     )  # fmt: skip
     if end_ns < start_ns:
         raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
-    if latencies and (min(latencies) < 0 or max(latencies) >= chunk_latencies.LONGEST_NS):
-        raise ValueError(f"a chunk latency negative or past int64: {latencies}")
+    if latencies:  # ints: a bool would write ``Truee-6``, and the API refuse the batch
+        if not set(map(type, latencies)) <= _INT:
+            raise TypeError(f"chunk latencies must be int nanoseconds, got {latencies!r}")
+        if min(latencies) < 0 or max(latencies) >= chunk_latencies.LONGEST_NS:
+            raise ValueError(f"a chunk latency negative or past int64: {latencies}")
     last_chunk_ns = start_ns + sum(latencies)
     times = (start_ns, end_ns, last_chunk_ns)
     if not _FIRST_NS <= min(times) <= max(times) < _END_NS:  # what the API reads
@@ -450,11 +453,7 @@ def _latencies(value: object) -> tuple[int, ...]:
     """Chunk latencies as the recorder's record holds them (a tuple of int nanoseconds, not
     packed and unpacked again on the way to the events) or as a span carries them (text,
     ``chunk_latencies``); ``TypeError`` for anything else."""
-    if type(value) is tuple:
-        if not set(map(type, value)) <= _INT:
-            raise TypeError(f"chunk latencies must be int nanoseconds, got {value!r}")
-        if value and max(value) >= chunk_latencies.LONGEST_NS:
-            raise ValueError(f"a chunk latency past int64, as text holds them: {max(value)} ns")
+    if type(value) is tuple:  # its items are checked by ``write``, as a record's
         return value
     if type(value) is str:
         return chunk_latencies.unpack(value)
