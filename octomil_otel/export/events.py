@@ -232,8 +232,7 @@ class Record(NamedTuple):
     start_ns: int
     end_ns: int
     trace_id: int
-    """With ``span_id``: the ids of a valid span context (W3C Trace Context: not zero,
-    within their bits), or both 0 when the request has none (then neither is sent)."""
+    """0 when the request has no valid ids: then neither is sent, as for an invalid one."""
     span_id: int
     latencies: tuple[int, ...]
     """Each chunk's latency, int nanoseconds: its gap, or ``c_0 - t0`` for the first."""
@@ -353,8 +352,6 @@ def record_of(span: ReadableSpan) -> Record | None:
         raise TypeError(f"{semconv.GEN_AI_REQUEST_STREAM} must be a bool, got {stream!r}")
     context = span.context
     trace_id, span_id = (context.trace_id, context.span_id) if context is not None else (0, 0)
-    if not (_is_id(trace_id, 128) and _is_id(span_id, 64)):
-        trace_id = span_id = 0
     return Record(
         operation=attributes.get(semconv.GEN_AI_OPERATION_NAME, ""),
         model=attributes[semconv.GEN_AI_REQUEST_MODEL],
@@ -417,7 +414,7 @@ def write(record: Record) -> list[str]:
     )
     link = fields  # the first and last events' fields: with the span's ids, not on chunks
     trace_id, span_id = record.trace_id, record.span_id
-    if trace_id:
+    if _is_id(trace_id, 128) and _is_id(span_id, 64):
         link += f',"trace_id":"{trace_id:032x}","span_id":"{span_id:016x}"'
 
     input_tokens = metrics.get("input_tokens")
