@@ -520,6 +520,26 @@ def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_r
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "ids", [(-1, 5), (5, -1), (1 << 128, 5), (5, 1 << 64), (5, 0), (True, True), (1.5, 5)]
+)
+def test_a_record_with_ids_not_valid_is_sent_without_them(recorder, octomil_records, ids):
+    """A ``RecordSpan`` built by hand, with ids no W3C context has: its events are sent,
+    without the optional ids, and each is one the API takes."""
+    record_span = _one_chunk_stream(recorder, octomil_records)
+    trace_id, span_id = ids
+    odd = RecordSpan(
+        record_span.record._replace(trace_id=trace_id, span_id=span_id), record_span.context
+    )
+
+    sent = [validate_event(json.loads("{" + text)) for text in encode(odd)]
+
+    assert [event["event_type"] for event in sent] == [
+        "generation_started", "chunk_produced", "generation_completed",
+    ]  # fmt: skip
+    assert not any("trace_id" in event or "span_id" in event for event in sent)
+
+
 @pytest.mark.parametrize("stream", [1, "yes", 0, ""])
 def test_a_stream_flag_not_a_bool_is_told_by_its_truth(recorder, octomil_records, stream):
     """``Recorder.start(stream=1)``: the events, the record and the application's span all

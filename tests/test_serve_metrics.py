@@ -112,7 +112,7 @@ def test_values_counted_in_batches_sum_as_the_sdk_adds_them_one_by_one():
     """Records wait and are counted many at a time (``_WAITING``), from two attribute
     orders of one set and from another set, interleaved: the sums are the SDK's to the
     last bit (floats of many magnitudes, whose sum depends on the order of additions), as
-    are the counts, buckets, minimums and maximums, before and after a scrape."""
+    are the counts and buckets, before and after a scrape."""
     texts = []
     for provider_of in (
         lambda registry: MeterProvider(
