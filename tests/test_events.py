@@ -541,16 +541,20 @@ def test_a_record_with_ids_not_valid_is_sent_without_them(recorder, octomil_reco
 
 
 @pytest.mark.parametrize("stream", [1, "yes", 0, ""])
-def test_a_stream_flag_not_a_bool_is_told_by_its_truth(recorder, octomil_records, stream):
+def test_a_stream_flag_not_a_bool_is_told_by_its_truth(
+    recorder, octomil_records, span_exporter, stream
+):
     """``Recorder.start(stream=1)``: the events, the record and the application's span all
     say the same bool, rather than the events be refused for it."""
     generation = recorder.start(model="tiny", engine="echo", stream=stream)
     generation.chunk()
     generation.stop()
     (record,) = octomil_records.get_finished_spans()
+    (span,) = span_exporter.get_finished_spans()
 
     assert generation.stream is bool(stream)
     assert record.attributes["gen_ai.request.stream"] is bool(stream)
+    assert span.attributes["gen_ai.request.stream"] is bool(stream)
     assert {json.loads("{" + text)["stream"] for text in encode(record)} == {bool(stream)}
 
 
