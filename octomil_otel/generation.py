@@ -580,9 +580,7 @@ class Generation:
             final: dict[str, Any] = {}  # the application's span's, and captured content's
             response: dict[str, Any] = {}
             if recording or captured:
-                final = {events.ATTRIBUTES[name]: value for name, value in event_metrics.items()}
-                if error_type is not None:
-                    final[semconv.ERROR_TYPE] = error_type
+                final = events.outcome_attributes(event_metrics, error_type)
                 response = self._response_attributes(error_type, event_metrics)
             if captured:  # before the span ends: it may carry the content
                 self._record_content(error_type, end_time, {**final, **response})

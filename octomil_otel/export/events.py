@@ -74,7 +74,7 @@ _COMPLETED_METRICS: Final = (
 )
 METRIC_NAMES: Final = dict(_COMPLETED_METRICS)
 """A span attribute's name as a metric of the events."""
-ATTRIBUTES: Final = {name: key for key, name in _COMPLETED_METRICS}
+_ATTRIBUTES: Final = {name: key for key, name in _COMPLETED_METRICS}
 """A metric of the events' name as a span attribute."""
 _FAILED_METRICS: Final = ("total_duration_ms", "output_tokens", "queue_ms")
 """What of ``generation_completed``'s metrics ``generation_failed`` has, in the same order."""
@@ -279,20 +279,24 @@ def _attributes_of(record: Record) -> dict[str, Any]:
         semconv.GEN_AI_REQUEST_STREAM: record.stream,
         semconv.GEN_AI_RESPONSE_ID: record.request_id,
     }
-    attributes.update((ATTRIBUTES[name], value) for name, value in record.metrics.items())
+    attributes.update(outcome_attributes(record.metrics, record.error_type))
     if record.latencies:
         attributes[semconv.OCTOMIL_CHUNK_LATENCIES_NS] = record.latencies
-    if record.error_type is not None:
-        attributes[semconv.ERROR_TYPE] = record.error_type
     return attributes
 
 
-def is_generation_span(span: ReadableSpan) -> bool:
-    """A request that generated (embeddings are recorded, but are not generations)."""
-    return _generation_attributes(span) is not None
+def outcome_attributes(metrics: Mapping[str, Any], error_type: str | None) -> dict[str, Any]:
+    """A request's metrics (by their names in the events) and its error as span attributes:
+    the Octomil record's and the application's span's alike."""
+    attributes = {_ATTRIBUTES[name]: value for name, value in metrics.items()}
+    if error_type is not None:
+        attributes[semconv.ERROR_TYPE] = error_type
+    return attributes
 
 
 def _generation_attributes(span: ReadableSpan) -> Mapping[str, Any] | None:
+    """A span's attributes if it is a request that generated (embeddings are recorded, but
+    are not generations); ``None`` for any other span."""
     attributes = span.attributes or {}
     if (
         semconv.OCTOMIL_TOTAL_DURATION_MS in attributes
@@ -309,9 +313,10 @@ def event_count(span: ReadableSpan) -> int:
     try:
         if type(span) is RecordSpan:
             return 2 + len(span.record.latencies)
-        if not is_generation_span(span):
+        attributes = _generation_attributes(span)
+        if attributes is None:
             return 0
-        latencies = (span.attributes or {}).get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
+        latencies = attributes.get(semconv.OCTOMIL_CHUNK_LATENCIES_NS, "")
         if type(latencies) is str:
             return 2 + len(latencies) // chunk_latencies.HEX_DIGITS
         return 2 + (len(latencies) if isinstance(latencies, (tuple, list)) else 0)
