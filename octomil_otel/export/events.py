@@ -534,24 +534,21 @@ def _chunk_events(
     after it) are looked up; only the latency is written per chunk, as integer nanoseconds
     with an exponent (``142300000e-6``): JSON's own number syntax, parsed to the same double
     as ``142.3`` (both round the exact decimal once), without a float-to-text conversion.
-    callgrind: ~3.1k instructions a chunk, against ~4.1k for the same parts joined by
+    callgrind: ~2.8k instructions a chunk, against ~4.1k for the same parts joined by
     C-level ``map``/``zip``/``join`` over six iterators, whose setup cost more than the loop.
     """
     usage = "" if output_tokens is None else "," + _member("output_tokens", output_tokens)
     metrics, tail = f'"{fields},"metrics":{{"chunk_index":', f"e-6{usage}}}}}"
-    indexes, milliseconds = _indexes(len(latencies)), MILLISECOND_SUFFIXES
-    start_second, ns = divmod(start_ns, 1_000_000_000)  # ns: since the start's second
-    head, next_second = _CHUNK_HEAD + _utc_second(start_second), 1_000_000_000
+    second, ns = divmod(start_ns, 1_000_000_000)  # ns: since that second
+    head, milliseconds = _CHUNK_HEAD + _utc_second(second), MILLISECOND_SUFFIXES
     events = []
-    for index, latency in enumerate(latencies):
+    for index, latency in zip(_indexes(len(latencies)), latencies, strict=False):  # longer
         ns += latency
-        if ns >= next_second:
-            seconds = ns // 1_000_000_000
-            head = _CHUNK_HEAD + _utc_second(start_second + seconds)
-            next_second = (seconds + 1) * 1_000_000_000
-        events.append(
-            f"{head}{milliseconds[ns // 1_000_000 % 1000]}{metrics}{indexes[index]}{latency}{tail}"
-        )
+        if ns >= 1_000_000_000:  # a later second: ns from its start again
+            seconds, ns = divmod(ns, 1_000_000_000)
+            second += seconds
+            head = _CHUNK_HEAD + _utc_second(second)
+        events.append(f"{head}{milliseconds[ns // 1_000_000]}{metrics}{index}{latency}{tail}")
     return events
 
 
