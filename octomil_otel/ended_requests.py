@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -53,6 +54,7 @@ class EndedRequests:
     """A queue of records to make (``put``) and the daemon thread that makes them."""
 
     def __init__(self) -> None:
+        self._settles: list[weakref.WeakMethod[Callable[[], None]]] = []
         self._start()
 
     def _start(self) -> None:
@@ -93,20 +95,33 @@ class EndedRequests:
             self._worker = worker
         return self._worker is not None
 
+    def settle_after_drain(self, settle: weakref.WeakMethod[Callable[[], None]]) -> None:
+        """Call ``settle`` (while its object lives) after each drain: what records keep to
+        finish many at a time (``Instruments``) is finished then."""
+        self._settles.append(settle)
+
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background
-        thread is making it (then wait for it)."""
+        thread is making it (then wait for it); then settle."""
         with self._recording:
             waiting = self._waiting
             for _ in range(len(waiting)):
                 try:
                     record = waiting.popleft()
                 except IndexError:  # taken by a drain on another thread
-                    return
+                    break
                 try:
                     record()
                 except Exception:  # the thread must outlive any bug of ours
                     _logger.debug("octomil_otel: could not record a request", exc_info=True)
+            self._settles = [ref for ref in self._settles if ref() is not None]
+            for ref in self._settles:
+                settle = ref()
+                try:
+                    if settle is not None:
+                        settle()
+                except Exception:
+                    _logger.debug("octomil_otel: could not record requests", exc_info=True)
 
     def _run(self) -> None:
         """Asleep while nothing waits; then records within ``DELAY_SECONDS`` of the first."""

@@ -211,13 +211,13 @@ class Recorder:
         self.tracer = trace.get_tracer("octomil_otel", __version__, tracer_provider)
         meter = metrics.get_meter("octomil_otel", __version__, meter_provider)
         self.latest = semconv.latest_experimental()
-        self.instruments = Instruments(meter, latest=self.latest)
         self.capture = content.Capture.from_environment(self.latest)
         histograms = (  # a NoOpMeterProvider's, or the SDK's with OTEL_SDK_DISABLED
             _NOTHING
             if type(meter) is metrics.NoOpMeter
             else _when_read(meter_provider or metrics.get_meter_provider())
         )
+        self.instruments = Instruments(meter, latest=self.latest, deferred=histograms == _LATER)
         captured = _NOTHING if self.capture is content.Capture.NO_CONTENT else _NOW
         self._records_read = max(histograms, captured)  # by the readers fixed here
         self.logger = (

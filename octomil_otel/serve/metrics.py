@@ -25,8 +25,8 @@ import operator
 import os
 import threading
 import time
-from bisect import bisect_left
-from collections import Counter, deque
+from bisect import bisect_right
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,6 +58,7 @@ from octomil_otel.pipeline import telemetry_resource
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _INFINITY = math.inf  # a module constant: read once per record, not looked up in math
+_call = operator.methodcaller("__call__")
 _RECORDS_BEGUN = itertools.count()
 
 
@@ -255,15 +256,23 @@ class _Histogram(_Instrument, metrics.Histogram):
     _SINCE = 3
 
     def record(self, amount: float, attributes: Attributes = None, context: Any = None) -> None:
-        if not 0 <= amount < _INFINITY:
-            return
+        self.record_all((amount,), attributes)
+
+    def record_all(self, amounts: Sequence[float], attributes: Attributes = None) -> None:
+        """``record`` each of ``amounts``, in order, in one call (``Instruments``)."""
+        # sum: NaN or infinite if any is (or if finite ones overflow: then checked each)
+        if not (min(amounts) >= 0 and sum(amounts) < _INFINITY):
+            amounts = [amount for amount in amounts if 0 <= amount < _INFINITY]
+            if not amounts:
+                return
         items = tuple(attributes.items()) if attributes else ()
         waiting = self._by_items.get(items)
         if waiting is None:
             with self._lock:
-                self._first(items, amount)
-            return
-        waiting.append(amount)
+                self._first(items, amounts[0])
+                waiting = self._by_items[items]
+            amounts = amounts[1:]
+        waiting.extend(amounts)
         if len(waiting) >= _WAITING:
             with self._lock:
                 self._count(waiting)
@@ -285,21 +294,26 @@ class _Histogram(_Instrument, metrics.Histogram):
         self._count(waiting)
 
     def _count(self, waiting: _Waiting) -> None:
-        """Count a point's waiting values into it; with the lock held."""
-        values = [waiting.popleft() for _ in range(len(waiting))]
+        """Count a point's waiting values into it; with the lock held. The buckets by the
+        values sorted: each bound's count of values at most it is one search."""
+        values = list(map(_call, itertools.repeat(waiting.popleft, len(waiting))))
         if not values:
             return
         point = waiting.point
         point[0] += len(values)
-        low, high = min(values), max(values)
+        point[3] = functools.reduce(operator.add, values, point[3])  # in order, as the SDK
+        values.sort()  # stable: of equal values (1 and 1.0) the first recorded leads
+        low, high = values[0], max(values)
         if low < point[1]:
             point[1] = low
         if high > point[2]:
             point[2] = high
-        point[3] = functools.reduce(operator.add, values, point[3])
-        buckets = Counter(map(bisect_left, itertools.repeat(self._bounds), values))
-        for bucket, count in buckets.items():
-            point[5 + bucket] += count
+        below = 0
+        for bucket, bound in enumerate(self._bounds, 5):
+            at_most = bisect_right(values, bound)
+            point[bucket] += at_most - below
+            below = at_most
+        point[-1] += len(values) - below
 
     def _settle(self) -> None:
         for waiting in self._by_items.values():
