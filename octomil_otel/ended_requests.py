@@ -98,7 +98,8 @@ class EndedRequests:
     def settle_after_drain(self, settle: weakref.WeakMethod[Callable[[], None]]) -> None:
         """Call ``settle`` (while its object lives) after each drain: what records keep to
         finish many at a time (``Instruments``) is finished then."""
-        self._settles.append(settle)
+        with self._recording:  # not while a drain replaces the list
+            self._settles.append(settle)
 
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background

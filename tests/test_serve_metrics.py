@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
+from octomil_otel import instruments as instruments_module
 from octomil_otel import semconv
 from octomil_otel.device import device_id
 from octomil_otel.instruments import Instruments, Outcome
@@ -153,6 +154,54 @@ def test_values_counted_in_batches_sum_as_the_sdk_adds_them_one_by_one():
     assert ours == through_sdk
     count = [line for line in ours[-1].splitlines() if line.startswith("batched_seconds_count")]
     assert [line.rsplit(" ", 1)[1] for line in count] == ["517.0", "258.0"]
+
+
+def _durations(registry: CollectorRegistry) -> dict[str, str]:
+    """The operation duration's count by model, as /metrics says it."""
+    lines = generate_latest(registry).decode().splitlines()
+    return {
+        line.split('gen_ai_request_model="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+        for line in lines
+        if line.startswith("gen_ai_client_operation_duration_seconds_count{")
+    }
+
+
+def test_kept_outcomes_are_recorded_when_as_many_as_the_limit_wait(monkeypatch):
+    """Deferred, with a reader that never drains (an SDK's): nothing until ``MAX_WAITING``
+    are kept, then all of them, through the SDK's instruments one value at a time."""
+    monkeypatch.setattr(instruments_module, "MAX_WAITING", 3)
+    registry = CollectorRegistry()
+    sdk = MeterProvider(
+        resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=registry)]
+    )
+    instruments = Instruments(
+        metrics.get_meter("octomil_otel", "1.2.3", sdk), latest=False, deferred=True
+    )
+    chat = outcomes()[1]  # a text completion of model-1, answered
+    instruments.record(chat)
+    instruments.record(chat._replace(duration_s=0.5))
+    assert _durations(registry) == {}
+
+    instruments.record(chat._replace(duration_s=0.25))
+
+    assert _durations(registry) == {"model-1": "3.0"}
+
+
+def test_a_set_of_attributes_no_instrument_takes_loses_only_its_requests():
+    """A kept request whose attributes hold a list (which the /metrics histograms refuse)
+    is recorded with the others when a scrape drains them: it alone is lost."""
+    registry = CollectorRegistry()
+    provider = PrometheusMeterProvider(RESOURCE, registry=registry)
+    instruments = Instruments(
+        metrics.get_meter("octomil_otel", "1.2.3", provider), latest=False, deferred=True
+    )
+    chat = outcomes()[1]
+    listed = {**chat.attributes, semconv.GEN_AI_REQUEST_MODEL: ["a", "list"]}
+    other = {**chat.attributes, semconv.GEN_AI_REQUEST_MODEL: "model-9"}
+    for attributes in (chat.attributes, listed, other, chat.attributes):
+        instruments.record(chat._replace(attributes=attributes))
+
+    assert _durations(registry) == {"model-1": "2.0", "model-9": "1.0"}
 
 
 def test_records_from_many_threads_are_all_counted():

@@ -4,8 +4,9 @@ Through the OpenTelemetry SDK, one histogram record costs ~78,000 instructions w
 Prometheus reader behind it (opentelemetry-sdk 1.45: each record cleans, copies and hashes
 its attributes, and asks the exemplar filter), and a served request records about six: more
 than half of all that telemetry added to a request of ``octomil serve echo``
-(``bench/callgrind_serve.py``). Here a record appends its value to its point's queue,
-counted many values at a time (~7,700 instructions a record), and the OpenTelemetry
+(``bench/callgrind_serve.py``). Here values are appended to their point's queue, a list
+of them at a time (``record_all``: ``Instruments`` records many requests at once), and
+counted many at a time, and the OpenTelemetry
 Prometheus exporter still writes ``/metrics``: its reader is handed, at each scrape, the
 ``MetricsData`` the SDK would have collected (cumulative points per attribute set, the
 instruments' own buckets, the same resource and instrumentation scope), so the series,
@@ -241,12 +242,10 @@ class _Histogram(_Instrument, metrics.Histogram):
     """The SDK's explicit-bucket histogram: bucket ``i`` counts values ``<= bounds[i]``
     (and above ``bounds[i-1]``); a negative or non-finite value is ignored, as the SDK does.
 
-    A record appends its value to its point's ``_Waiting``, without the lock (a deque's
+    A record appends its values to its point's ``_Waiting``, without the lock (a deque's
     appends need none); a collection, or the record that makes ``_WAITING`` of them, counts
     them in the order recorded, so that a sum is the SDK's to the last bit. The lock, the
-    bucket search and the point's updates then run once for many values, at C speed: a
-    record takes ~7,700 instructions, against ~9,300 counted one at a time (callgrind; most
-    of the rest is finding the point by the attributes' items).
+    bucket search and the point's updates then run once for many values, at C speed.
     """
 
     def __init__(self, name: str, unit: str, description: str, bounds: tuple[float, ...]):
@@ -260,6 +259,8 @@ class _Histogram(_Instrument, metrics.Histogram):
 
     def record_all(self, amounts: Sequence[float], attributes: Attributes = None) -> None:
         """``record`` each of ``amounts``, in order, in one call (``Instruments``)."""
+        if not amounts:
+            return
         # sum: NaN or infinite if any is (or if finite ones overflow: then checked each)
         if not (min(amounts) >= 0 and sum(amounts) < _INFINITY):
             amounts = [amount for amount in amounts if 0 <= amount < _INFINITY]
