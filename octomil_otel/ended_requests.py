@@ -14,7 +14,9 @@ not recording, no message content is captured, the Octomil span processor delive
 background, and the histograms are not recorded at all or are read by a collector that
 drains this queue first (``octomil serve``'s ``/metrics``). Such readers are ``Drains``:
 they call ``ENDED.drain()`` before they read, flush or shut down, so a flush, a scrape
-or a shutdown sees every request that ended before it.
+or a shutdown sees every request that ended before it. A drain ends by settling what its
+records keep to finish many at a time (``settle_after_drain``: the histograms of such a
+collector, ``Instruments``).
 """
 
 from __future__ import annotations
