@@ -16,7 +16,7 @@ drains this queue first (``octomil serve``'s ``/metrics``). Such readers are ``D
 they call ``ENDED.drain()`` before they read, flush or shut down, so a flush, a scrape
 or a shutdown sees every request that ended before it. A drain ends by settling what its
 records keep to finish many at a time (``settle_after_drain``: the histograms of such a
-collector, ``Instruments``).
+collector, ``instruments.settle``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -56,7 +55,7 @@ class EndedRequests:
     """A queue of records to make (``put``) and the daemon thread that makes them."""
 
     def __init__(self) -> None:
-        self._settles: list[weakref.WeakMethod[Callable[[], None]]] = []
+        self._settles: list[Callable[[], None]] = []
         self._start()
 
     def _start(self) -> None:
@@ -97,11 +96,10 @@ class EndedRequests:
             self._worker = worker
         return self._worker is not None
 
-    def settle_after_drain(self, settle: weakref.WeakMethod[Callable[[], None]]) -> None:
-        """Call ``settle`` (while its object lives) after each drain: what records keep to
-        finish many at a time (``Instruments``) is finished then."""
-        with self._recording:  # not while a drain replaces the list
-            self._settles.append(settle)
+    def settle_after_drain(self, settle: Callable[[], None]) -> None:
+        """Call ``settle`` (which must not raise) after each drain: what records keep to
+        finish many at a time (``instruments.settle``) is finished then."""
+        self._settles.append(settle)
 
     def drain(self) -> None:
         """Make every record put before this call, on this thread unless the background
@@ -117,13 +115,10 @@ class EndedRequests:
                     record()
                 except Exception:  # the thread must outlive any bug of ours
                     _logger.debug("octomil_otel: could not record a request", exc_info=True)
-            self._settles = [ref for ref in self._settles if ref() is not None]
-            for ref in self._settles:
-                settle = ref()
+            for settle in self._settles:
                 try:
-                    if settle is not None:
-                        settle()
-                except Exception:
+                    settle()
+                except Exception:  # as a record's
                     _logger.debug("octomil_otel: could not record requests", exc_info=True)
 
     def _run(self) -> None:

@@ -18,7 +18,6 @@ import logging
 import operator
 import os
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -26,7 +25,7 @@ from typing import Any, NamedTuple
 from opentelemetry import metrics
 
 from octomil_otel import semconv
-from octomil_otel.ended_requests import ENDED
+from octomil_otel.ended_requests import BATCH, ENDED
 
 _logger = logging.getLogger(__name__)
 
@@ -55,8 +54,11 @@ _ByError = list[tuple[dict[str, Any], list[Outcome]]]
 """Requests of one set of attributes by those attributes with their error's (``error.type``,
 none for those that did not fail), in the order each first ended."""
 
-MAX_WAITING = 4096
-"""Outcomes a deferred ``Instruments`` keeps, at most, before a record settles them all."""
+SETTLE_EVERY = BATCH
+"""Each time this many more outcomes are kept, settling them is handed to the recorder's
+thread (``ENDED.put``): where requests are recorded at once (a recording span, captured
+content), nothing else drains until a scrape, and settling thousands on a request's
+thread held the GIL ~15 ms."""
 
 
 class Instruments:
@@ -66,9 +68,10 @@ class Instruments:
         meter: where the instruments are created.
         latest: the current GenAI names, not today's.
         deferred: the meter's readers call ``ENDED.drain()`` before they read (``Drains``):
-            ``record`` then keeps each outcome, and each drain records all those kept, many
-            at a time (callgrind, a served request's five values: ~50k instructions one
-            record at a time, ~23k so); else ``record`` records at once.
+            ``record`` then keeps each outcome, and each drain records all those kept
+            (``settle``), many at a time (callgrind, a served request's five values:
+            ~50k instructions one record at a time, ~23k so); else ``record`` records at
+            once.
     """
 
     def __init__(self, meter: metrics.Meter, *, latest: bool, deferred: bool = False) -> None:
@@ -97,34 +100,16 @@ class Instruments:
             explicit_bucket_boundaries_advisory=semconv.MEMORY_BUCKETS,
         )
 
-        self._waiting: deque[Outcome] | None = None
-        self._settling = threading.Lock()  # one settle at a time: values go in in order
-        if deferred:
-            self._waiting = deque()
-            ENDED.settle_after_drain(weakref.WeakMethod(self.settle))
-            if hasattr(os, "register_at_fork"):  # as ENDED: the parent records what it kept
-                os.register_at_fork(after_in_child=self._waiting.clear)
+        self._deferred = deferred
 
     def record(self, outcome: Outcome) -> None:
-        """Record one finished request: now, or (``deferred``) at the next drain, or
-        when ``MAX_WAITING`` are kept."""
-        waiting = self._waiting
-        if waiting is None:
+        """Record one finished request: now, or (``deferred``) at the next drain."""
+        if not self._deferred:
             self._record_all((outcome,))
             return
-        waiting.append(outcome)
-        if len(waiting) >= MAX_WAITING:
-            self.settle()
-
-    def settle(self) -> None:
-        """Record the outcomes kept so far (none unless ``deferred``)."""
-        waiting = self._waiting
-        if not waiting:
-            return
-        with self._settling:
-            outcomes = [waiting.popleft() for _ in range(len(waiting))]
-            if outcomes:
-                self._record_all(outcomes)
+        _kept.append((self, outcome))
+        if len(_kept) % SETTLE_EVERY == 0:
+            ENDED.put(settle)
 
     def _record_all(self, outcomes: Iterable[Outcome]) -> None:
         """By set of attributes (in any key order), in the order the requests ended; and
@@ -171,6 +156,41 @@ class Instruments:
                 [o.peak_memory_bytes for o in group if o.peak_memory_bytes is not None],
                 attributes,
             )
+
+
+_kept: deque[tuple[Instruments, Outcome]] = deque()
+"""Every deferred ``Instruments``' outcomes, in the order the requests ended: those of one
+meter share its instruments (two recorders on one provider), so they are settled together,
+in that order."""
+_settling = threading.Lock()  # one settle at a time: values go in in the order kept
+
+
+def settle() -> None:
+    """Record every outcome kept so far; ``ENDED`` calls it after each drain, so that a
+    reader that drains sees every request that ended before it."""
+    with _settling:
+        by_meter: dict[object, tuple[Instruments, list[Outcome]]] = {}
+        for _ in range(len(_kept)):
+            instruments, outcome = _kept.popleft()
+            same = by_meter.get(instruments._genai.duration)  # the meter's and names'
+            if same is None:
+                by_meter[instruments._genai.duration] = (instruments, [outcome])
+            else:
+                same[1].append(outcome)
+        for instruments, outcomes in by_meter.values():
+            instruments._record_all(outcomes)
+
+
+def _after_fork_in_child() -> None:
+    """As ``ENDED``: the parent records what it kept; the child starts empty, unlocked."""
+    global _settling
+    _kept.clear()
+    _settling = threading.Lock()
+
+
+ENDED.settle_after_drain(settle)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _record(histogram: metrics.Histogram, values: list[float], attributes: dict[str, Any]) -> None:

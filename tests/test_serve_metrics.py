@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import threading
+import time
 
 import pytest
 from opentelemetry import metrics
@@ -166,10 +169,11 @@ def _durations(registry: CollectorRegistry) -> dict[str, str]:
     }
 
 
-def test_kept_outcomes_are_recorded_when_as_many_as_the_limit_wait(monkeypatch):
-    """Deferred, with a reader that never drains (an SDK's): nothing until ``MAX_WAITING``
-    are kept, then all of them, through the SDK's instruments one value at a time."""
-    monkeypatch.setattr(instruments_module, "MAX_WAITING", 3)
+def test_the_recorders_thread_settles_kept_outcomes_when_as_many_as_a_batch_wait(monkeypatch):
+    """Deferred, with a reader that never drains (an SDK's) and nothing put on ``ENDED``
+    (requests recorded at once): nothing until ``SETTLE_EVERY`` are kept, then all of them,
+    on the recorder's thread, through the SDK's instruments one value at a time."""
+    monkeypatch.setattr(instruments_module, "SETTLE_EVERY", 3)
     registry = CollectorRegistry()
     sdk = MeterProvider(
         resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=registry)]
@@ -184,7 +188,58 @@ def test_kept_outcomes_are_recorded_when_as_many_as_the_limit_wait(monkeypatch):
 
     instruments.record(chat._replace(duration_s=0.25))
 
+    deadline = time.monotonic() + 10
+    while _durations(registry) != {"model-1": "3.0"} and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert _durations(registry) == {"model-1": "3.0"}
+
+
+def test_two_recorders_on_one_provider_add_in_the_order_requests_ended():
+    """Sums the SDK's to the last bit: ``0.255 + 0.495 + 0.449`` in that order is 1.199,
+    recorder by recorder 1.1989999999999998."""
+    sums = []
+    for deferred in (False, True):
+        registry = CollectorRegistry()
+        provider = (
+            PrometheusMeterProvider(RESOURCE, registry=registry)
+            if deferred
+            else MeterProvider(
+                resource=RESOURCE, metric_readers=[PrometheusMetricReader(registry=registry)]
+            )
+        )
+        meter = metrics.get_meter("octomil_otel", "1.2.3", provider)
+        first, second = (Instruments(meter, latest=False, deferred=deferred) for _ in range(2))
+        chat = outcomes()[1]
+        for recorder, duration_s in ((first, 0.255), (second, 0.495), (first, 0.449)):
+            recorder.record(chat._replace(duration_s=duration_s))
+        (line,) = [
+            line
+            for line in generate_latest(registry).decode().splitlines()
+            if line.startswith("gen_ai_client_operation_duration_seconds_sum{")
+        ]
+        sums.append(line.rsplit(" ", 1)[1])
+    assert sums == ["1.199", "1.199"]
+
+
+def test_a_child_forked_while_outcomes_are_settled_starts_unlocked_and_empty():
+    """The parent's settle, under way on another thread at the fork, neither blocks the
+    child's nor counts in it."""
+    registry = CollectorRegistry()
+    provider = PrometheusMeterProvider(RESOURCE, registry=registry)
+    instruments = Instruments(
+        metrics.get_meter("octomil_otel", "1.2.3", provider), latest=False, deferred=True
+    )
+    chat = outcomes()[1]
+    instruments.record(chat)  # kept by the parent
+    with instruments_module._settling:  # as a settle on the recorder's thread
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 if its own request, alone, is counted at once
+            signal.alarm(10)
+            instruments.record(chat)
+            os._exit(0 if _durations(registry) == {"model-1": "1.0"} else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _durations(registry) == {"model-1": "1.0"}  # the parent's own
 
 
 def test_a_set_of_attributes_no_instrument_takes_loses_only_its_requests():

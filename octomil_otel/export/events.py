@@ -396,18 +396,18 @@ def write(record: Record) -> list[str]:
     start_ns, end_ns, latencies, metrics = (
         record.start_ns, record.end_ns, record.latencies, record.metrics
     )  # fmt: skip
+    if end_ns < start_ns:
+        raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
     if latencies:  # ints: a bool would write ``Truee-6``, and the API refuse the batch
         if not set(map(type, latencies)) <= _INT:
             raise TypeError(f"chunk latencies must be int nanoseconds, got {latencies!r}")
         if min(latencies) < 0 or max(latencies) >= chunk_latencies.LONGEST_NS:
             raise ValueError(f"a chunk latency negative or past int64: {latencies}")
-    last_chunk_ns = start_ns + sum(latencies)  # not before the start: latencies are not < 0
+    last_chunk_ns = start_ns + sum(latencies)  # the start the earliest: nothing is < 0
     if not (start_ns >= _FIRST_NS and end_ns < _END_NS and last_chunk_ns < _END_NS):
         times = (start_ns, end_ns, last_chunk_ns)  # what the API reads
         raise ValueError(f"a timestamp outside the years 1000 to 9999: {times} ns")
-    if not last_chunk_ns <= end_ns:
-        if end_ns < start_ns:
-            raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
+    if last_chunk_ns > end_ns:
         raise ValueError(f"a chunk after the request's end: {last_chunk_ns}, {end_ns}")
     # ',"model":...,"stream":true': every event's fields after its timestamp. Checked here:
     # a request that breaks the contract is dropped alone, rather than have the API refuse
