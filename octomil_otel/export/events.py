@@ -545,7 +545,7 @@ def _chunk_events(
     second, ns = divmod(start_ns, 1_000_000_000)  # ns: since that second
     head, milliseconds = _CHUNK_HEAD + _utc_second(second), MILLISECOND_SUFFIXES
     events = []
-    for index, latency in zip(_indexes(len(latencies)), latencies, strict=False):  # more indexes
+    for index, latency in zip(_indexes(len(latencies)), latencies, strict=False):  # indexes: enough
         ns += latency
         if ns >= 1_000_000_000:  # a later second: ns from its start again
             seconds, ns = divmod(ns, 1_000_000_000)
