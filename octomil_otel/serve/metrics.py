@@ -59,7 +59,6 @@ from octomil_otel.pipeline import telemetry_resource
 
 _CUMULATIVE = AggregationTemporality.CUMULATIVE
 _INFINITY = math.inf  # a module constant: read once per record, not looked up in math
-_call = operator.methodcaller("__call__")
 _RECORDS_BEGUN = itertools.count()
 
 
@@ -297,7 +296,7 @@ class _Histogram(_Instrument, metrics.Histogram):
     def _count(self, waiting: _Waiting) -> None:
         """Count a point's waiting values into it; with the lock held. The buckets by the
         values sorted: each bound's count of values at most it is one search."""
-        values = list(map(_call, itertools.repeat(waiting.popleft, len(waiting))))
+        values = [waiting.popleft() for _ in range(len(waiting))]
         if not values:
             return
         point = waiting.point
