@@ -83,6 +83,7 @@ import requests
 now = time.perf_counter
 
 ON, OFF = "telemetry ON", "telemetry OFF"
+_LOG_NAMES = {ON: "serve-on", OFF: "serve-off"}
 PINNING = ("none", "harness", "all")  # --pin: who runs on which CPUs
 SETTLE_SECONDS = 3.0
 """Both servers idle this long after a round before their CPU is read: longer than a
@@ -110,7 +111,7 @@ class Round:
     latencies_ms: list[float] = field(default_factory=list)
     events_expected: int = 0
     server_cpu: float = 0.0
-    thread_cpu: dict[int, float] = field(default_factory=dict)  # the server's, by thread id
+    thread_cpu: list[float] = field(default_factory=list)  # the server's, threads by start
     client_cpu: float = 0.0
     receiver_cpu: float = 0.0
     first_error: str = ""
@@ -204,7 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="C client threads")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server")
     parser.add_argument("--words", type=int, default=50, help="words per prompt")
-    parser.add_argument("--warmup", type=int, default=200, help="untimed requests per server")
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="untimed requests per server and process"
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     parser.add_argument("--round-timeout", type=float, default=300.0, help="seconds per round")
     parser.add_argument(
@@ -212,13 +215,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="harness: this client and the receiver on every CPU but the first; all: also the "
         "servers on the first alone (Linux, 2 or more CPUs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--same-processes", action="store_true",
+        help="one ON and one OFF server process for all rounds, not a new pair for each pair "
+        "of rounds (each process's own speed then weighs on every pair)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--control", action="store_true",
+        help="an A/A run: the ON server has telemetry OFF too, so the figures show what the "
+        "measure moves by between two identical servers",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     texts = prompts(64, args.words)
     api_key = "om_bench_serve_load"
-    ports = {ON: _common.free_port(), OFF: _common.free_port()}
-    urls = {s: f"http://{_common.LOCALHOST}:{p}" for s, p in ports.items()}
-    waiting = str(max(16, 2 * args.concurrency))  # no 429 from the client's own concurrency
     cpus = _common.split_cpus() if args.pin != "none" else None
     server_cpus, other_cpus = cpus or (None, None)
     if cpus and args.pin == "harness":  # set, else they would inherit this process's
@@ -226,63 +236,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common.pin(0, other_cpus)  # before the client threads start: they inherit it
     print(f"load before: {_common.load_average()}")
     print(f"CPUs: servers {_cpus(server_cpus)}, client and receiver {_cpus(other_cpus)}")
+    if args.control:
+        print(f"--control: the server named {ON!r} below has telemetry OFF as well")
 
     rounds: list[Round] = []
     with ExitStack() as stack:
         receiver = stack.enter_context(_common.ReceiverProcess(api_key, other_cpus))
-        base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
-        servers = {
-            ON: _common.ServerProcess(
-                "serve-on",
-                [*base, "--port", str(ports[ON]), "--api-key", api_key, "--api-base", receiver.url],
-                cpus=server_cpus,
-            ),
-            OFF: _common.ServerProcess(
-                "serve-off",
-                [*base, "--port", str(ports[OFF])],
-                env=_common.server_env(OTEL_SDK_DISABLED="true"),
-                cpus=server_cpus,
-            ),
-        }
-        for server in servers.values():
-            stack.enter_context(server)
-        models = {}
-        with requests.Session() as session:
-            session.trust_env = False
-            for name, server in servers.items():
-                server.wait_ready(f"{urls[name]}/health", timeout=60)
-                models[name] = session.get(f"{urls[name]}/health", timeout=5).json()["model"]
-
+        pair_of_servers = PairOfServers(args, api_key, receiver.url, server_cpus, texts)
+        stack.callback(pair_of_servers.stop)
         expected_total = 0
-        for name in (ON, OFF):  # warm-up: imports, first-request paths, connection pools
-            warm = run_round(
-                name, f"{urls[name]}/v1/chat/completions", models[name], texts,
-                args.warmup, args.concurrency, args.timeout, args.round_timeout,
-            )  # fmt: skip
-            if name == ON:
-                expected_total += warm.events_expected
-        receiver.wait_settled(expected_total, quiet=7.0, timeout=30.0)
-
         for pair in range(args.rounds):
+            if pair == 0 or not args.same_processes:
+                expected_total += pair_of_servers.start()
+                receiver.wait_settled(expected_total, quiet=7.0, timeout=30.0)
             for name in (ON, OFF) if pair % 2 == 0 else (OFF, ON):
-                cpu_before = servers[name].cpu_seconds()
-                threads_before = _common.thread_cpu_seconds(servers[name].pid)
+                server, url, model = pair_of_servers.servers[name]
+                cpu_before = server.cpu_seconds()
+                threads_before = _common.thread_cpu_seconds(server.pid)
                 client_before = time.process_time()
                 receiver_before = receiver.cpu_seconds()
                 result = run_round(
-                    name, f"{urls[name]}/v1/chat/completions", models[name], texts,
+                    name, f"{url}/v1/chat/completions", model, texts,
                     args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
                 time.sleep(SETTLE_SECONDS)
-                result.server_cpu = servers[name].cpu_seconds() - cpu_before
-                result.thread_cpu = {
-                    tid: seconds - threads_before.get(tid, 0.0)
-                    for tid, seconds in _common.thread_cpu_seconds(servers[name].pid).items()
-                }
+                result.server_cpu = server.cpu_seconds() - cpu_before
+                result.thread_cpu = [
+                    seconds - threads_before.get(tid, 0.0)
+                    for tid, seconds in sorted(_common.thread_cpu_seconds(server.pid).items())
+                ]
                 result.client_cpu = time.process_time() - client_before
                 result.receiver_cpu = receiver.cpu_seconds() - receiver_before
                 rounds.append(result)
-                if name == ON:
+                if pair_of_servers.exports(name):
                     expected_total += result.events_expected
                     receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
                 print(
@@ -294,34 +280,105 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
         before_shutdown = receiver.total()
-        servers[ON].stop()  # SIGTERM: the server flushes what is queued
+        pair_of_servers.stop()  # SIGTERM: the ON server flushes what is queued
         received = receiver.wait_settled(expected_total, quiet=3.0, timeout=15.0)
         by_type = receiver.counts()
-        on_log = servers[ON].log_text()
     print(f"load after: {_common.load_average()}")
     report(rounds, args, cpus is not None)
-    report_threads(rounds, {name: server.pid for name, server in servers.items()})
+    report_threads(rounds)
+    on_log = pair_of_servers.on_logs
     flushed = sum(int(n) for n in re.findall(r"\[telemetry\] Flushed (\d+) events", on_log))
     dropped = sum(int(n) for n in re.findall(r"\[telemetry\] Dropped (\d+) events", on_log))
     print()
     print(
         f"events at the receiver: {received:,} of {expected_total:,} expected "
         f"({_common.ratio(received, expected_total):.1%}; warm-up included), "
-        f"{before_shutdown:,} of them before the ON server's shutdown flush; by type: {by_type}"
+        f"{before_shutdown:,} of them before the last ON server's shutdown flush; "
+        f"by type: {by_type}"
     )
     print(
-        f"ON server's log: {flushed:,} events flushed (accepted by the receiver), {dropped:,} "
+        f"ON servers' logs: {flushed:,} events flushed (accepted by the receiver), {dropped:,} "
         f"reported dropped; events lost to a full queue are not logged: "
         f"{expected_total - received:,} missing at the receiver"
     )
     return 0
 
 
+class PairOfServers:
+    """The ON and the OFF ``octomil serve echo``, started and warmed up together.
+
+    A new pair for each pair of rounds (unless ``--same-processes``), as pyperf runs a
+    benchmark in several processes: a process's hash seed, memory layout and how the
+    scheduler happens to place its threads make it faster or slower for its whole life. Two
+    identical servers measured here differed by ~0.3 ms a request, round after round (3 times
+    the target). Over new processes that becomes noise the pairs' median averages out, not
+    a bias in every pair.
+    """
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        api_key: str,
+        api_base: str,
+        cpus: set[int] | None,
+        texts: list[str],
+    ) -> None:
+        self.args, self.api_key, self.api_base, self.cpus, self.texts = (
+            args, api_key, api_base, cpus, texts,
+        )  # fmt: skip
+        self.servers: dict[str, tuple[_common.ServerProcess, str, str]] = {}
+        self.on_logs = ""  # the logs of every ON server stopped so far
+
+    def exports(self, name: str) -> bool:
+        """Whether server ``name`` sends events to the receiver."""
+        return name == ON and not self.args.control
+
+    def start(self) -> int:
+        """Stop the running pair, start a new one, warm it up; the events the warm-up sends."""
+        self.stop()
+        waiting = str(max(16, 2 * self.args.concurrency))  # no 429 from the client's threads
+        base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
+        for name in (ON, OFF):
+            port = _common.free_port()
+            if self.exports(name):
+                argv = [*base, "--port", str(port), "--api-key", self.api_key]
+                argv += ["--api-base", self.api_base]
+                env = _common.server_env()
+            else:
+                argv = [*base, "--port", str(port)]
+                env = _common.server_env(OTEL_SDK_DISABLED="true")
+            server = _common.ServerProcess(_LOG_NAMES[name], argv, env=env, cpus=self.cpus)
+            self.servers[name] = (server.start(), f"http://{_common.LOCALHOST}:{port}", "")
+        with requests.Session() as session:
+            session.trust_env = False
+            for name, (server, url, _) in list(self.servers.items()):
+                server.wait_ready(f"{url}/health", timeout=60)
+                model = session.get(f"{url}/health", timeout=5).json()["model"]
+                self.servers[name] = (server, url, model)
+        expected = 0
+        for name, (_, url, model) in self.servers.items():  # imports, first paths, pools
+            warm = run_round(
+                name, f"{url}/v1/chat/completions", model, self.texts, self.args.warmup,
+                self.args.concurrency, self.args.timeout, self.args.round_timeout,
+            )  # fmt: skip
+            if self.exports(name):
+                expected += warm.events_expected
+        return expected
+
+    def stop(self) -> None:
+        """SIGTERM both (the ON server flushes what it holds); keep the ON server's log."""
+        for name, (server, _, _) in self.servers.items():
+            server.stop()
+            if name == ON:
+                self.on_logs += server.log_text()
+        self.servers = {}
+
+
 def _cpus(cpus: set[int] | None) -> str:
     return "any" if cpus is None else ", ".join(map(str, sorted(cpus)))
 
 
-def report_threads(rounds: list[Round], pids: dict[str, int]) -> None:
+def report_threads(rounds: list[Round]) -> None:
     """Each server's CPU a request by thread, over all its rounds: where telemetry's cost is."""
     print("\nserver CPU ms a request by thread, all rounds (threads in the order they started):")
     for name in (ON, OFF):
@@ -329,14 +386,14 @@ def report_threads(rounds: list[Round], pids: dict[str, int]) -> None:
         requests_ = sum(r.requests for r in mine)
         if not requests_:
             continue
-        totals: dict[int, float] = {}
+        totals: list[float] = []
         for r in mine:
-            for tid, seconds in r.thread_cpu.items():
-                totals[tid] = totals.get(tid, 0.0) + seconds
+            totals += [0.0] * (len(r.thread_cpu) - len(totals))
+            for i, seconds in enumerate(r.thread_cpu):
+                totals[i] += seconds
         cells = [
-            f"{'event loop' if tid == pids[name] else f'thread {i + 1}'} "
-            f"{1000 * seconds / requests_:.3f}"
-            for i, (tid, seconds) in enumerate(sorted(totals.items()))
+            f"{'event loop' if i == 0 else f'thread {i + 1}'} {1000 * seconds / requests_:.3f}"
+            for i, seconds in enumerate(totals)
         ]
         print(f"  {name}: " + ", ".join(cells))
 
