@@ -155,38 +155,58 @@ def run_round(
     round_timeout: float,
 ) -> Round:
     """``count`` requests from ``concurrency`` threads; stops early at ``round_timeout``."""
-    result = Round(server)
+    return run_together({server: (url, model)}, texts, count, concurrency, timeout, round_timeout)[
+        server
+    ]
+
+
+def run_together(
+    targets: dict[str, tuple[str, str]],
+    texts: list[str],
+    count: int,
+    concurrency: int,
+    timeout: float,
+    round_timeout: float,
+) -> dict[str, Round]:
+    """``count`` requests to each of ``targets`` (server: (url, model)) from ``concurrency``
+    threads, the servers' turns alternating: the k-th request to each carries the same
+    prompt, streamed or not alike; stops early at ``round_timeout``."""
+    names = list(targets)
+    results = {name: Round(name) for name in names}
     lock = threading.Lock()
     next_index = 0
     deadline = time.monotonic() + round_timeout
 
     def worker() -> None:
         nonlocal next_index
-        latencies: list[float] = []
-        expected = errors = 0
-        first_error = ""
+        mine = {name: Round(name) for name in names}
         with requests.Session() as session:
             session.trust_env = False  # straight to 127.0.0.1
             while time.monotonic() < deadline:
                 with lock:
                     index, next_index = next_index, next_index + 1
-                if index >= count:
+                k, turn = divmod(index, len(names))
+                if k >= count:
                     break
+                result, (url, model) = mine[names[turn]], targets[names[turn]]
                 start = now()
                 try:
-                    expected += one_request(
-                        session, url, model, texts[index % len(texts)], index % 2 == 0, timeout
+                    result.events_expected += one_request(
+                        session, url, model, texts[k % len(texts)], k % 2 == 0, timeout
                     )
                 except Exception as problem:  # counted, the first one shown
-                    errors += 1
-                    first_error = first_error or f"{type(problem).__name__}: {problem}"
+                    result.errors += 1
+                    result.first_error = (
+                        result.first_error or f"{type(problem).__name__}: {problem}"
+                    )
                     continue
-                latencies.append((now() - start) * 1000)
+                result.latencies_ms.append((now() - start) * 1000)
         with lock:
-            result.latencies_ms.extend(latencies)
-            result.events_expected += expected
-            result.errors += errors
-            result.first_error = result.first_error or first_error
+            for name, result in results.items():
+                result.latencies_ms.extend(mine[name].latencies_ms)
+                result.events_expected += mine[name].events_expected
+                result.errors += mine[name].errors
+                result.first_error = result.first_error or mine[name].first_error
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     start = now()
@@ -194,9 +214,11 @@ def run_round(
         thread.start()
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()) + timeout + 5)
-    result.seconds = now() - start
-    result.requests = len(result.latencies_ms)
-    return result
+    seconds = now() - start
+    for result in results.values():
+        result.seconds = seconds
+        result.requests = len(result.latencies_ms)
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--same-processes", action="store_true",
         help="one ON and one OFF server process for all rounds, not a new pair for each pair "
         "of rounds (each process's own speed then weighs on every pair)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--together", action="store_true",
+        help="load both servers at once, the client's requests alternating between them: "
+        "each round compares them under the same moment's machine speed",
     )  # fmt: skip
     parser.add_argument(
         "--control", action="store_true",
@@ -246,39 +273,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         stack.callback(pair_of_servers.stop)
         expected_total = 0
         for pair in range(args.rounds):
+            order = (ON, OFF) if pair % 2 == 0 else (OFF, ON)  # who goes first: each, in turn
             if pair == 0 or not args.same_processes:
-                expected_total += pair_of_servers.start()
+                expected_total += pair_of_servers.start(order)
                 receiver.wait_settled(expected_total, quiet=7.0, timeout=30.0)
-            for name in (ON, OFF) if pair % 2 == 0 else (OFF, ON):
-                server, url, model = pair_of_servers.servers[name]
-                cpu_before = server.cpu_seconds()
-                threads_before = _common.thread_cpu_seconds(server.pid)
+            turns = [order] if args.together else [(name,) for name in order]
+            for names in turns:
+                servers = {name: pair_of_servers.servers[name] for name in names}
+                cpu_before = {name: proc.cpu_seconds() for name, (proc, _, _) in servers.items()}
+                threads_before = {
+                    name: _common.thread_cpu_seconds(proc.pid)
+                    for name, (proc, _, _) in servers.items()
+                }
                 client_before = time.process_time()
                 receiver_before = receiver.cpu_seconds()
-                result = run_round(
-                    name, f"{url}/v1/chat/completions", model, texts,
-                    args.requests, args.concurrency, args.timeout, args.round_timeout,
+                results = run_together(
+                    {name: (f"{url}/v1/chat/completions", model)
+                     for name, (_, url, model) in servers.items()},
+                    texts, args.requests, args.concurrency, args.timeout, args.round_timeout,
                 )  # fmt: skip
                 time.sleep(SETTLE_SECONDS)
-                result.server_cpu = server.cpu_seconds() - cpu_before
-                result.thread_cpu = [
-                    seconds - threads_before.get(tid, 0.0)
-                    for tid, seconds in sorted(_common.thread_cpu_seconds(server.pid).items())
-                ]
-                result.client_cpu = time.process_time() - client_before
-                result.receiver_cpu = receiver.cpu_seconds() - receiver_before
-                rounds.append(result)
-                if pair_of_servers.exports(name):
-                    expected_total += result.events_expected
-                    receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
-                print(
-                    f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
-                    f"{result.errors} errors in {result.seconds:.1f} s "
-                    f"({result.rate:,.0f} req/s; server CPU {1000 * _cpu_a_request(result):.2f} "
-                    f"ms a request)"
-                    + (f"; first error: {result.first_error}" if result.errors else ""),
-                    flush=True,
-                )
+                client_cpu = time.process_time() - client_before
+                receiver_cpu = receiver.cpu_seconds() - receiver_before
+                for name, result in results.items():
+                    server = servers[name][0]
+                    result.thread_cpu = [
+                        seconds - threads_before[name].get(tid, 0.0)
+                        for tid, seconds in sorted(_common.thread_cpu_seconds(server.pid).items())
+                    ]
+                    result.server_cpu = (  # threads in ns where /proc has it, else ticks
+                        sum(result.thread_cpu)
+                        if result.thread_cpu
+                        else server.cpu_seconds() - cpu_before[name]
+                    )
+                    result.client_cpu = client_cpu / len(results)  # it sent each half
+                    result.receiver_cpu = receiver_cpu
+                    rounds.append(result)
+                    if pair_of_servers.exports(name):
+                        expected_total += result.events_expected
+                    print(
+                        f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
+                        f"{result.errors} errors in {result.seconds:.1f} s "
+                        f"({result.rate:,.0f} req/s; server CPU "
+                        f"{1000 * _cpu_a_request(result):.2f} ms a request)"
+                        + (f"; first error: {result.first_error}" if result.errors else ""),
+                        flush=True,
+                    )
+                receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
         before_shutdown = receiver.total()
         pair_of_servers.stop()  # SIGTERM: the ON server flushes what is queued
         received = receiver.wait_settled(expected_total, quiet=3.0, timeout=15.0)
@@ -333,12 +374,13 @@ class PairOfServers:
         """Whether server ``name`` sends events to the receiver."""
         return name == ON and not self.args.control
 
-    def start(self) -> int:
-        """Stop the running pair, start a new one, warm it up; the events the warm-up sends."""
+    def start(self, order: tuple[str, str]) -> int:
+        """Stop the running pair, start a new one in ``order``, warm it up; the events the
+        warm-up sends."""
         self.stop()
         waiting = str(max(16, 2 * self.args.concurrency))  # no 429 from the client's threads
         base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
-        for name in (ON, OFF):
+        for name in order:
             port = _common.free_port()
             if self.exports(name):
                 argv = [*base, "--port", str(port), "--api-key", self.api_key]
@@ -452,9 +494,14 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
         (rates_low, rates_high), (added_low, added_high) = map(
             _common.median_interval, (rates, added)
         )
+        within = (
+            "within each round (both servers loaded at once: the same moment's machine speed)"
+            if args.together
+            else "within each pair of back-to-back rounds (the machine's speed drifts between "
+            "pairs)"
+        )
         print(
-            f"within each pair of back-to-back rounds (the machine's speed drifts between "
-            f"pairs): req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
+            f"{within}: req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
             f"{rates_low:.2f} to {rates_high:.2f}; pairs from {min(rates):.2f} to "
             f"{max(rates):.2f}); server CPU ON - OFF a request median "
             f"{_common.median(added):+.3f} ms (95 % interval {added_low:+.3f} to "
