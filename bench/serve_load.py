@@ -16,20 +16,38 @@ ends when its N requests are done, or ``--round-timeout`` passed. After each ON 
 script waits (untimed) until the receiver has every event, or none came for a while, so no
 export of one round runs during the next.
 
+Each pair of rounds runs on a new pair of server processes, started and warmed up (the
+first of the pair alternates too), as pyperf runs a benchmark in several worker
+processes: a process's hash seed and memory layout make it faster or slower for its whole
+life: two identical servers kept for a whole run differed by ~0.3 ms a request (three
+times the target) in every pair. ``--same-processes`` keeps one pair for all rounds.
+
+How far to trust the difference: this machine's speed moves by ~17 % from one second to
+the next (a fixed loop's CPU time, 0.7 s windows), so rounds of one server differ by
+~0.45 ms a request, and the pairs' median ON - OFF moves by ~±0.2 ms from run to run.
+``--control`` is the A/A run that shows it: the ON server has telemetry OFF as well.
+``--together`` loads both servers at once instead, the client's requests alternating
+between them (the k-th request to each is the same), so within a round both run at the
+same moment's speed: the A/A spread of a round's difference drops from ~0.5 to ~0.2 ms. The
+two servers then share the cores, so what telemetry's threads cost the other server's
+caches weighs on OFF as much as on ON (a difference in ON's own process, the GIL and its
+threads' hand-offs, is still ON's); req/s is the same for both by construction there (the
+sequential rounds measure it).
+
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
-per 1,000 requests of the server (from ``/proc``, read ``SETTLE_SECONDS`` after the round's
-end, for both servers: by then the ON server has recorded and encoded the round's last
-requests, and sent all but its last POST of them, and the two servers' idle CPU over that
-window cancels) and of the client, how many cores the server, the client and the receiver
-kept busy, and the ratios ON / OFF; the requests/s ratio and the server CPU a request ON
-minus OFF within each pair of back-to-back rounds (median, its 95 % interval by bootstrap,
-and range: steadier when the machine's speed drifts over the run, as a shared machine's
-does; each round's line shows its CPU a request); then the events the receiver got against
-those expected (per request: ``generation_started``, one ``chunk_produced`` per content
-chunk, streamed or not, and ``generation_completed``), and the drops the ON server's log
-reports. Drops by a full queue (``max_queue_size``, 1,000 in ``octomil serve``) are not
-logged: they show only as events missing at the receiver.
+per 1,000 requests of the server (its threads' run time, in ns, from ``/proc``, read
+``SETTLE_SECONDS`` after the round's end, for both servers: by then the ON server has
+recorded and encoded the round's last requests, and sent all but its last POST of them, and
+the two servers' idle CPU over that window cancels) and of the client, how many cores the
+server, the client and the receiver kept busy, and the ratios ON / OFF; the requests/s ratio
+and the server CPU a request ON minus OFF within each pair of back-to-back rounds (median,
+its 95 % interval by bootstrap, and range: steadier when the machine's speed drifts over the
+run, as a shared machine's does; each round's line shows its CPU a request); then the events
+the receiver got against those expected (per request: ``generation_started``, one
+``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and
+the drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
+``octomil serve``) are not logged: they show only as events missing at the receiver.
 
 Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
 client threads (this process) and the receiver on any CPU, as the issue that set the
@@ -346,15 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class PairOfServers:
-    """The ON and the OFF ``octomil serve echo``, started and warmed up together.
-
-    A new pair for each pair of rounds (unless ``--same-processes``), as pyperf runs a
-    benchmark in several processes: a process's hash seed, memory layout and how the
-    scheduler happens to place its threads make it faster or slower for its whole life. Two
-    identical servers measured here differed by ~0.3 ms a request, round after round (3 times
-    the target). Over new processes that becomes noise the pairs' median averages out, not
-    a bias in every pair.
-    """
+    """The ON and the OFF ``octomil serve echo``, started and warmed up together: a new
+    pair for each pair of rounds unless ``--same-processes`` (why: the module's docstring)."""
 
     def __init__(
         self,
