@@ -59,7 +59,8 @@ a request (``/proc``'s context switch counts), then trade them on one CPU, cheap
 servers use a third less CPU a request and answer about twice the requests/s, and the
 ratios are not those of a server whose threads the scheduler spreads over several CPUs.
 The server is one Python process, so about 1 core busy means it is saturated. Its CPU per
-request moves by ±0.1 ms and more between rounds of one server: ``callgrind_serve.py``
+request moves by ~0.45 ms (one standard deviation) between rounds of one server:
+``callgrind_serve.py``
 counts what telemetry adds to a request exactly. Last, each server's CPU a request by
 thread (``/proc``): the event loop, then in the ON server the reporter (thread 2, gzip and
 POSTs), the span processor's worker (3, the events' encoding), the engine's thread (4, a
