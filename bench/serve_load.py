@@ -50,27 +50,26 @@ the drops the ON server's log reports. Drops by a full queue (``max_queue_size``
 ``octomil serve``) are not logged: they show only as events missing at the receiver.
 
 Where each runs (``--pin``): by default (``none``) the scheduler places the servers, the
-client threads (this process) and the receiver on any CPU, as the issue that set the
-targets measured. ``harness``: the client and the receiver on every CPU but the first, the
-servers on every CPU (the receiver stands in for an API that in a deployment runs on
-another machine). ``all``: also the servers on the first CPU alone. That is a different server: its
-event loop and engine thread, which hand each other the GIL and the chunks 30 to 40 times
-a request (``/proc``'s context switch counts), then trade them on one CPU, cheaply; both
-servers use a third less CPU a request and answer about twice the requests/s, and the
-ratios are not those of a server whose threads the scheduler spreads over several CPUs.
-The server is one Python process, so about 1 core busy means it is saturated. Its CPU per
-request moves by ~0.45 ms (one standard deviation) between rounds of one server:
-``callgrind_serve.py``
-counts what telemetry adds to a request exactly. Last, each server's CPU a request by
-thread (``/proc``): the event loop, then in the ON server the reporter (thread 2, gzip and
-POSTs), the span processor's worker (3, the events' encoding), the engine's thread (4, a
-request's chunks and its end) and the recorder's (5, ``ended_requests``: each request's
-metrics, histograms and Octomil record); in the OFF server the engine's thread is 2. The
-threads telemetry adds show its own cost directly; the difference in the others is what
-it costs them (GIL, caches, how much work each wake-up finds), within their noise. That line
-sums all rounds (a mean); the table's medians are what the targets are read from.
-Latencies include queueing behind the engine (one request at a time on the engine;
-``--max-waiting`` may wait).
+client threads (this process) and the receiver on any CPU, as the issue that set the targets
+measured. ``harness``: the client and the receiver on every CPU but the first, the servers
+on every CPU (the receiver stands in for an API that in a deployment runs on another
+machine). ``all``: also the servers on the first CPU alone. That is a different server: its
+event loop and engine thread, which hand each other the GIL and the chunks 30 to 40 times a
+request (``/proc``'s context switch counts), then trade them on one CPU, cheaply; both
+servers use a third less CPU a request and answer about twice the requests/s, and the ratios
+are not those of a server whose threads the scheduler spreads over several CPUs. The server
+is one Python process, so about 1 core busy means it is saturated. Its CPU per request moves
+by ~0.45 ms (one standard deviation) between rounds of one server: ``callgrind_serve.py``
+counts what telemetry adds to a request exactly. Last, each server's CPU a request by thread
+(``/proc``): the event loop, then in the ON server the reporter (thread 2, gzip and POSTs),
+the span processor's worker (3, the events' encoding), the engine's thread (4, a request's
+chunks and its end) and the recorder's (5, ``ended_requests``: each request's metrics,
+histograms and Octomil record); in the OFF server the engine's thread is 2. The threads
+telemetry adds show its own cost directly; the difference in the others is what it costs
+them (GIL, caches, how much work each wake-up finds), within their noise. That line sums all
+rounds (a mean); the table's medians are what the targets are read from. Latencies include
+queueing behind the engine (one request at a time on the engine; ``--max-waiting`` may
+wait).
 
 Why: ``engine_overhead.py`` shows telemetry's cost next to a real model's decode steps;
 this shows it where it is largest relative to the work: a server doing nearly nothing per
