@@ -26,12 +26,13 @@ How far to trust the difference: this machine's speed moves by ~17 % from one se
 the next (a fixed loop's CPU time, 0.7 s windows), so rounds of one server differ by
 ~0.45 ms a request, and the pairs' median ON - OFF moves by ~±0.2 ms from run to run.
 ``--control`` is the A/A run that shows it: the ON server has telemetry OFF as well.
-``--together`` loads both servers at once instead, each from half the client threads (the
-k-th request to each is the same), so within a round both run at the same moment's speed:
-the A/A spread of a round's difference drops from ~0.5 to ~0.2 ms. The two servers then
-share the cores, so what telemetry's threads cost the other server's caches weighs on OFF
-as much as on ON; what they cost in ON's own process (the GIL, its threads' hand-offs) is
-still ON's alone, and so is the throughput it loses to them.
+``--together`` loads both servers at once instead, the client's requests alternating
+between them (the k-th request to each is the same), so within a round both run at the
+same moment's speed: the A/A spread of a round's difference drops from ~0.5 to ~0.2 ms. The
+two servers then share the cores, so what telemetry's threads cost the other server's
+caches weighs on OFF as much as on ON (a difference in ON's own process, the GIL and its
+threads' hand-offs, is still ON's); req/s is the same for both by construction there (the
+sequential rounds measure it).
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
@@ -185,59 +186,55 @@ def run_together(
     timeout: float,
     round_timeout: float,
 ) -> dict[str, Round]:
-    """``count`` requests to each of ``targets`` (server: (url, model)), all at once, each
-    server's from its share of ``concurrency`` threads (as many to each, so at least one):
-    the k-th request to each carries the same prompt, streamed or not alike. A server's
-    time runs until its own last answer; stops early at ``round_timeout``."""
+    """``count`` requests to each of ``targets`` (server: (url, model)) from ``concurrency``
+    threads, the servers' turns alternating: the k-th request to each carries the same
+    prompt, streamed or not alike; stops early at ``round_timeout``."""
     names = list(targets)
     results = {name: Round(name) for name in names}
     lock = threading.Lock()
-    next_index = dict.fromkeys(names, 0)
-    ended = dict.fromkeys(names, 0.0)
+    next_index = 0
     deadline = time.monotonic() + round_timeout
 
-    def worker(name: str) -> None:
-        url, model = targets[name]
-        mine = Round(name)
+    def worker() -> None:
+        nonlocal next_index
+        mine = {name: Round(name) for name in names}
         with requests.Session() as session:
             session.trust_env = False  # straight to 127.0.0.1
             while time.monotonic() < deadline:
                 with lock:
-                    index = next_index[name]
-                    next_index[name] = index + 1
-                if index >= count:
+                    index, next_index = next_index, next_index + 1
+                k, turn = divmod(index, len(names))
+                if k >= count:
                     break
+                result, (url, model) = mine[names[turn]], targets[names[turn]]
                 start = now()
                 try:
-                    mine.events_expected += one_request(
-                        session, url, model, texts[index % len(texts)], index % 2 == 0, timeout
+                    result.events_expected += one_request(
+                        session, url, model, texts[k % len(texts)], k % 2 == 0, timeout
                     )
                 except Exception as problem:  # counted, the first one shown
-                    mine.errors += 1
-                    mine.first_error = mine.first_error or f"{type(problem).__name__}: {problem}"
+                    result.errors += 1
+                    result.first_error = (
+                        result.first_error or f"{type(problem).__name__}: {problem}"
+                    )
                     continue
-                mine.latencies_ms.append((now() - start) * 1000)
+                result.latencies_ms.append((now() - start) * 1000)
         with lock:
-            result = results[name]
-            result.latencies_ms.extend(mine.latencies_ms)
-            result.events_expected += mine.events_expected
-            result.errors += mine.errors
-            result.first_error = result.first_error or mine.first_error
-            ended[name] = max(ended[name], now())
+            for name, result in results.items():
+                result.latencies_ms.extend(mine[name].latencies_ms)
+                result.events_expected += mine[name].events_expected
+                result.errors += mine[name].errors
+                result.first_error = result.first_error or mine[name].first_error
 
-    per_server = max(1, concurrency // len(names))
-    threads = [
-        threading.Thread(target=worker, args=(name,), daemon=True)
-        for _ in range(per_server)
-        for name in names
-    ]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     start = now()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()) + timeout + 5)
-    for name, result in results.items():
-        result.seconds = (ended[name] or now()) - start
+    seconds = now() - start
+    for result in results.values():
+        result.seconds = seconds
         result.requests = len(result.latencies_ms)
     return results
 
@@ -265,8 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument(
         "--together", action="store_true",
-        help="load both servers at once, each from half the client threads: each round "
-        "compares them at the same moment's machine speed",
+        help="load both servers at once, the client's requests alternating between them: "
+        "each round compares them under the same moment's machine speed",
     )  # fmt: skip
     parser.add_argument(
         "--control", action="store_true",
@@ -327,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if result.thread_cpu
                         else server.cpu_seconds() - cpu_before[name]
                     )
-                    result.client_cpu = client_cpu / len(results)  # each server's share
+                    result.client_cpu = client_cpu / len(results)  # it sent each half
                     result.receiver_cpu = receiver_cpu
                     rounds.append(result)
                     if pair_of_servers.exports(name):
