@@ -14,7 +14,7 @@ time. A round is N chat completions (prompts of about 50 words; every other one 
 sent by C client threads, one ``requests.Session`` each, as fast as answers come. A round
 ends when its N requests are done, or ``--round-timeout`` passed. After each ON round the
 script waits (untimed) until the receiver has every event, or none came for a while, so no
-export of one round runs during the next.
+export of one round runs during the next (with ``--together``, after each round).
 
 Each pair of rounds runs on a new pair of server processes, started and warmed up (the
 first of the pair alternates too), as pyperf runs a benchmark in several worker
@@ -31,8 +31,9 @@ between them (the k-th request to each is the same), so within a round both run 
 same moment's speed: the A/A spread of a round's difference drops from ~0.5 to ~0.2 ms. The
 two servers then share the cores, so what telemetry's threads cost the other server's
 caches weighs on OFF as much as on ON (a difference in ON's own process, the GIL and its
-threads' hand-offs, is still ON's); req/s is the same for both by construction there (the
-sequential rounds measure it).
+threads' hand-offs, is still ON's); each has about C/2 requests in flight, so latencies are
+not those of a run in turn; and both answer at one pace by construction, so req/s is not
+measured (a run without ``--together`` measures it).
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
@@ -88,6 +89,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sys
 import threading
 import time
@@ -241,7 +243,9 @@ def run_together(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _common.argument_parser(__doc__)
-    parser.add_argument("--requests", type=int, default=2000, help="N, per round")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="N, per round (per server with --together)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="C client threads")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per server")
     parser.add_argument("--words", type=int, default=50, help="words per prompt")
@@ -315,19 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 receiver_cpu = receiver.cpu_seconds() - receiver_before
                 for name, result in results.items():
                     server = servers[name][0]
-                    result.thread_cpu = [
+                    result.server_cpu = server.cpu_seconds() - cpu_before[name]
+                    result.thread_cpu = [  # in the order the threads started
                         seconds - threads_before[name].get(tid, 0.0)
-                        for tid, seconds in sorted(_common.thread_cpu_seconds(server.pid).items())
+                        for tid, seconds in _common.thread_cpu_seconds(server.pid).items()
                     ]
-                    result.server_cpu = (  # threads in ns where /proc has it, else ticks
-                        sum(result.thread_cpu)
-                        if result.thread_cpu
-                        else server.cpu_seconds() - cpu_before[name]
-                    )
-                    result.client_cpu = client_cpu / len(results)  # it sent each half
-                    result.receiver_cpu = receiver_cpu
+                    result.client_cpu = client_cpu / len(results)  # each server's share
                     rounds.append(result)
                     if pair_of_servers.exports(name):
+                        result.receiver_cpu = receiver_cpu
                         expected_total += result.events_expected
                     print(
                         f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
@@ -337,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + (f"; first error: {result.first_error}" if result.errors else ""),
                         flush=True,
                     )
-                receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
+                if any(map(pair_of_servers.exports, names)):
+                    receiver.wait_settled(expected_total, quiet=7.0, timeout=60.0)
         before_shutdown = receiver.total()
         pair_of_servers.stop()  # SIGTERM: the ON server flushes what is queued
         received = receiver.wait_settled(expected_total, quiet=3.0, timeout=15.0)
@@ -349,9 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     flushed = sum(int(n) for n in re.findall(r"\[telemetry\] Flushed (\d+) events", on_log))
     dropped = sum(int(n) for n in re.findall(r"\[telemetry\] Dropped (\d+) events", on_log))
     print()
+    share = f"{_common.ratio(received, expected_total):.1%}" if expected_total else "--control"
     print(
         f"events at the receiver: {received:,} of {expected_total:,} expected "
-        f"({_common.ratio(received, expected_total):.1%}; warm-up included), "
+        f"({share}; warm-up included), "
         f"{before_shutdown:,} of them before the last ON server's shutdown flush; "
         f"by type: {by_type}"
     )
@@ -420,11 +422,18 @@ class PairOfServers:
 
     def stop(self) -> None:
         """SIGTERM both (the ON server flushes what it holds); keep the ON server's log."""
-        for name, (server, _, _) in self.servers.items():
+        servers, self.servers = self.servers, {}
+        with ExitStack() as stack:  # each stopped, whatever another's stop raises
+            for name, (server, _, _) in servers.items():
+                stack.callback(self._retire, name, server)
+
+    def _retire(self, name: str, server: _common.ServerProcess) -> None:
+        try:
             server.stop()
+        finally:
             if name == ON:
                 self.on_logs += server.log_text()
-        self.servers = {}
+            shutil.rmtree(server.log_path.parent, ignore_errors=True)
 
 
 def _cpus(cpus: set[int] | None) -> str:
@@ -464,7 +473,7 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
         if not mine:
             continue
         summary[name] = {
-            "req/s": _common.median([r.rate for r in mine]),
+            **({} if args.together else {"req/s": _common.median([r.rate for r in mine])}),
             "p50 ms": _common.median([_common.percentile(r.latencies_ms, 50) for r in mine]),
             "p99 ms": _common.median([_common.percentile(r.latencies_ms, 99) for r in mine]),
             "server CPU s / 1k req": _common.median([1000 * _cpu_a_request(r) for r in mine]),
@@ -492,7 +501,9 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     print()
     print(
         f"medians over {args.rounds} rounds per server of {args.requests:,} requests, "
-        f"{args.concurrency} client threads, half streamed:"
+        f"{args.concurrency} client threads"
+        + (" between both servers (req/s: paced alike, not measured)" if args.together else "")
+        + ", half streamed:"
     )
     _common.print_table([" ", ON, OFF, "ON / OFF"], rows)
     pairs = [  # (ON, OFF), back to back
@@ -505,16 +516,17 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
         (rates_low, rates_high), (added_low, added_high) = map(
             _common.median_interval, (rates, added)
         )
-        within = (
-            "within each round (both servers loaded at once: the same moment's machine speed)"
-            if args.together
-            else "within each pair of back-to-back rounds (the machine's speed drifts between "
-            "pairs)"
-        )
+        if args.together:
+            within = "within each round (both servers at once: the same moment's machine speed):"
+        else:
+            within = (
+                "within each pair of back-to-back rounds (the machine's speed drifts between "
+                f"pairs): req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
+                f"{rates_low:.2f} to {rates_high:.2f}; pairs from {min(rates):.2f} to "
+                f"{max(rates):.2f});"
+            )
         print(
-            f"{within}: req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
-            f"{rates_low:.2f} to {rates_high:.2f}; pairs from {min(rates):.2f} to "
-            f"{max(rates):.2f}); server CPU ON - OFF a request median "
+            f"{within} server CPU ON - OFF a request median "
             f"{_common.median(added):+.3f} ms (95 % interval {added_low:+.3f} to "
             f"{added_high:+.3f}; pairs from {min(added):+.3f} to {max(added):+.3f})"
         )
@@ -525,7 +537,8 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     )
     print(
         "note: the client threads (this process) and the receiver (the Octomil API, a child "
-        f"process; busy in ON rounds only, and with its own CPU in a real deployment) {where}; "
+        f"process; busy only while the ON server exports, and with its own CPU in a real "
+        f"deployment) {where}; "
         "the server is one Python process, so about 1 core busy means it is saturated. "
         "Server CPU per request is the steadier measure of telemetry's cost."
     )
