@@ -4,13 +4,12 @@ Through the OpenTelemetry SDK, one histogram record costs ~78,000 instructions w
 Prometheus reader behind it (opentelemetry-sdk 1.45: each record cleans, copies and hashes
 its attributes, and asks the exemplar filter), and a served request records about six: more
 than half of all that telemetry added to a request of ``octomil serve echo``
-(``bench/callgrind_serve.py``). Here values are appended to their point's queue, a list
-of them at a time (``record_all``: ``Instruments`` records many requests at once), and
-counted many at a time, and the OpenTelemetry
-Prometheus exporter still writes ``/metrics``: its reader is handed, at each scrape, the
-``MetricsData`` the SDK would have collected (cumulative points per attribute set, the
-instruments' own buckets, the same resource and instrumentation scope), so the series,
-their names, labels and values are the exporter's.
+(``bench/callgrind_serve.py``). Here values are appended to their point's queue a list
+at a time (``record_all``: ``Instruments`` records many requests at once) and counted many
+at a time. The OpenTelemetry Prometheus exporter still writes ``/metrics``: its reader is
+handed, at each scrape, the ``MetricsData`` the SDK would have collected (cumulative points
+per attribute set, the instruments' own buckets, the same resource and instrumentation
+scope), so the series, their names, labels and values are the exporter's.
 
 Used only where nothing else reads the histograms: with OTLP forwarding of metrics, an
 SDK MeterProvider set up by the application (``opentelemetry-instrument``) or
