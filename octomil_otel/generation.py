@@ -709,6 +709,7 @@ class Generation:
                 event_metrics,
             ),
             SpanContext(ids.trace_id, ids.span_id, False, _SAMPLED),
+            by_recorder=True,
         )
 
 

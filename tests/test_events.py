@@ -520,6 +520,24 @@ def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_r
     ]  # fmt: skip
 
 
+def test_a_clock_that_went_back_has_its_request_refused_alone(recorder, octomil_records, clock):
+    """The recorder's own latencies are ints, not checked for their type again; a clock
+    that went back between two chunks still makes a negative one, which the API would
+    refuse with the batch it is in."""
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    clock.advance_ms(5)
+    generation.chunk()
+    clock.advance_ms(-2)
+    generation.chunk()
+    clock.advance_ms(10)
+    generation.stop()
+    (span,) = octomil_records.get_finished_spans()
+
+    assert span.by_recorder and span.record.latencies == (5_000_000, -2_000_000)
+    with pytest.raises(ValueError, match="a negative chunk latency"):
+        encode(span)
+
+
 @pytest.mark.parametrize(
     "ids", [(-1, 5), (5, -1), (1 << 128, 5), (5, 1 << 64), (5, 0), (True, True), (1.5, 5)]
 )
