@@ -3,11 +3,9 @@
 What: ``bench/all_in_driver.py`` runs under valgrind's callgrind with collection on from the
 first instruction to the last, on every thread: the application's, the span processor's,
 the reporter's. The instrumented program calls ``octomil.init(api_key=...)`` and delivers
-its events, encoded and POSTed, to a real Octomil API on 127.0.0.1 (the minimal
-``octomil_otel.receiver`` in a child process, outside valgrind) before it exits (bodies to
-an API on this machine are not gzip-compressed since 9da8de2; the README's figures from
-before include ~1.5k instructions a chunk of it); the plain program is the same without
-``init``. Each runs at two generation lengths, and
+its events, encoded, gzip-compressed and POSTed, to a real Octomil API on 127.0.0.1 (the
+minimal ``octomil_otel.receiver`` in a child process, outside valgrind) before it exits;
+the plain program is the same without ``init``. Each runs at two generation lengths, and
 
     all-in per chunk = (I_instr(N2) - I_instr(N1) - (I_plain(N2) - I_plain(N1))) / (N2 - N1)
 

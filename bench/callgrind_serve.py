@@ -12,7 +12,7 @@ exits, so every event of every request is counted. Each server runs at two N, an
 so start-up, imports and the shutdown cancel; ON minus OFF is what telemetry adds to one
 request, its export included. The same for each thread (``--separate-threads=yes``),
 numbered in the order they started: the event loop (1), then in the ON server the
-reporter (2, which POSTs), the span processor's worker (3, which encodes
+reporter (2, which compresses and POSTs), the span processor's worker (3, which encodes
 the events), the engine's executor thread (4, where each request's generation ends) and
 the recorder's (5, ``ended_requests``: each request's metrics, histograms and Octomil
 record, in batches); in the OFF server the executor thread is 2.

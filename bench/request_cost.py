@@ -11,8 +11,7 @@ from after start-up to after the last event was delivered:
     serve`` starts it (``serve.metrics.providers``), reporting to the minimal Octomil API
     (``octomil_otel.receiver``, in another child process, its CPU not counted): the span
     (none is built when nothing would see it), the histograms, the Octomil record, its
-    encoding and POSTs (not compressed: the API is on this machine), checked delivered in
-    full.
+    encoding, gzip and POSTs, checked delivered in full.
 
 Rounds alternate off and on; printed are the medians, and on minus off: what telemetry adds
 to each request, all of it. ``bench/serve_load.py`` measures the same under HTTP load.

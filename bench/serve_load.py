@@ -62,7 +62,7 @@ are not those of a server whose threads the scheduler spreads over several CPUs.
 is one Python process, so about 1 core busy means it is saturated. Its CPU per request moves
 by ~0.45 ms (one standard deviation) between rounds of one server: ``callgrind_serve.py``
 counts what telemetry adds to a request exactly. Last, each server's CPU a request by thread
-(``/proc``): the event loop, then in the ON server the reporter (thread 2, the POSTs),
+(``/proc``): the event loop, then in the ON server the reporter (thread 2, gzip and POSTs),
 the span processor's worker (3, the events' encoding), the engine's thread (4, a request's
 chunks and its end) and the recorder's (5, ``ended_requests``: each request's metrics,
 histograms and Octomil record); in the OFF server the engine's thread is 2. The threads
