@@ -95,8 +95,7 @@ def test_reporter_fills_timestamp_now_and_leaves_out_what_was_not_given(api, mak
     assert before - 1 <= sent <= time.time()
 
 
-def test_reporter_sends_auth_user_agent_and_json(api, make_reporter):
-    """To an API on this machine the body is not compressed: no network to save."""
+def test_reporter_sends_auth_user_agent_and_gzip(api, make_reporter):
     reporter = make_reporter(api.url)
     reporter.report(event())
     reporter.flush()
@@ -105,7 +104,7 @@ def test_reporter_sends_auth_user_agent_and_json(api, make_reporter):
     assert post["path"] == "/api/v1/telemetry/events"
     assert post["headers"]["Authorization"] == f"Bearer {API_KEY}"
     assert post["headers"]["User-Agent"].startswith("octomil-otel/")
-    assert "Content-Encoding" not in post["headers"]
+    assert post["headers"]["Content-Encoding"] == "gzip"
     assert post["headers"]["Content-Type"] == "application/json"
 
 
@@ -258,7 +257,7 @@ def test_reporter_splits_batches_at_1000_events(api, make_reporter):
     ingest = api.ingest
 
     def counting(org, body, encoding):
-        sizes.append(len(json.loads(body)["events"]))
+        sizes.append(len(json.loads(gzip.decompress(body))["events"]))
         return ingest(org, body, encoding)
 
     api.ingest = counting
@@ -473,7 +472,7 @@ def test_reporter_mixes_exporter_events_and_reported_events_in_order(api, make_r
     ingest = api.ingest
 
     def keeping(org, body, encoding):  # as sent: the receiver stores the key's org
-        sent.extend(json.loads(body)["events"])
+        sent.extend(json.loads(gzip.decompress(body))["events"])
         return ingest(org, body, encoding)
 
     api.ingest = keeping

@@ -5,7 +5,6 @@ Only the reporter's worker thread calls this; the inference path never waits on 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -58,25 +57,18 @@ class _Client(Protocol):
 class Transport:
     """Delivers encoded batches to one ``api_base`` with one key, over one kept-alive
     connection: ``_http.Connection``, or urllib3 through the proxy that the standard
-    variables (``HTTPS_PROXY``, ``NO_PROXY``, ...) name for it, read once, here.
-
-    Bodies are gzip-compressed, except to an API on this machine (a loopback address or
-    ``localhost``, not through a proxy), such as the local Octomil API: there no network
-    is saved, and compressing cost the reporter's thread ~3 us of every request served by
-    ``octomil serve echo`` under ``bench/serve_load.py``'s load (and the API as much to
-    decompress)."""
+    variables (``HTTPS_PROXY``, ``NO_PROXY``, ...) name for it, read once, here."""
 
     def __init__(self, api_base: str, api_key: str, timeout_seconds: float) -> None:
         self._api_base = api_base
-        parts = urllib.parse.urlsplit(api_base)
-        self._path = parts.path.rstrip("/")
-        self._proxy = _proxy_for(parts)
+        self._path = urllib.parse.urlsplit(api_base).path.rstrip("/")
         self._timeouts = (min(timeout_seconds, 3.0), timeout_seconds)  # connect, read
         self._headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
-        self._compress = self._proxy is not None or not _on_this_machine(parts.hostname)
-        self._post_headers = {**self._headers, "Content-Type": "application/json"}
-        if self._compress:
-            self._post_headers["Content-Encoding"] = "gzip"
+        self._post_headers = {
+            **self._headers,
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+        }
         self._client: _Client | None = None
 
     def reset(self) -> None:
@@ -90,21 +82,14 @@ class Transport:
 
     def _request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
         if self._client is None:
-            self._client = (
-                _http.Connection(self._api_base, *self._timeouts)
-                if self._proxy is None
-                else _Proxied(self._api_base, self._proxy, *self._timeouts)
-            )
+            self._client = _client_for(self._api_base, *self._timeouts)
         headers = self._post_headers if body else self._headers
         with suppress_instrumentation():
             return self._client.request(method, self._path + path, headers, body)
 
     def post_events(self, body: str, count: int) -> Delivery:
-        """POST one ``{"events": [...]}`` body (ASCII JSON text), gzip-compressed unless
-        the API is on this machine."""
-        data = body.encode("ascii")
-        if self._compress:
-            data = igzip.compress(data, compresslevel=GZIP_LEVEL)
+        """POST one ``{"events": [...]}`` body (ASCII JSON text), gzip-compressed."""
+        data = igzip.compress(body.encode("ascii"), compresslevel=GZIP_LEVEL)
         try:
             status, answer = self._request("POST", EVENTS_PATH, data)
         except Exception as error:  # only its type: a message may quote a header
@@ -123,24 +108,13 @@ class Transport:
         return org_id if isinstance(org_id, str) and org_id else None
 
 
-def _proxy_for(parts: urllib.parse.SplitResult) -> str | None:
-    """The proxy the environment names for this URL, if any."""
+def _client_for(api_base: str, connect_timeout: float, read_timeout: float) -> _Client:
+    """A connection to ``api_base``, through the proxy the environment names for it."""
+    parts = urllib.parse.urlsplit(api_base)
     proxy = urllib.request.getproxies().get(parts.scheme)
     if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        return proxy
-    return None
-
-
-def _on_this_machine(host: str | None) -> bool:
-    """Whether ``host`` is a loopback address or ``localhost`` (RFC 6761)."""
-    if host is None:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # another name
-        return False
+        return _Proxied(api_base, proxy, connect_timeout, read_timeout)
+    return _http.Connection(api_base, connect_timeout, read_timeout)
 
 
 class _Proxied:
