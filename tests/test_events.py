@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import fractions
 import json
 import math
 
+import msgspec
 import numpy as np
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -391,6 +393,8 @@ def _one_chunk_stream(recorder, octomil_records):
         ("gen_ai.usage.output_tokens", 10**400, OverflowError),
         ("octomil.queue_ms", "12", TypeError),
         ("octomil.ttfc_ms", True, TypeError),  # JSON's true: the API refuses the batch
+        ("octomil.total_duration_ms", msgspec.Raw(b"1e999"), TypeError),  # written as it is
+        ("octomil.total_duration_ms", enum.Enum("Unit", {"FAST": 12}).FAST, TypeError),
         ("gen_ai.usage.input_tokens", -1, ValueError),  # on generation_started
         ("error.type", "\ud800", ValueError),  # no JSON the API can store
         ("error.type", "", TypeError),
@@ -520,21 +524,28 @@ def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_r
     ]  # fmt: skip
 
 
-def test_a_clock_that_went_back_has_its_request_refused_alone(recorder, octomil_records, clock):
+@pytest.mark.parametrize(
+    ("moves_ms", "latencies", "message"),
+    [((5, -2), (5_000_000, -2_000_000), "a negative chunk latency"),
+     ((5, 2**63 / 1e6), (5_000_000, 2**63), "adding up past int64")],
+    ids=["went-back", "jumped-past-int64"],
+)  # fmt: skip
+def test_a_clock_gone_wrong_has_its_request_refused_alone(
+    recorder, octomil_records, clock, moves_ms, latencies, message
+):
     """The recorder's own latencies are ints, not checked for their type again; a clock
-    that went back between two chunks still makes a negative one, which the API would
-    refuse with the batch it is in."""
+    that went back or jumped between two chunks still makes one the API would refuse with
+    the batch it is in (chunk times are unsigned 64-bit: a jump can pass int64)."""
     generation = recorder.start(model="tiny", engine="echo", stream=True)
-    clock.advance_ms(5)
-    generation.chunk()
-    clock.advance_ms(-2)
-    generation.chunk()
+    for move_ms in moves_ms:
+        clock.mono_ns += round(move_ms * 1e6)
+        generation.chunk()
     clock.advance_ms(10)
     generation.stop()
     (span,) = octomil_records.get_finished_spans()
 
-    assert span.by_recorder and span.record.latencies == (5_000_000, -2_000_000)
-    with pytest.raises(ValueError, match="a negative chunk latency"):
+    assert span.by_recorder and span.record.latencies == latencies
+    with pytest.raises(ValueError, match=message):
         encode(span)
 
 
