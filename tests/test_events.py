@@ -525,27 +525,33 @@ def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_r
 
 
 @pytest.mark.parametrize(
-    ("moves_ms", "latencies", "message"),
-    [((5, -2), (5_000_000, -2_000_000), "a negative chunk latency"),
-     ((5, 2**63 / 1e6), (5_000_000, 2**63), "adding up past int64")],
-    ids=["went-back", "jumped-past-int64"],
+    ("start_ns", "gaps_ns", "error", "message"),
+    [(5_000_000_000, (5_000_000, -2_000_000), ValueError, "a negative chunk latency"),
+     (5_000_000_000, (5_000_000, 2**63), ValueError, "adding up past int64"),
+     (fractions.Fraction(10_000_000_001, 2), (5_000_000, 1), TypeError,
+      "chunk latencies must be int nanoseconds")],
+    ids=["went-back", "jumped-past-int64", "a-fraction-at-the-start"],
 )  # fmt: skip
 def test_a_clock_gone_wrong_has_its_request_refused_alone(
-    recorder, octomil_records, clock, moves_ms, latencies, message
+    recorder, octomil_records, clock, start_ns, gaps_ns, error, message
 ):
-    """The recorder's own latencies are ints, not checked for their type again; a clock
-    that went back or jumped between two chunks still makes one the API would refuse with
-    the batch it is in (chunk times are unsigned 64-bit: a jump can pass int64)."""
+    """The recorder's latencies but the first are differences of ints from its array of
+    chunk times, not checked for their type again; a clock that went back or jumped between
+    two chunks, or read a Fraction at the start (``1/2e-6`` in the JSON), still makes one
+    the API would refuse with the batch it is in (chunk times are unsigned 64-bit: a jump
+    can pass int64). The recorder checks only its clock's first reading."""
+    clock.mono_ns = start_ns
     generation = recorder.start(model="tiny", engine="echo", stream=True)
-    for move_ms in moves_ms:
-        clock.mono_ns += round(move_ms * 1e6)
+    clock.mono_ns = 5_000_000_000
+    for gap_ns in gaps_ns:
+        clock.mono_ns += gap_ns
         generation.chunk()
     clock.advance_ms(10)
     generation.stop()
     (span,) = octomil_records.get_finished_spans()
 
-    assert span.by_recorder and span.record.latencies == latencies
-    with pytest.raises(ValueError, match=message):
+    assert span.by_recorder
+    with pytest.raises(error, match=message):
         encode(span)
 
 

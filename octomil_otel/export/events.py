@@ -257,9 +257,10 @@ class RecordSpan(ReadableSpan):
         )
         self.record = record
         self.by_recorder = by_recorder
-        """Built by the recorder (``Generation``): its latencies are differences of clock
-        readings kept in an array of integers, ints, whose type ``write`` does not check
-        again; one built by hand is checked as a span's attributes are."""
+        """Built by the recorder (``Generation``, the only one to pass it): all its latencies
+        but the first are differences of two ints from its array of chunk times, whose
+        type ``write`` does not check again; one built by hand is checked as a span's
+        attributes are."""
 
     @property  # type: ignore[override]
     def _attributes(self) -> dict[str, Any]:
@@ -393,9 +394,10 @@ def write(record: Record, *, by_recorder: bool = False) -> list[str]:
     the contract) are on the request's first and last event, not on each chunk:
     ``request_id`` ties those to them.
 
-    ``by_recorder``: the record is the recorder's own (``RecordSpan.by_recorder``), its
-    latencies ints: their type is not checked again, only their range (a clock can go back,
-    or jump).
+    ``by_recorder``: the record is the recorder's own (``RecordSpan.by_recorder``): of its
+    latencies only the first, from the clock's reading at the request's start, can be of
+    another type than int, and only its type is checked; the range of all is (a clock can
+    go back, or jump).
 
     Raises:
         KeyError, TypeError, ValueError, OverflowError: a value the contract refuses (a
@@ -409,11 +411,12 @@ def write(record: Record, *, by_recorder: bool = False) -> list[str]:
     )  # fmt: skip
     if end_ns < start_ns:
         raise ValueError(f"a generation span that ends before it starts: {start_ns}, {end_ns}")
-    # a bool would write ``Truee-6``, and the API refuse the batch
-    if latencies and not by_recorder and not set(map(type, latencies)) <= _INT:
-        raise TypeError(f"chunk latencies must be int nanoseconds, got {latencies!r}")
-    if latencies and min(latencies) < 0:
-        raise ValueError(f"a negative chunk latency: {latencies}")
+    if latencies:  # a bool would write ``Truee-6``, a Fraction ``1/2e-6``: the batch refused
+        kinds = {type(latencies[0])} if by_recorder else set(map(type, latencies))
+        if not kinds <= _INT:
+            raise TypeError(f"chunk latencies must be int nanoseconds, got {latencies!r}")
+        if min(latencies) < 0:
+            raise ValueError(f"a negative chunk latency: {latencies}")
     total_ns = sum(latencies)
     if total_ns >= chunk_latencies.LONGEST_NS:  # none negative: each one at most their sum
         raise ValueError(f"chunk latencies adding up past int64: {latencies}")
@@ -452,12 +455,12 @@ def write(record: Record, *, by_recorder: bool = False) -> list[str]:
     error_type = record.error_type
     if error_type is None:
         event_type = GENERATION_COMPLETED
-        numbers = _numbers(metrics, typed=by_recorder)
+        numbers = _numbers(metrics)
     else:
         event_type = GENERATION_FAILED
         final = {name: metrics[name] for name in _FAILED_METRICS if name in metrics}
         _validate_metrics({"error_type": error_type})  # text the API takes
-        numbers = _numbers(final, typed=by_recorder)[:-1] + ("," if final else "")
+        numbers = _numbers(final)[:-1] + ("," if final else "")
         numbers += f'"error_type":{_json(error_type)}}}'
     events.append(
         f'"event_type":"{event_type}","timestamp":"{format_timestamp(end_ns)}"'
@@ -489,34 +492,20 @@ def _model_fields(model: str, engine: str) -> str:
     return "," + _json({"model": model, "engine": engine})[1:-1]
 
 
-def _numbers(metrics: dict[str, Any], *, typed: bool = False) -> str:
+def _numbers(metrics: dict[str, Any]) -> str:
     """An event's numeric metrics as JSON, refused (``ValueError``) if one is negative or
     not finite, as the API would refuse the batch it is in. msgspec writes a float in a
     fifth of the time ``repr`` takes (the shortest text that reads back the same, as
-    ``repr``; ``1e16`` for ``1e+16``).
-
-    Checked in the text, once the values are ints and floats (``typed``: the recorder's
-    are, by construction): msgspec writes one that is negative with ``-`` and NaN or
-    infinity as ``null``, so only when one search of the text finds a value that does not
-    start with a digit (or an int of 309 digits, which may be past the largest double) are
-    the values checked one by one. callgrind, a served request's eight metrics: ~13k
-    instructions typed, ~17k not, against ~19k checking each value first."""
-    if not typed and not set(map(type, metrics.values())) <= _NUMBER_TYPES:  # numpy's, bools
+    ``repr``; ``1e16`` for ``1e+16``)."""
+    if not set(map(type, metrics.values())) <= _NUMBER_TYPES:  # numpy's float64, a bool
         metrics = {name: _number(name, value) for name, value in metrics.items()}
-    text = _encode_numbers(metrics)
-    if _NOT_A_MEASURE.search(text) is not None:
-        values = metrics.values()
-        if not all(map(math.isfinite, values)) or min(values) < 0:
-            raise ValueError(f"a metric is negative or not finite: {metrics}")
-    return text.decode("ascii")
+    values = metrics.values()
+    if values and (not all(map(math.isfinite, values)) or min(values) < 0):
+        raise ValueError(f"a metric is negative or not finite: {metrics}")
+    return _encode_numbers(metrics).decode("ascii")
 
 
 _NUMBER_TYPES: Final = frozenset((int, float))
-
-
-_NOT_A_MEASURE: Final = re.compile(rb":(?:[^0-9]|[0-9]{309})")
-"""In msgspec's JSON of ints and floats: a value negative or not finite, or an int that may
-be past the largest double (the names of this module's metrics hold no ``:``)."""
 
 
 def _is_id(value: object, bits: int) -> bool:
