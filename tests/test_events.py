@@ -491,11 +491,13 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
         ({"octomil.chunk.latencies_ns": (1.5,)}, False, TypeError, "must be int nanoseconds"),
         ({"octomil.chunk.latencies_ns": [1]}, False, TypeError, "a tuple of ints or packed text"),
         ({"octomil.chunk.latencies_ns": (2**63,)}, False, ValueError, "past int64"),
+        ({"octomil.chunk.latencies_ns": (2**62, 2**62)}, False, ValueError, "adding up past"),
         ({"octomil.chunk.latencies_ns": (10**9,)}, False, ValueError, "after the request's end"),
     ],
     ids=[
         "stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start",
-        "latency-not-an-int", "latencies-a-list", "latency-past-int64", "chunk-after-the-end",
+        "latency-not-an-int", "latencies-a-list", "latency-past-int64",
+        "latencies-adding-up-past-int64", "chunk-after-the-end",
     ],
 )  # fmt: skip
 def test_encode_refuses_a_request_the_api_would_get_in_part(
@@ -528,18 +530,20 @@ def test_a_record_with_a_latency_not_an_int_is_refused_alone(recorder, octomil_r
     ("start_ns", "gaps_ns", "error", "message"),
     [(5_000_000_000, (5_000_000, -2_000_000), ValueError, "a negative chunk latency"),
      (5_000_000_000, (5_000_000, 2**63), ValueError, "adding up past int64"),
+     (5_000_000_000, (3 * 2**61, 3 * 2**61), ValueError, "adding up past int64"),
      (fractions.Fraction(10_000_000_001, 2), (5_000_000, 1), TypeError,
       "chunk latencies must be int nanoseconds")],
-    ids=["went-back", "jumped-past-int64", "a-fraction-at-the-start"],
+    ids=["went-back", "jumped-past-int64", "jumped-twice", "a-fraction-at-the-start"],
 )  # fmt: skip
 def test_a_clock_gone_wrong_has_its_request_refused_alone(
     recorder, octomil_records, clock, start_ns, gaps_ns, error, message
 ):
     """The recorder's latencies but the first are differences of ints from its array of
-    chunk times, not checked for their type again; a clock that went back or jumped between
-    two chunks, or read a Fraction at the start (``1/2e-6`` in the JSON), still makes one
-    the API would refuse with the batch it is in (chunk times are unsigned 64-bit: a jump
-    can pass int64). The recorder checks only its clock's first reading."""
+    chunk times, not checked for their type again. A clock that went back between two
+    chunks, or read a Fraction at the start (``1/2e-6``: not JSON), still makes a latency
+    the API would refuse with the batch it is in; one that jumped makes latencies adding up
+    past int64 (chunk times are unsigned 64-bit), which the span's packed attribute cannot
+    hold: a request of 292 years. The recorder checks only its clock's first reading."""
     clock.mono_ns = start_ns
     generation = recorder.start(model="tiny", engine="echo", stream=True)
     clock.mono_ns = 5_000_000_000
