@@ -22,18 +22,19 @@ processes: a process's hash seed and memory layout make it faster or slower for 
 life: two identical servers kept for a whole run differed by ~0.3 ms a request (three
 times the target) in every pair. ``--same-processes`` keeps one pair for all rounds.
 
-How far to trust the difference: this machine's speed moves by ~17 % from one second to
-the next (a fixed loop's CPU time, 0.7 s windows), so rounds of one server differ by
-~0.45 ms a request, and the pairs' median ON - OFF moves by ~±0.2 ms from run to run.
-``--control`` is the A/A run that shows it: the ON server has telemetry OFF as well.
-``--together`` loads both servers at once instead, the client's requests alternating
-between them (the k-th request to each is the same), so within a round both run at the
-same moment's speed: the A/A spread of a round's difference drops from ~0.5 to ~0.2 ms. The
-two servers then share the cores, so what telemetry's threads cost the other server's
-caches weighs on OFF as much as on ON (a difference in ON's own process, the GIL and its
-threads' hand-offs, is still ON's); each has about C/2 requests in flight, so latencies are
-not those of a run in turn; and both answer at one pace by construction, so req/s is not
-measured (a run without ``--together`` measures it).
+How far to trust the difference: this machine's speed moves by ~17 % from one second to the
+next (a fixed loop's CPU time, 0.7 s windows), so rounds of one server differ by ~0.45 ms a
+request, and the pairs' median ON - OFF moves by ~±0.2 ms from run to run. ``--control`` is
+the A/A run that shows it: the ON server has telemetry OFF as well. ``--together`` loads
+both servers at once instead, the client's requests alternating between them (the k-th
+request to each is the same), so within a round both run at the same moment's speed: the A/A
+spread of a round's difference drops from ~0.5 to ~0.2 ms. A whole run's mean difference
+still moves by ~±0.08 ms (three A/A runs: +0.098, -0.051, -0.061), so deciding 0.1 ms takes
+several runs (ten: ~±0.03). The two servers then share the cores, so what telemetry's
+threads cost the other server's caches weighs on OFF as much as on ON (a difference in ON's
+own process, the GIL and its threads' hand-offs, is still ON's); each has about C/2 requests
+in flight, so latencies are not those of a run in turn; and both answer at one pace by
+construction, so req/s is not measured (a run without ``--together`` measures it).
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
@@ -175,9 +176,8 @@ def run_round(
     round_timeout: float,
 ) -> Round:
     """``count`` requests from ``concurrency`` threads; stops early at ``round_timeout``."""
-    return run_together({server: (url, model)}, texts, count, concurrency, timeout, round_timeout)[
-        server
-    ]
+    target = {server: (url, model)}
+    return run_together(target, texts, count, concurrency, timeout, round_timeout)[server]
 
 
 def run_together(
