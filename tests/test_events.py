@@ -10,6 +10,7 @@ import math
 import msgspec
 import numpy as np
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, format_span_id, format_trace_id
 
@@ -557,6 +558,29 @@ def test_a_clock_gone_wrong_has_its_request_refused_alone(
     assert span.by_recorder
     with pytest.raises(error, match=message):
         encode(span)
+
+
+def test_a_record_reads_as_the_sdks_span_of_the_same_values(recorder, octomil_records):
+    """``RecordSpan`` sets none of what ``ReadableSpan.__init__`` would: every part of it a
+    reader can read (``to_json`` reads them all, the dropped counts aside) is what the
+    SDK's own span of the same name, ids, times and attributes holds, so a new SDK that
+    adds to its spans shows here."""
+    record_span = _one_chunk_stream(recorder, octomil_records)
+    sdk_span = ReadableSpan(
+        "chat tiny",
+        context=record_span.context,
+        start_time=record_span.record.start_ns,
+        end_time=record_span.record.end_ns,
+        attributes=dict(record_span.attributes),
+        resource=Resource.get_empty(),
+    )
+
+    assert record_span.to_json() == sdk_span.to_json()
+    assert vars(sdk_span).keys() - vars(record_span).keys() <= {
+        name for name in vars(sdk_span) if hasattr(RecordSpan, name)
+    }
+    dropped = ("dropped_attributes", "dropped_events", "dropped_links")
+    assert [getattr(record_span, name) for name in dropped] == [0, 0, 0]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -316,6 +317,58 @@ def test_reporter_logs_initialized_and_flushed_lines(api, make_reporter, caplog)
     lines = [r.getMessage() for r in caplog.records]
     assert f"[telemetry] Initialized: device_id={DEVICE}, api_base={api.url}" in lines
     assert "[telemetry] Flushed 3 events (queue_size=0)" in lines
+
+
+@pytest.mark.parametrize(
+    ("interval", "told"),
+    [
+        (60.0, ["Flushed 1 events (queue_size=2)", "Flushed 3 events (queue_size=0)"]),
+        (
+            0.1,  # each POST held longer: each told
+            [
+                "Flushed 1 events (queue_size=2)",
+                "Flushed 2 events (queue_size=1)",
+                "Flushed 1 events (queue_size=0)",
+            ],
+        ),
+    ],
+)
+def test_deliveries_while_more_waits_are_told_in_one_line(
+    api, make_reporter, caplog, interval, told
+):
+    """The first delivery is told at once; one after which more waits is told with the
+    next, in one line, once nothing waits, unless ``flush_interval_seconds`` passed since
+    the last line: each POST is held (0.2 s) until the test lets it go."""
+    posted, proceed = queue.Queue(), threading.Semaphore(0)
+    ingest = api.ingest
+
+    def gated(org, body, encoding):
+        posted.put(None)
+        proceed.acquire(timeout=10)
+        return ingest(org, body, encoding)
+
+    api.ingest = gated
+    with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
+        reporter = make_reporter(api.url, max_queue_size=10, flush_interval_seconds=interval)
+        reporter.report(event(0))
+        reporter.flush(timeout_seconds=0.0)  # wake the worker: POST 1, of event 0
+        posted.get(timeout=10)
+        reporter.report(event(1))
+        reporter.report(event(2))
+        time.sleep(0.2)
+        proceed.release()
+        posted.get(timeout=10)  # POST 2, of events 1 and 2
+        reporter.report(event(3))
+        time.sleep(0.2)
+        proceed.release()  # event 3 waits
+        posted.get(timeout=10)  # POST 3, of event 3
+        time.sleep(0.2)
+        proceed.release()
+        assert reporter.flush() is True
+
+    lines = [r.getMessage() for r in caplog.records if "Flushed" in r.getMessage()]
+    assert lines == [f"[telemetry] {line}" for line in told]
+    assert len(api.events) == 4
 
 
 def test_reporter_shutdown_flushes_and_is_idempotent(api, make_reporter):
