@@ -101,6 +101,7 @@ def _handler_for(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = 30.0  # seconds a connection may stall, in a request or between them
+        wbufsize = -1  # an answer's head and body in one write: one packet, one read
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
