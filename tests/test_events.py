@@ -576,6 +576,10 @@ def test_a_record_reads_as_the_sdks_span_of_the_same_values(recorder, octomil_re
     )
 
     assert record_span.to_json() == sdk_span.to_json()
+    assert (record_span.start_time, record_span.end_time) == (
+        sdk_span.start_time,
+        sdk_span.end_time,
+    )  # to the nanosecond: to_json writes microseconds
     assert vars(sdk_span).keys() - vars(record_span).keys() <= {
         name for name in vars(sdk_span) if hasattr(RecordSpan, name)
     }

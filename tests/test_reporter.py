@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import concurrent.futures
 import gzip
 import json
 import logging
@@ -319,6 +320,26 @@ def test_reporter_logs_initialized_and_flushed_lines(api, make_reporter, caplog)
     assert "[telemetry] Flushed 3 events (queue_size=0)" in lines
 
 
+@pytest.fixture
+def held_posts(api):
+    """Each POST to ``api`` waits until the test lets it go (``proceed.release()``); the
+    test sees it start (``posted.get()``)."""
+    posted, proceed = queue.Queue(), threading.Semaphore(0)
+    ingest = api.ingest
+
+    def gated(org, body, encoding):
+        posted.put(None)
+        proceed.acquire(timeout=10)
+        return ingest(org, body, encoding)
+
+    api.ingest = gated
+    return posted, proceed
+
+
+def _flushed(caplog) -> list[int]:
+    return [int(r.getMessage().split()[2]) for r in caplog.records if "Flushed" in r.getMessage()]
+
+
 @pytest.mark.parametrize(
     ("interval", "told"),
     [
@@ -334,20 +355,12 @@ def test_reporter_logs_initialized_and_flushed_lines(api, make_reporter, caplog)
     ],
 )
 def test_deliveries_while_more_waits_are_told_in_one_line(
-    api, make_reporter, caplog, interval, told
+    api, make_reporter, caplog, held_posts, interval, told
 ):
     """The first delivery is told at once; one after which more waits is told with the
     next, in one line, once nothing waits, unless ``flush_interval_seconds`` passed since
     the last line: each POST is held (0.2 s) until the test lets it go."""
-    posted, proceed = queue.Queue(), threading.Semaphore(0)
-    ingest = api.ingest
-
-    def gated(org, body, encoding):
-        posted.put(None)
-        proceed.acquire(timeout=10)
-        return ingest(org, body, encoding)
-
-    api.ingest = gated
+    posted, proceed = held_posts
     with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
         reporter = make_reporter(api.url, max_queue_size=10, flush_interval_seconds=interval)
         reporter.report(event(0))
@@ -369,6 +382,54 @@ def test_deliveries_while_more_waits_are_told_in_one_line(
     lines = [r.getMessage() for r in caplog.records if "Flushed" in r.getMessage()]
     assert lines == [f"[telemetry] {line}" for line in told]
     assert len(api.events) == 4
+
+
+def test_a_flush_that_returns_has_its_deliveries_told(api, make_reporter, caplog, held_posts):
+    """A delivery after which more waits is not told by the worker at once (a report came
+    during its POST), but ``flush()`` tells it before it returns."""
+    posted, proceed = held_posts
+    with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
+        reporter = make_reporter(api.url, max_queue_size=10)
+        reporter.report(event(0))
+        assert reporter.flush(timeout_seconds=0.0) is False  # wakes the worker: POST 1
+        posted.get(timeout=10)
+        proceed.release()  # the first delivery is told at once
+        assert reporter.flush() is True
+        assert _flushed(caplog) == [1]
+
+        reporter.report(event(1))
+        flushed = concurrent.futures.ThreadPoolExecutor(1).submit(reporter.flush)
+        posted.get(timeout=10)  # POST 2, of event 1
+        reporter.report(event(2))  # waits during POST 2: the worker does not tell it
+        proceed.release()
+        assert flushed.result(timeout=10) is True
+        assert _flushed(caplog) == [1, 1]
+
+        posted.get(timeout=10)  # POST 3, of event 2
+        proceed.release()
+        assert reporter.flush() is True
+    assert _flushed(caplog) == [1, 1, 1]
+
+
+def test_a_shutdown_that_gives_up_tells_what_was_delivered(api, make_reporter, caplog, held_posts):
+    """2,500 events in 3 POSTs: the first two delivered (the second not told by the
+    worker: more waits), the third held past ``shutdown``'s timeout. The log still tells
+    the 2,000 delivered, as ``bench/serve_load.py`` counts them."""
+    posted, proceed = held_posts
+    completed = (
+        '"event_type":"generation_completed","timestamp":"2026-02-19T14:32:01.442Z",'
+        '"model":"m","engine":"echo"}'
+    )
+    with caplog.at_level(logging.INFO, logger="octomil_otel.telemetry"):
+        reporter = make_reporter(api.url, max_queue_size=3000)
+        reporter.submit([completed] * 2500)  # taken by the worker at once
+        for _ in range(2):
+            posted.get(timeout=10)
+            proceed.release()
+        posted.get(timeout=10)  # the third, held
+        reporter.shutdown(timeout_seconds=0.5)
+        assert (reporter.delivered_events, sum(_flushed(caplog))) == (2000, 2000)
+        proceed.release()
 
 
 def test_reporter_shutdown_flushes_and_is_idempotent(api, make_reporter):

@@ -114,6 +114,7 @@ class TelemetryReporter:
         self._flush_wanted = False
         self._closed = False
         self._failing = False
+        self._log_lock = threading.Lock()  # the two below: the worker's, flush()'s, shutdown()'s
         self._unlogged = 0  # events delivered and not yet told in a "Flushed" line
         self._logged_at = -math.inf  # time.monotonic() of the last one
         self._whoami_at: float | None = None
@@ -185,11 +186,13 @@ class TelemetryReporter:
         """
         with self._cond:
             target = self._enqueued
-            if self._closed or self._handled >= target:
-                return self._handled >= target
-            self._flush_wanted = True
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._handled >= target, timeout_seconds)
+            if not (self._closed or self._handled >= target):
+                self._flush_wanted = True
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._handled >= target, timeout_seconds)
+            done = self._handled >= target
+        self._log_flushed()  # deliveries the worker has not told yet: told before this returns
+        return done
 
     def shutdown(self, timeout_seconds: float = 10.0) -> None:
         """Deliver what is queued (within ``timeout_seconds``), then stop the thread.
@@ -202,6 +205,7 @@ class TelemetryReporter:
             self._closed = True
             self._cond.notify_all()
         self._worker.join(timeout_seconds)
+        self._log_flushed()  # the worker may still be in a POST: what it delivered before
         self._transport.close()
 
     def count_dropped(self, events: int) -> None:
@@ -272,16 +276,18 @@ class TelemetryReporter:
             self._finish_drain(len(events) - sent, unreachable)
 
     def _account(self, count: int, delivery: _transport.Delivery, *, last: bool) -> None:
-        """Log, then count: a ``flush()`` that returns has its log lines written.
+        """Log, then count.
 
         Deliveries are told in one ``Flushed`` line once nothing more waits (``last``: the
         last body of what the worker took, and the queue empty), or once per
         ``flush_interval_seconds`` while more keeps coming: a busy server sends a POST of
         1,000 events every ~30 requests, and a line for each (~80 us of the worker's CPU,
-        its write waiting for the GIL) was 1/10 of its cost and a log that scrolled."""
+        its write waiting for the GIL) was 1/10 of its cost and a log that scrolled. What
+        is not told yet, ``flush()`` and ``shutdown()`` tell before they return."""
         if delivery.accepted:
             self._failing = False
-            self._unlogged += delivery.accepted
+            with self._log_lock:
+                self._unlogged += delivery.accepted
             now = time.monotonic()
             if (last and not self._queue) or now - self._logged_at >= self.flush_interval_seconds:
                 self._log_flushed(now)
@@ -300,12 +306,13 @@ class TelemetryReporter:
             self._cond.notify_all()
 
     def _log_flushed(self, now: float | None = None) -> None:
-        if self._unlogged:
-            _logger.info(
-                "[telemetry] Flushed %d events (queue_size=%d)", self._unlogged, len(self._queue)
-            )
-            self._unlogged = 0
-            self._logged_at = time.monotonic() if now is None else now
+        """One line for the deliveries not told yet, if any (its write not under a lock)."""
+        with self._log_lock:
+            count, self._unlogged = self._unlogged, 0
+            if count:
+                self._logged_at = time.monotonic() if now is None else now
+        if count:
+            _logger.info("[telemetry] Flushed %d events (queue_size=%d)", count, len(self._queue))
 
     def _finish_drain(self, unsent: int, unreachable: bool) -> None:
         """Count what was never sent; after an unreachable API, drop what waits as well."""
