@@ -233,7 +233,7 @@ def test_the_transport_goes_through_the_proxy_the_environment_names(monkeypatch)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
         transport = _transport.Transport("http://api.invalid/base", "sk-key", 5.0)
-        delivery = transport.post_events(['{"events":[]}'], 3)
+        delivery = transport.post_events('{"events":[]}', 3)
         transport.close()
 
     assert delivery == _transport.Delivery(3, 202)

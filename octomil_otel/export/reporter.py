@@ -336,7 +336,7 @@ class TelemetryReporter:
 
     def _bodies(
         self, events: list[str | dict[str, Any]], any_reported: bool
-    ) -> Iterator[tuple[list[str], int]]:
+    ) -> Iterator[tuple[str, int]]:
         """The POST bodies of ``events``, with this device and the org (when known) filled in.
 
         The exporter's events are text that follows ``{"device_id":...,"org_id":...,``:
