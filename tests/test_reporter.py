@@ -398,12 +398,13 @@ def test_a_flush_that_returns_has_its_deliveries_told(api, make_reporter, caplog
         assert _flushed(caplog) == [1]
 
         reporter.report(event(1))
-        flushed = concurrent.futures.ThreadPoolExecutor(1).submit(reporter.flush)
-        posted.get(timeout=10)  # POST 2, of event 1
-        reporter.report(event(2))  # waits during POST 2: the worker does not tell it
-        proceed.release()
-        assert flushed.result(timeout=10) is True
-        assert _flushed(caplog) == [1, 1]
+        with concurrent.futures.ThreadPoolExecutor(1) as another_thread:
+            flushed = another_thread.submit(reporter.flush)
+            posted.get(timeout=10)  # POST 2, of event 1
+            reporter.report(event(2))  # waits during POST 2: the worker does not tell it
+            proceed.release()
+            assert flushed.result(timeout=10) is True
+            assert _flushed(caplog) == [1, 1]
 
         posted.get(timeout=10)  # POST 3, of event 2
         proceed.release()
