@@ -288,9 +288,9 @@ class TelemetryReporter:
             self._failing = False
             with self._log_lock:
                 self._unlogged += delivery.accepted
-            now = time.monotonic()
-            if (last and not self._queue) or now - self._logged_at >= self.flush_interval_seconds:
-                self._log_flushed(now)
+            since = time.monotonic() - self._logged_at
+            if (last and not self._queue) or since >= self.flush_interval_seconds:
+                self._log_flushed()
         else:
             self._log_flushed()  # what was delivered before it, first
             level = logging.DEBUG if self._failing else logging.WARNING
@@ -305,12 +305,12 @@ class TelemetryReporter:
             self._handled += count
             self._cond.notify_all()
 
-    def _log_flushed(self, now: float | None = None) -> None:
+    def _log_flushed(self) -> None:
         """One line for the deliveries not told yet, if any (its write not under a lock)."""
         with self._log_lock:
             count, self._unlogged = self._unlogged, 0
             if count:
-                self._logged_at = time.monotonic() if now is None else now
+                self._logged_at = time.monotonic()
         if count:
             _logger.info("[telemetry] Flushed %d events (queue_size=%d)", count, len(self._queue))
 
