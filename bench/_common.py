@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -102,14 +102,31 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def median_interval(values: Sequence[float], resamples: int = 4000) -> tuple[float, float]:
-    """A 95 % interval for the median of ``values`` (percentile bootstrap, a fixed seed): how
-    far another run of the same length could put it, on a machine whose speed drifts."""
+def interval(
+    values: Sequence[float],
+    statistic: Callable[[Sequence[float]], float] = statistics.median,
+    resamples: int = 4000,
+) -> tuple[float, float]:
+    """A 95 % interval for ``statistic`` (the median, or ``statistics.fmean``) of ``values``
+    (percentile bootstrap, a fixed seed): how far another run of the same length could put
+    it, on a machine whose speed drifts."""
     rng = random.Random(0)
-    medians = sorted(
-        statistics.median(rng.choices(values, k=len(values))) for _ in range(resamples)
+    estimates = sorted(statistic(rng.choices(values, k=len(values))) for _ in range(resamples))
+    return estimates[int(0.025 * resamples)], estimates[int(0.975 * resamples) - 1]
+
+
+def spread(values: Sequence[float], spec: str) -> str:
+    """``values``' mean and median, each with its 95 % interval (``interval``), and their
+    range, each number formatted by ``spec`` (``".3f"``, ``"+.3f"``): how a benchmark
+    reports a difference measured once per pair of rounds."""
+    mean_low, mean_high = interval(values, statistics.fmean)
+    median_low, median_high = interval(values)
+    return (
+        f"mean {statistics.fmean(values):{spec}} (95 % interval {mean_low:{spec}} to "
+        f"{mean_high:{spec}}), median {statistics.median(values):{spec}} (95 % interval "
+        f"{median_low:{spec}} to {median_high:{spec}}), pairs from {min(values):{spec}} to "
+        f"{max(values):{spec}}"
     )
-    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 def ratio(numerator: float, denominator: float) -> float:

@@ -34,7 +34,8 @@ several runs (ten: ~±0.03). The two servers then share the cores, so what telem
 threads cost the other server's caches weighs on OFF as much as on ON (a difference in ON's
 own process, the GIL and its threads' hand-offs, is still ON's); each has about C/2 requests
 in flight, so latencies are not those of a run in turn; and both answer at one pace by
-construction, so req/s is not measured (a run without ``--together`` measures it).
+construction, so req/s is not measured (a run without ``--together`` measures it, or
+``serve_throughput.py``: both at once, each at its own pace on a CPU of its own).
 
 It prints, per server, medians over its rounds of requests/s and of the per-round p50 and
 p99 latency (request sent to response fully read, [DONE] included for streams), CPU seconds
@@ -513,23 +514,14 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
     if pairs:
         rates = [_common.ratio(on.rate, off.rate) for on, off in pairs]
         added = [1000 * (_cpu_a_request(on) - _cpu_a_request(off)) for on, off in pairs]
-        (rates_low, rates_high), (added_low, added_high) = map(
-            _common.median_interval, (rates, added)
-        )
         if args.together:
             within = "within each round (both servers at once: the same moment's machine speed):"
         else:
             within = (
                 "within each pair of back-to-back rounds (the machine's speed drifts between "
-                f"pairs): req/s ON / OFF median {_common.median(rates):.2f} (95 % interval "
-                f"{rates_low:.2f} to {rates_high:.2f}; pairs from {min(rates):.2f} to "
-                f"{max(rates):.2f});"
+                f"pairs): req/s ON / OFF {_common.spread(rates, '.3f')};"
             )
-        print(
-            f"{within} server CPU ON - OFF a request median "
-            f"{_common.median(added):+.3f} ms (95 % interval {added_low:+.3f} to "
-            f"{added_high:+.3f}; pairs from {min(added):+.3f} to {max(added):+.3f})"
-        )
+        print(f"{within} server CPU ON - OFF ms a request {_common.spread(added, '+.3f')}")
     where = (
         "run on CPUs apart from the first (--pin)"
         if pinned
