@@ -44,9 +44,10 @@ per 1,000 requests of the server (its threads' run time, in ns, from ``/proc``, 
 recorded and encoded the round's last requests, and sent all but its last POST of them, and
 the two servers' idle CPU over that window cancels) and of the client, how many cores the
 server, the client and the receiver kept busy, and the ratios ON / OFF; the requests/s ratio
-and the server CPU a request ON minus OFF within each pair of back-to-back rounds (median,
-its 95 % interval by bootstrap, and range: steadier when the machine's speed drifts over the
-run, as a shared machine's does; each round's line shows its CPU a request); then the events
+and the server CPU a request ON minus OFF within each pair of back-to-back rounds (their
+mean, geometric for the ratio, with its 95 % confidence interval; their median with a
+bootstrap interval; their range: steadier when the machine's speed drifts over the run, as
+a shared machine's does; each round's line shows its CPU a request); then the events
 the receiver got against those expected (per request: ``generation_started``, one
 ``chunk_produced`` per content chunk, streamed or not, and ``generation_completed``), and
 the drops the ON server's log reports. Drops by a full queue (``max_queue_size``, 1,000 in
@@ -366,6 +367,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def echo_server(
+    name: str, exports: bool, api_key: str, api_base: str, clients: int, cpus: set[int] | None
+) -> tuple[_common.ServerProcess, str]:
+    """``octomil serve echo`` (not started yet) and its URL: telemetry ON, sending its events
+    to ``api_base``, if it ``exports``; else OFF (no key, ``OTEL_SDK_DISABLED=true``: the SDK
+    hands out no-op tracers and meters). Room for every request of ``clients`` to wait."""
+    port = _common.free_port()
+    waiting = str(max(16, 2 * clients))  # no 429 from the clients
+    argv = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
+    argv += ["--port", str(port)]
+    if exports:
+        argv += ["--api-key", api_key, "--api-base", api_base]
+        env = _common.server_env()
+    else:
+        env = _common.server_env(OTEL_SDK_DISABLED="true")
+    server = _common.ServerProcess(_LOG_NAMES[name], argv, env=env, cpus=cpus)
+    return server, f"http://{_common.LOCALHOST}:{port}"
+
+
+def served_model(server: _common.ServerProcess, url: str) -> str:
+    """Wait until ``server`` answers ``/health``; the model it serves."""
+    server.wait_ready(f"{url}/health", timeout=60)
+    with requests.Session() as session:
+        session.trust_env = False  # 127.0.0.1 directly, whatever the proxy variables say
+        return str(session.get(f"{url}/health", timeout=5).json()["model"])
+
+
 class PairOfServers:
     """The ON and the OFF ``octomil serve echo``, started and warmed up together: a new
     pair for each pair of rounds unless ``--same-processes`` (why: the module's docstring)."""
@@ -392,25 +420,14 @@ class PairOfServers:
         """Stop the running pair, start a new one in ``order``, warm it up; the events the
         warm-up sends."""
         self.stop()
-        waiting = str(max(16, 2 * self.args.concurrency))  # no 429 from the client's threads
-        base = [sys.executable, "-m", "octomil_otel.cli", "serve", "echo", "--max-waiting", waiting]
         for name in order:
-            port = _common.free_port()
-            if self.exports(name):
-                argv = [*base, "--port", str(port), "--api-key", self.api_key]
-                argv += ["--api-base", self.api_base]
-                env = _common.server_env()
-            else:
-                argv = [*base, "--port", str(port)]
-                env = _common.server_env(OTEL_SDK_DISABLED="true")
-            server = _common.ServerProcess(_LOG_NAMES[name], argv, env=env, cpus=self.cpus)
-            self.servers[name] = (server.start(), f"http://{_common.LOCALHOST}:{port}", "")
-        with requests.Session() as session:
-            session.trust_env = False
-            for name, (server, url, _) in list(self.servers.items()):
-                server.wait_ready(f"{url}/health", timeout=60)
-                model = session.get(f"{url}/health", timeout=5).json()["model"]
-                self.servers[name] = (server, url, model)
+            server, url = echo_server(
+                name, self.exports(name), self.api_key, self.api_base, self.args.concurrency,
+                self.cpus,
+            )  # fmt: skip
+            self.servers[name] = (server.start(), url, "")
+        for name, (server, url, _) in list(self.servers.items()):
+            self.servers[name] = (server, url, served_model(server, url))
         expected = 0
         for name, (_, url, model) in self.servers.items():  # imports, first paths, pools
             warm = run_round(
@@ -512,16 +529,16 @@ def report(rounds: list[Round], args: argparse.Namespace, pinned: bool) -> None:
         for pair in zip(rounds[::2], rounds[1::2], strict=True)
     ]
     if pairs:
-        rates = [_common.ratio(on.rate, off.rate) for on, off in pairs]
-        added = [1000 * (_cpu_a_request(on) - _cpu_a_request(off)) for on, off in pairs]
+        cpu_added_ms = [1000 * (_cpu_a_request(on) - _cpu_a_request(off)) for on, off in pairs]
         if args.together:
             within = "within each round (both servers at once: the same moment's machine speed):"
         else:
+            rate_ratios = [_common.ratio(on.rate, off.rate) for on, off in pairs]
             within = (
                 "within each pair of back-to-back rounds (the machine's speed drifts between "
-                f"pairs): req/s ON / OFF {_common.spread(rates, '.3f')};"
+                f"pairs): req/s ON / OFF {_common.describe(rate_ratios, '.3f', ratios=True)};"
             )
-        print(f"{within} server CPU ON - OFF ms a request {_common.spread(added, '+.3f')}")
+        print(f"{within} server CPU ON - OFF ms a request {_common.describe(cpu_added_ms, '+.3f')}")
     where = (
         "run on CPUs apart from the first (--pin)"
         if pinned
