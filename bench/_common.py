@@ -118,12 +118,12 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     if n < 3:
         raise ValueError(f"a mean's interval needs 3 or more values, got {n}")
-    half = _t_975(n - 1) * statistics.stdev(values) / n**0.5
+    half = t_975(n - 1) * statistics.stdev(values) / n**0.5
     mean = statistics.fmean(values)
     return mean - half, mean + half
 
 
-def _t_975(df: int) -> float:
+def t_975(df: int) -> float:
     """Student's t's 97.5th percentile for ``df`` degrees of freedom (Cornish-Fisher's
     expansion around the normal's 1.96: within 1 % from 3 degrees of freedom on)."""
     z = 1.959964
@@ -137,18 +137,23 @@ def describe(values: Sequence[float], spec: str, *, ratios: bool = False) -> str
     95 % confidence interval, its median with a 95 % bootstrap interval, its range; numbers
     formatted by ``spec`` (``".3f"``, ``"+.3f"``). ``ratios``: the values are ratios (ON /
     OFF), averaged as their logarithms (the geometric mean: ON / OFF and OFF / ON then
-    agree, and a ratio's spread does not lift it)."""
+    agree, and a ratio's spread does not lift it). Intervals from 3 values on."""
     if any(math.isnan(value) for value in values):
         raise ValueError(f"not a number among {values}")
     logs = [math.log(value) for value in values] if ratios else list(values)
-    mean, (low, high) = statistics.fmean(logs), mean_interval(logs)
+    mean = statistics.fmean(logs)
+    median = statistics.median(values)
+    if len(values) < 3:  # too few for an interval
+        mean = math.exp(mean) if ratios else mean
+        return f"{'geometric ' if ratios else ''}mean {mean:{spec}}, median {median:{spec}}"
+    low, high = mean_interval(logs)
     if ratios:
         mean, low, high = math.exp(mean), math.exp(low), math.exp(high)
     median_low, median_high = median_interval(values)
     return (
         f"{'geometric ' if ratios else ''}mean {mean:{spec}} (95 % confidence interval "
-        f"{low:{spec}} to {high:{spec}}), median {statistics.median(values):{spec}} (95 % "
-        f"interval {median_low:{spec}} to {median_high:{spec}}), from {min(values):{spec}} to "
+        f"{low:{spec}} to {high:{spec}}), median {median:{spec}} (95 % interval "
+        f"{median_low:{spec}} to {median_high:{spec}}), from {min(values):{spec}} to "
         f"{max(values):{spec}}"
     )
 

@@ -5,20 +5,25 @@ What: the ON server (``--api-key``, events sent to the minimal Octomil API,
 ``octomil_otel.receiver``, in a child process) and the OFF server (no key,
 ``OTEL_SDK_DISABLED=true``) start together, each pinned to one CPU, and are loaded at the same
 moment, each by its own ``wrk`` (C connections, ``bench/serve_load.py``'s prompts, every
-other request streamed), for S seconds. Each server's ``wrk`` runs on the server's CPU, and
-so does the receiver on the ON server's (with 3 or more CPUs, the ``wrk``\\s and the
-receiver run on the others): each CPU is a box holding one server and all the work for
-it, the API that telemetry sends to included, so whatever that costs counts against ON.
-Each pair of rounds runs on a new pair of processes; the next pair swaps the CPUs (one CPU
-of this machine is at times ~20 % slower than the other). Per pair: each server's requests
+other request streamed), for S seconds. Each server's ``wrk`` runs on the server's CPU: each
+CPU is a box holding one server and the load on it. The receiver (the Octomil API, which in
+a deployment runs elsewhere) needs a CPU too: it runs on the ON server's in half the pairs,
+on the OFF server's in the other half (with 3 or more CPUs, the ``wrk``\\s and the receiver
+run on the others). Each pair of rounds runs on a new pair of processes; from one pair to
+the next the servers swap CPUs (one CPU of this machine is at times ~20 % slower than the
+other), and every other two pairs the receiver changes sides. Per pair: each server's requests
 a second and CPU a request (read ``SETTLE_SECONDS`` after the load stops: by then the ON
 server has recorded and encoded its last requests; its last POST comes later and is not
 counted, ~0.02 % of the round), the receiver's CPU a request of ON, and the events the
 receiver got: a ``generation_started`` and a ``generation_completed`` (``generation_failed``
 for a request cancelled when the load stopped) for each request ON answered or had in
-flight, or the pair is marked: lost events would make ON cheaper. Per two pairs (a block:
-ON once on each CPU), their ratios' geometric mean, which cancels what one CPU's speed does
-to both; over the blocks, the geometric mean with its 95 % confidence interval.
+flight, or the pair is marked: lost events would make ON cheaper. Over the pairs, the
+ratio's geometric mean: the design is balanced (every four pairs, ON once on each CPU with
+the receiver beside it, once on each without), so what a CPU's speed and the receiver do to
+one server cancel in it; its 95 % confidence interval from what is left once those two
+effects are fitted (Student's t). The two effects are printed too: the ratio with the
+receiver beside ON (every cycle of the stand-in API counted against telemetry) against
+beside OFF bounds what the API's placement does.
 
 Why: ``serve_load.py`` loads one server at a time (the machine's speed moves by ~5 % from
 one round to the next, so a 2 % difference in requests a second takes a hundred pairs), or
@@ -33,12 +38,12 @@ and engine thread hand each other the GIL on one CPU, cheaply, and it needs a th
 CPU a request. ``wrk`` (in C) keeps the load's own CPU small. ``--control`` is the A/A run:
 both servers OFF.
 
-Needs Linux, 2 or more CPUs, and ``wrk`` (``apt-get install -y wrk``). About 20 s a pair.
+Needs Linux, 2 or more CPUs, and ``wrk`` (``apt-get install -y wrk``). About 30 s a pair.
 
 Run (from the repo root)::
 
     .venv/bin/python bench/serve_throughput.py
-    .venv/bin/python bench/serve_throughput.py --pairs 30 --seconds 5 --control
+    .venv/bin/python bench/serve_throughput.py --pairs 40 --seconds 5 --control
 """
 
 from __future__ import annotations
@@ -46,11 +51,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import pathlib
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +99,7 @@ class Load:
 class Pair:
     loads: dict[str, Load]
     cpu_of: dict[str, int]
+    receiver_cpus: set[int]
     receiver_cpu: float  # seconds, over the round and the wait for its events
     events_lost: str  # why the ON server's events look incomplete; "" when they do not
 
@@ -185,14 +193,15 @@ def run_pair(
     args: argparse.Namespace,
     cpu_of: dict[str, int],
     load_cpus: dict[str, set[int]],
+    receiver_cpus: set[int],
     receiver: _common.ReceiverProcess,
     texts: list[str],
     work: pathlib.Path,
 ) -> Pair:
     """Start the ON and the OFF server, each on its CPU (``cpu_of``), warm each up alone,
-    wait until the receiver is quiet, load both at once, each from ``load_cpus`` (the
-    receiver from ON's); stop both (SIGTERM)."""
-    pin_threads(receiver.pid, load_cpus[ON])
+    wait until the receiver is quiet, load both at once, each from ``load_cpus``, the
+    receiver on ``receiver_cpus``; stop both (SIGTERM)."""
+    pin_threads(receiver.pid, receiver_cpus)
     servers: dict[str, tuple[_common.ServerProcess, str, pathlib.Path]] = {}
     with ExitStack() as stack:
         for name, cpu in cpu_of.items():
@@ -232,7 +241,7 @@ def run_pair(
     lost = "" if args.control else events_lost(events, loads[ON].answered, args.connections)
     if "[telemetry] Dropped" in on_log:
         lost += "; the ON server's log reports dropped events"
-    return Pair(loads, cpu_of, receiver_cpu, lost.lstrip("; "))
+    return Pair(loads, cpu_of, receiver_cpus, receiver_cpu, lost.lstrip("; "))
 
 
 def events_lost(events: dict[str, int], answered: int, connections: int) -> str:
@@ -251,7 +260,7 @@ def events_lost(events: dict[str, int], answered: int, connections: int) -> str:
 def main() -> int:
     parser = _common.argument_parser(__doc__)
     parser.add_argument(
-        "--pairs", type=int, default=10, help="pairs of servers, one round each (even, >= 6)"
+        "--pairs", type=int, default=20, help="pairs of servers, one round each (4k, >= 8)"
     )
     parser.add_argument("--seconds", type=int, default=5, help="S, each round's load")
     parser.add_argument("--connections", type=int, default=8, help="C, each wrk's")
@@ -259,8 +268,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of load per new server")
     parser.add_argument("--control", action="store_true", help="an A/A run: both servers OFF")
     args = parser.parse_args()
-    if args.pairs < 6 or args.pairs % 2:
-        parser.error("--pairs must be even and 6 or more: blocks of two, three or more blocks")
+    if args.pairs < 8 or args.pairs % 4:
+        parser.error("--pairs must be a multiple of 4, 8 or more: the design is balanced by 4")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk not found: apt-get install -y wrk")
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
@@ -279,14 +288,18 @@ def main() -> int:
         for number in range(args.pairs):
             cpu_of = dict(zip((ON, OFF), cpus[:2] if number % 2 == 0 else cpus[1::-1], strict=True))
             load_cpus = {name: set(cpus[2:]) or {cpu} for name, cpu in cpu_of.items()}
-            pair = run_pair(args, cpu_of, load_cpus, receiver, texts, pathlib.Path(work))
+            beside = ON if number // 2 % 2 == 0 else OFF  # the receiver's side, on 2 CPUs
+            pair = run_pair(
+                args, cpu_of, load_cpus, load_cpus[beside], receiver, texts, pathlib.Path(work)
+            )
             pairs.append(pair)
             on, off = pair.loads[ON], pair.loads[OFF]
             print(
                 f"  pair {number + 1}: ON on CPU {cpu_of[ON]}: {on.rate:,.0f} req/s, "
                 f"{on.cpu_ms_a_request:.3f} ms CPU a request; OFF on CPU {cpu_of[OFF]}: "
                 f"{off.rate:,.0f} req/s, {off.cpu_ms_a_request:.3f} ms; ratio "
-                f"{pair.rate_ratio:.4f}; receiver "
+                f"{pair.rate_ratio:.4f}; receiver on CPU "
+                f"{', '.join(map(str, sorted(pair.receiver_cpus)))}, "
                 f"{1000 * _common.ratio(pair.receiver_cpu, on.answered):.3f} ms a request"
                 + (f"; errors {on.errors}, {off.errors}" if on.errors or off.errors else "")
                 + (f"; events lost: {pair.events_lost}" if pair.events_lost else ""),
@@ -298,33 +311,70 @@ def main() -> int:
 
 
 def report(pairs: list[Pair], args: argparse.Namespace) -> None:
-    blocks = list(zip(pairs[::2], pairs[1::2], strict=True))  # ON once on each CPU
-    block_ratios = [(a.rate_ratio * b.rate_ratio) ** 0.5 for a, b in blocks]
-    block_cpu = [(a.cpu_added_ms + b.cpu_added_ms) / 2 for a, b in blocks]
+    first_cpu = min(pair.cpu_of[ON] for pair in pairs)
+    factors = {  # +1 / -1 in every pair, each +1 in half of them: balanced, orthogonal
+        "ON on the first CPU": [1 if p.cpu_of[ON] == first_cpu else -1 for p in pairs],
+        "the receiver beside ON": [1 if p.receiver_cpus == {p.cpu_of[ON]} else -1 for p in pairs],
+    }
+    if len(set(map(frozenset, (p.receiver_cpus for p in pairs)))) == 1:  # on CPUs apart
+        del factors["the receiver beside ON"]
     receiver_ms = 1000 * _common.ratio(
         sum(p.receiver_cpu for p in pairs), sum(p.loads[ON].answered for p in pairs)
     )
     print(f"\nload after: {_common.load_average()}")
     print(
-        f"{len(pairs)} pairs in {len(blocks)} blocks of two (ON once on each CPU), each "
-        f"server on a CPU of its own with its wrk ({args.connections} connections), both "
-        f"loaded at once for {args.seconds} s; by block:"
+        f"{len(pairs)} pairs, each server on a CPU of its own with its wrk "
+        f"({args.connections} connections), both loaded at once for {args.seconds} s:"
     )
-    print(f"  req/s ON / OFF: {_common.describe(block_ratios, '.4f', ratios=True)}")
-    print(f"  server CPU ON - OFF ms a request: {_common.describe(block_cpu, '+.3f')}")
+    logs = [math.log(p.rate_ratio) for p in pairs]
+    mean, low, high, effects = balanced_mean(logs, factors)
+    print(
+        f"  req/s ON / OFF: geometric mean {math.exp(mean):.4f} (95 % confidence interval "
+        f"{math.exp(low):.4f} to {math.exp(high):.4f}; pairs from "
+        f"{min(p.rate_ratio for p in pairs):.4f} to {max(p.rate_ratio for p in pairs):.4f})"
+    )
+    for name, effect in effects.items():
+        print(
+            f"    with {name}: {math.exp(mean + effect):.4f}; without: "
+            f"{math.exp(mean - effect):.4f}"
+        )
+    mean, low, high, _ = balanced_mean([p.cpu_added_ms for p in pairs], factors)
+    print(
+        f"  server CPU ON - OFF: {mean:+.3f} ms a request (95 % confidence interval "
+        f"{low:+.3f} to {high:+.3f})"
+    )
     for name in (ON, OFF):
         loads = [p.loads[name] for p in pairs]
         print(
             f"  {name}: median {_common.median([load.rate for load in loads]):,.0f} req/s, "
             f"{_common.median([load.cpu_ms_a_request for load in loads]):.3f} ms CPU a request"
         )
-    print(
-        f"  the receiver (on ON's CPU unless there are more than two): {receiver_ms:.3f} ms "
-        "CPU a request of ON, counted against ON"
-    )
+    print(f"  the receiver: {receiver_ms:.3f} ms CPU a request of ON")
     lost = sum(bool(p.events_lost) for p in pairs)
     errors = sum(p.loads[ON].errors + p.loads[OFF].errors for p in pairs)
     print(f"  pairs with events lost: {lost}; HTTP errors: {errors}")
+
+
+def balanced_mean(
+    values: list[float], factors: dict[str, list[int]]
+) -> tuple[float, float, float, dict[str, float]]:
+    """The mean of ``values`` measured under balanced two-level ``factors`` (each a +1 or -1
+    per value, as many of each, orthogonal to each other), its 95 % confidence interval from
+    the residuals once each factor's effect is fitted, and those effects (half the
+    difference between a factor's +1 and -1 values)."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    effects = {
+        name: statistics.fmean(v * sign for v, sign in zip(values, signs, strict=True))
+        for name, signs in factors.items()
+    }
+    residuals = [
+        v - mean - sum(effects[name] * signs[i] for name, signs in factors.items())
+        for i, v in enumerate(values)
+    ]
+    df = n - 1 - len(factors)
+    half = _common.t_975(df) * (sum(r * r for r in residuals) / df) ** 0.5 / n**0.5
+    return mean, mean - half, mean + half, effects
 
 
 if __name__ == "__main__":
