@@ -116,8 +116,8 @@ def mean_interval(values: Sequence[float]) -> tuple[float, float]:
     """The 95 % confidence interval of the mean of ``values`` (Student's t): where the
     mean of many more pairs would be, if each pair's value is independent of the others."""
     n = len(values)
-    if n < 3:
-        raise ValueError(f"a mean's interval needs 3 or more values, got {n}")
+    if n < 4:
+        raise ValueError(f"a mean's interval needs 4 or more values, got {n}")
     half = t_975(n - 1) * statistics.stdev(values) / n**0.5
     mean = statistics.fmean(values)
     return mean - half, mean + half
@@ -137,13 +137,13 @@ def describe(values: Sequence[float], spec: str, *, ratios: bool = False) -> str
     95 % confidence interval, its median with a 95 % bootstrap interval, its range; numbers
     formatted by ``spec`` (``".3f"``, ``"+.3f"``). ``ratios``: the values are ratios (ON /
     OFF), averaged as their logarithms (the geometric mean: ON / OFF and OFF / ON then
-    agree, and a ratio's spread does not lift it). Intervals from 3 values on."""
+    agree, and a ratio's spread does not lift it). Intervals from 6 values on."""
     if any(math.isnan(value) for value in values):
         raise ValueError(f"not a number among {values}")
     logs = [math.log(value) for value in values] if ratios else list(values)
     mean = statistics.fmean(logs)
     median = statistics.median(values)
-    if len(values) < 3:  # too few for an interval
+    if len(values) < 6:  # too few: a median's bootstrap covers 95 % from 6 values on
         mean = math.exp(mean) if ratios else mean
         return f"{'geometric ' if ratios else ''}mean {mean:{spec}}, median {median:{spec}}"
     low, high = mean_interval(logs)

@@ -11,7 +11,7 @@ a deployment runs elsewhere) needs a CPU too: it runs on the ON server's in half
 on the OFF server's in the other half (with 3 or more CPUs, the ``wrk``\\s and the receiver
 run on the others). Each pair of rounds runs on a new pair of processes; from one pair to
 the next the servers swap CPUs (one CPU of this machine is at times ~20 % slower than the
-other), and every other two pairs the receiver changes sides. Per pair: each server's requests
+other), and every two pairs the receiver changes sides. Per pair: each server's requests
 a second and CPU a request (read ``SETTLE_SECONDS`` after the load stops: by then the ON
 server has recorded and encoded its last requests; its last POST comes later and is not
 counted, ~0.02 % of the round), the receiver's CPU a request of ON, and the events the
