@@ -333,8 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         expected_total += result.events_expected
                     print(
                         f"  round {len(rounds)}: {name:<13} {result.requests:,} ok, "
-                        f"{result.errors} errors in {result.seconds:.1f} s "
-                        f"({result.rate:,.0f} req/s; server CPU "
+                        f"{result.errors} errors in {result.seconds:.3f} s "
+                        f"({result.rate:,.1f} req/s; server CPU "
                         f"{1000 * _cpu_a_request(result):.2f} ms a request)"
                         + (f"; first error: {result.first_error}" if result.errors else ""),
                         flush=True,
