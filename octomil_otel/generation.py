@@ -112,9 +112,10 @@ if hasattr(os, "register_at_fork"):  # a forked child's shutdown must not end th
 def cancel_open(processor: SpanProcessor | None) -> None:
     """End as ``cancelled`` every open request whose record goes to ``processor``, before it
     stops: a stream the program left unread when it exits is otherwise closed only at the
-    interpreter's teardown, after the processor stopped, and would never be reported. A
-    request started and never ended (``Recorder.start`` without ``stop``) stays open, and
-    is reported, until then."""
+    interpreter's teardown, after the processor stopped, and would never be reported. Each
+    keeps what its streams counted so far (``before_end``); the streams themselves stay as
+    they are, for the program to read on. A request started and never ended
+    (``Recorder.start`` without ``stop``) stays open, and is reported, until then."""
     for generation in list(_open):
         if generation._recorder.octomil_processor is processor:
             generation.cancel()
@@ -277,6 +278,7 @@ class Generation:
 
     __slots__ = (
         "_attributes",
+        "_before_end",
         "_chunk_times",
         "_clock",
         "_dequeued",
@@ -320,6 +322,7 @@ class Generation:
         self._dequeued: int | None = None
         self._engine_ms: dict[str, float] = {}
         self._peak_memory_bytes: int | None = None
+        self._before_end: list[Callable[[], None]] | None = None
         self._finish_reason: str | None = None
         self._request: dict[str, Any] = {}
         self._input_messages: list[content.Message] | None = None
@@ -375,6 +378,15 @@ class Generation:
     def chunk_marker(self) -> tuple[Callable[[int], None], Clock]:
         """``chunk()`` in two C calls, for stream proxies: ``mark(clock())`` per chunk."""
         return self._chunk_times.append, self._clock
+
+    def before_end(self, report: Callable[[], None]) -> None:
+        """Run ``report()`` (which must not raise) when this request ends, before what it
+        recorded is read: what a stream of it has counted so far (an engine's usage), which
+        the stream records as it ends, when the request ends first (the process stopping:
+        ``cancel_open``), or what an engine's wrapper knows only then."""
+        if self._before_end is None:
+            self._before_end = []
+        self._before_end.append(report)
 
     def set_usage(
         self, *, input_tokens: int | None = None, output_tokens: int | None = None
@@ -508,6 +520,9 @@ class Generation:
     def _finish(self, error_type: str | None, description: str | None) -> None:
         if self._finished:
             return
+        reports, self._before_end = self._before_end, None  # run once; no cycle kept
+        for report in reports or ():
+            report()
         self._finished = True
         _open.pop(self, None)
         try:

@@ -65,6 +65,21 @@ def _proxy(
     last: ChunkT | None = None
     count = 0
     mark, clock = generation.chunk_marker()  # the hot path, without a call into Python
+
+    def end() -> None:
+        """``on_end`` once: as the stream ends, or as the request does if that is first (the
+        process stopping while the stream is open: ``Generation.before_end``)."""
+        nonlocal on_end
+        report, on_end = on_end, None
+        if report is None:
+            return
+        try:
+            report(generation, last, count)
+        except Exception:
+            _logger.debug("octomil_otel: could not record the end of a stream", exc_info=True)
+
+    if on_end is not None:
+        generation.before_end(end)
     try:
         yield  # type: ignore[misc]  # priming point: see record_stream
         for last in stream:  # the last item is for on_end
@@ -77,30 +92,19 @@ def _proxy(
             yield last
     except GeneratorExit:
         _close(stream)  # first: what the engine reports as it stops belongs to this request
-        _end(generation, on_end, last, count)
+        end()
         if owner:
             generation.cancel()
         raise
     except BaseException as error:
-        _end(generation, on_end, last, count)
+        end()
         if owner:
             generation.fail(error)
         raise
     else:
-        _end(generation, on_end, last, count)
+        end()
         if owner:
             generation.stop()
-
-
-def _end(
-    generation: Generation, on_end: OnEnd[ChunkT] | None, last: ChunkT | None, count: int
-) -> None:
-    if on_end is None:
-        return
-    try:
-        on_end(generation, last, count)
-    except Exception:
-        _logger.debug("octomil_otel: could not record the end of a stream", exc_info=True)
 
 
 def _close(stream: Iterable[object]) -> None:

@@ -7,6 +7,7 @@ import gc
 import pytest
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
+from octomil_otel.generation import cancel_open
 from octomil_otel.instrumentation.llamacpp import LlamaCppInstrumentor
 
 from .conftest import decoded_events, latencies, only_span, spans_by_name
@@ -125,12 +126,38 @@ def test_stream_closed_early_is_cancelled(llm, instrumented, span_exporter):
     assert decoded_events(span)[-1]["event_type"] == "generation_failed"
 
 
-def test_stream_dropped_unread_is_cancelled(llm, instrumented, span_exporter):
+def test_stream_dropped_unread_is_cancelled_having_generated_nothing(
+    llm, instrumented, span_exporter
+):
     stream = llm.create_completion(PROMPT, max_tokens=5, stream=True)
     del stream
     gc.collect()
 
-    assert only_span(span_exporter).attributes["error.type"] == "cancelled"
+    span = only_span(span_exporter)
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 0
+
+
+def test_stream_open_when_telemetry_stops_keeps_the_tokens_generated_so_far(
+    llm, instrumented, span_exporter
+):
+    """``shutdown()`` or the program's exit ends a stream still open (``cancel_open``):
+    with the tokens llama.cpp generated until then, and the stream left as it was."""
+    stream = llm.create_completion(PROMPT, max_tokens=12, temperature=0.0, stream=True)
+    read = [next(stream), next(stream)]
+
+    cancel_open(None)  # the instrumentor's recorder reports to no processor
+
+    span = only_span(span_exporter)
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 2
+    assert len(latencies(span)) == 2
+    ended = decoded_events(span)[-1]
+    assert ended["event_type"] == "generation_failed"
+    assert ended["metrics"]["output_tokens"] == 2
+    rest = list(stream)
+    assert sum(bool(c["choices"][0]["text"]) for c in read + rest) == 12
+    assert len(span_exporter.get_finished_spans()) == 1
 
 
 def test_engine_error_reaches_caller_unchanged_and_is_recorded(llm, instrumented, span_exporter):
@@ -140,14 +167,18 @@ def test_engine_error_reaches_caller_unchanged_and_is_recorded(llm, instrumented
 
     span = only_span(span_exporter)
     assert span.attributes["error.type"] == "ValueError"
-    assert decoded_events(span)[-1]["metrics"]["error_type"] == "ValueError"
+    failed = decoded_events(span)[-1]["metrics"]
+    assert failed["error_type"] == "ValueError"
+    assert failed["output_tokens"] == 0  # known: the prompt was refused before any token
 
 
 def test_stream_engine_error_is_raised_on_first_read(llm, instrumented, span_exporter):
     stream = llm.create_completion("hello " * 600, max_tokens=4, stream=True)
     with pytest.raises(ValueError, match="exceed context window"):
         next(stream)
-    assert only_span(span_exporter).attributes["error.type"] == "ValueError"
+    span = only_span(span_exporter)
+    assert span.attributes["error.type"] == "ValueError"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 0
 
 
 def test_uninstrument_restores_the_original_methods(llm, tracer_provider, meter_provider):

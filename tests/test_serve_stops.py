@@ -92,6 +92,7 @@ def test_a_stop_signal_cancels_the_running_request_and_fails_those_waiting(
         e["metrics"] for e in ended.values() if e["metrics"]["error_type"] == "shutdown"
     ]:
         assert 0 < waited["queue_ms"] <= waited["total_duration_ms"]  # all of it in the queue
+        assert waited["output_tokens"] == 0  # known: it never reached the engine
     (cancelled,) = [e for e in ended.values() if e["metrics"]["error_type"] == "cancelled"]
     assert 0 < cancelled["metrics"]["output_tokens"] < 2000
     assert "[telemetry] Flushed" in log
@@ -170,7 +171,7 @@ def test_a_client_that_leaves_the_queue_gives_up_its_place_and_costs_no_engine_t
     assert len(ended) == 3
     left = [e for e in ended.values() if e["event_type"] == "generation_failed"]
     assert [e["metrics"]["error_type"] for e in left] == ["cancelled"]
-    assert "output_tokens" not in left[0]["metrics"]  # it never reached the engine
+    assert left[0]["metrics"]["output_tokens"] == 0  # known: it never reached the engine
     assert 0 < left[0]["metrics"]["queue_ms"] <= left[0]["metrics"]["total_duration_ms"]
     assert ended[after.id]["metrics"]["output_tokens"] == 2
 
@@ -186,4 +187,5 @@ def test_a_request_refused_while_others_wait_is_server_overloaded(api, tiny_gguf
     assert refused.json()["error"]["type"] == "server_overloaded"
     (failed,) = [e for e in finals(api).values() if e["event_type"] == "generation_failed"]
     assert failed["metrics"]["error_type"] == "server_overloaded"
+    assert failed["metrics"]["output_tokens"] == 0
     assert 0 <= failed["metrics"]["queue_ms"] <= failed["metrics"]["total_duration_ms"]

@@ -30,6 +30,7 @@ content is recorded only as ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -137,6 +138,9 @@ def _traced(
             first = _argument(args, kwargs, positions, input_name)
             generation.set_input(first if chat else None, None if chat else first)
         pending[instance] = generation
+        generation.before_end(
+            functools.partial(_if_none_generated, generation, pending, weakref.ref(instance))
+        )
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
             chunks, on_end = collect_output(generation, is_chunk, output_of, _stream_finish_reason)
@@ -156,6 +160,20 @@ def _traced(
         return result
 
     return traced
+
+
+def _if_none_generated(
+    generation: Generation,
+    pending: weakref.WeakKeyDictionary[Llama, Generation],
+    instance: weakref.ref[Llama],
+) -> None:
+    """A request that ends before ``Llama.generate`` started (which takes it from
+    ``pending``: ``_counted``), a prompt too long for the context or a stream never read,
+    generated no token: its ``output_tokens`` are known, 0. Weakly: a value of ``pending``
+    that held its key would keep the model alive."""
+    llm = instance()
+    if llm is not None and pending.get(llm) is generation:
+        generation.set_usage(output_tokens=0)
 
 
 def _counted(pending: weakref.WeakKeyDictionary[Llama, Generation]) -> _Wrapper:

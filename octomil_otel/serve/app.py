@@ -275,6 +275,8 @@ def create_app(
         waiting = asyncio.ensure_future(slot.acquire())
         await asyncio.wait((waiting, client_left), return_when=asyncio.FIRST_COMPLETED)
         generation.dequeued()  # taken by the engine, refused, or left by its client
+        if not waiting.done() or waiting.exception() is not None:
+            generation.set_usage(output_tokens=0)  # it never reached the engine: no token
         if not waiting.done():  # the client left the queue: its place, and no engine time
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Overloaded, ShuttingDown):
