@@ -296,10 +296,12 @@ def run_serve(args: argparse.Namespace) -> int:
     from prometheus_client import REGISTRY, generate_latest
 
     import octomil_otel
+    from octomil_otel import pipeline
     from octomil_otel.serve import metrics
     from octomil_otel.serve.app import create_app
 
     meter_provider, metric_readers = metrics.providers()
+    started_before = pipeline.current() is not None  # by opentelemetry-instrument: unlogged
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,
@@ -307,6 +309,8 @@ def run_serve(args: argparse.Namespace) -> int:
         metric_readers=metric_readers,
         instrument=[source.engine],
     )
+    if started_before and telemetry.reporter is not None:
+        telemetry.reporter.log_initialized()
     _logger.info("Loading %s (%s) ...", source.name, source.engine)
     try:
         engine = load(source, n_ctx=args.n_ctx, n_threads=args.n_threads, logprobs=args.logprobs)

@@ -43,11 +43,17 @@ class Server:
 
 @contextlib.contextmanager
 def serve(
-    model: str, api_url: str | None, *args: str, env: dict[str, str] | None = None
+    model: str,
+    api_url: str | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> Iterator[Server]:
+    """``octomil serve model`` reporting to ``api_url`` (none: no key), run by ``launcher``
+    (``opentelemetry-instrument``, say) if given."""
     port = free_port()
-    command = [sys.executable, "-m", "octomil_otel.cli", "serve", model, "--port", str(port),
-               "--n-threads", "1", *args]  # fmt: skip
+    command = [*launcher, sys.executable, "-m", "octomil_otel.cli", "serve", model,
+               "--port", str(port), "--n-threads", "1", *args]  # fmt: skip
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OCTOMIL_", "OTEL_"))}
     env = {**clean, **(env or {})}
     if api_url is not None:
@@ -117,6 +123,24 @@ def test_chat_with_openai_client_is_reported_field_by_field(api, tiny_server):
     assert completed["ttfc_ms"] <= completed["total_duration_ms"]
     assert "[telemetry] Initialized: device_id=" in log
     assert "[telemetry] Flushed" in log
+
+
+def test_under_opentelemetry_instrument_the_log_says_telemetry_is_on(api):
+    """The configurator starts telemetry before ``octomil serve`` sets up its log: the
+    server says it is on all the same, once, as the product document tells users to check."""
+    instrument = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
+    env = {"OCTOMIL_API_KEY": API_KEY, "OCTOMIL_API_BASE": api.url, "OCTOMIL_ORG_ID": ORG_ID,
+           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}  # fmt: skip
+    with serve("echo", None, env=env, launcher=(instrument,)) as server:
+        answer = client(server).completions.create(model="echo", prompt="one two")
+        log = server.stop()
+
+    told = [line for line in log.splitlines() if line.startswith("[telemetry] Initialized")]
+    assert len(told) == 1
+    assert told[0].endswith(f", api_base={api.url}")
+    assert [e["event_type"] for e in events_of(api, answer.id)] == [
+        "generation_started", "chunk_produced", "generation_completed"
+    ]  # fmt: skip
 
 
 def test_chat_stream_with_openai_client_reports_every_chunk(api, tiny_server):

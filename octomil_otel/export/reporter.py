@@ -97,6 +97,13 @@ class TelemetryReporter:
         self._init_state()
         self._start_worker()
         _register_exit_and_fork(self)
+        self.log_initialized()
+
+    def log_initialized(self) -> None:
+        """``[telemetry] Initialized: device_id=..., api_base=...``: the line the product
+        document tells users to look for. Logged as the reporter starts, and again by
+        ``octomil serve`` when ``opentelemetry-instrument`` started it before the server
+        set up its log."""
         _logger.info(
             "[telemetry] Initialized: device_id=%s, api_base=%s", self.device_id, self.api_base
         )
