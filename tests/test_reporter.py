@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -142,6 +143,40 @@ def test_reporter_connection_refused_drops_and_counts(refused_url, make_reporter
 
     assert reporter.flush(timeout_seconds=10.0) is True
     assert (reporter.delivered_events, reporter.dropped_events, reporter.queue_size) == (0, 3, 0)
+
+
+def test_a_dead_apis_drops_are_told_at_once_then_together_and_add_up(
+    refused_url, make_reporter, caplog
+):
+    """The first drop is told at once; the worker's later drops within the flush interval
+    in one line, at the latest by ``flush()``: not a line per POST, nor a first line that
+    reads as the total."""
+
+    def dropped(total: int) -> None:
+        deadline = time.monotonic() + 10
+        while reporter.dropped_events < total and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert reporter.dropped_events == total
+
+    def told() -> list[int]:
+        found = (DROPPED.fullmatch(r.getMessage()) for r in caplog.records)
+        return [int(match[1]) for match in found if match]
+
+    reporter = make_reporter(refused_url, max_queue_size=2)  # the worker wakes at each event
+    with caplog.at_level(logging.WARNING, logger="octomil_otel.telemetry"):
+        reporter.report(event(0))
+        dropped(1)
+        for i in range(1, 6):  # five more POSTs, each refused
+            reporter.report(event(i))
+            dropped(i + 1)
+        before_flush = told()
+        assert reporter.flush() is True
+
+    assert before_flush == [1]
+    assert told() == [1, 5]
+
+
+DROPPED = re.compile(r"\[telemetry\] Dropped (\d+) events: \S.*")
 
 
 def test_reporter_silent_api_flush_and_shutdown_are_bounded(silent_url, make_reporter):

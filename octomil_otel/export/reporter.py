@@ -124,6 +124,9 @@ class TelemetryReporter:
         self._log_lock = threading.Lock()  # the two below: the worker's, flush()'s, shutdown()'s
         self._unlogged = 0  # events delivered and not yet told in a "Flushed" line
         self._logged_at = -math.inf  # time.monotonic() of the last one
+        self._untold_drops = 0  # events the worker dropped, not yet told in a "Dropped" line
+        self._drop_reason = ""  # why, the last time
+        self._drops_told_at = -math.inf
         self._whoami_at: float | None = None
 
     # --- the caller's side: never blocks on I/O ---------------------------------------------
@@ -199,6 +202,7 @@ class TelemetryReporter:
                 self._cond.wait_for(lambda: self._handled >= target, timeout_seconds)
             done = self._handled >= target
         self._log_flushed()  # deliveries the worker has not told yet: told before this returns
+        self._tell_drops(0, "", now=True)  # and its drops
         return done
 
     def shutdown(self, timeout_seconds: float = 10.0) -> None:
@@ -213,6 +217,7 @@ class TelemetryReporter:
             self._cond.notify_all()
         self._worker.join(timeout_seconds)
         self._log_flushed()  # the worker may still be in a POST: what it delivered before
+        self._tell_drops(0, "", now=True)
         self._transport.close()
 
     def count_dropped(self, events: int) -> None:
@@ -292,6 +297,8 @@ class TelemetryReporter:
         its write waiting for the GIL) was 1/10 of its cost and a log that scrolled. What
         is not told yet, ``flush()`` and ``shutdown()`` tell before they return."""
         if delivery.accepted:
+            if self._failing:  # delivering again: what it dropped meanwhile, told now
+                self._tell_drops(0, "", now=True)
             self._failing = False
             with self._log_lock:
                 self._unlogged += delivery.accepted
@@ -300,12 +307,20 @@ class TelemetryReporter:
                 self._log_flushed()
         else:
             self._log_flushed()  # what was delivered before it, first
-            level = logging.DEBUG if self._failing else logging.WARNING
-            self._failing = True
             if delivery.status == 401:
+                level = logging.DEBUG if self._failing else logging.WARNING
                 _logger.log(level, "[telemetry] The Octomil API rejected the API key (401)")
-            reason = f"HTTP {delivery.status}" if delivery.status else delivery.error
-            _logger.log(level, "[telemetry] Dropped %d events: %s", count, reason)
+            self._failing = True
+        dropped = count - delivery.accepted
+        if dropped:
+            reason = (
+                f"the API accepted {delivery.accepted} of {count}"
+                if delivery.accepted
+                else f"HTTP {delivery.status}"
+                if delivery.status
+                else delivery.error
+            )
+            self._tell_drops(dropped, reason)
         with self._cond:
             self._delivered += delivery.accepted
             self._dropped += count - delivery.accepted
@@ -321,6 +336,24 @@ class TelemetryReporter:
         if count:
             _logger.info("[telemetry] Flushed %d events (queue_size=%d)", count, len(self._queue))
 
+    def _tell_drops(self, count: int, reason: str, *, now: bool = False) -> None:
+        """``[telemetry] Dropped N events: reason``, for the worker's drops: at once the first
+        time, then at most once per ``flush_interval_seconds`` while the API keeps failing
+        (a dead API under load would write a line per POST), for all those dropped since
+        the last line; whatever is left at once when delivery resumes, at ``flush()`` and at
+        ``shutdown()`` (``now``). Its lines add up to every drop but those of a full queue,
+        which ``report()`` and the span exporter make and only count (``dropped_events``)."""
+        with self._log_lock:
+            self._untold_drops += count
+            self._drop_reason = reason or self._drop_reason
+            since = time.monotonic() - self._drops_told_at
+            if not self._untold_drops or not (now or since >= self.flush_interval_seconds):
+                return
+            count, self._untold_drops = self._untold_drops, 0
+            self._drops_told_at = time.monotonic()
+            reason = self._drop_reason
+        _logger.warning("[telemetry] Dropped %d events: %s", count, reason)
+
     def _finish_drain(self, unsent: int, unreachable: bool) -> None:
         """Count what was never sent; after an unreachable API, drop what waits as well."""
         with self._cond:
@@ -331,6 +364,8 @@ class TelemetryReporter:
             self._dropped += rest
             self._handled += rest
             self._cond.notify_all()
+        if rest:
+            self._tell_drops(rest, "")
 
     def _resolve_org(self) -> None:
         if self.org_id is not None:
