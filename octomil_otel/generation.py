@@ -273,7 +273,9 @@ class Generation:
     """One inference request: its span, its chunk clock and, at the end, its metrics.
 
     Not thread-safe by design: a request is driven by one caller at a time. ``stop``,
-    ``fail`` and ``cancel`` may each be called any number of times; only the first counts.
+    ``fail`` and ``cancel`` may each be called any number of times, from any thread (a
+    shutdown's ``cancel_open`` may end a request while its stream is read); only the
+    first counts.
     """
 
     __slots__ = (
@@ -282,6 +284,7 @@ class Generation:
         "_chunk_times",
         "_clock",
         "_dequeued",
+        "_ending",
         "_engine_ms",
         "_finish_reason",
         "_finished",
@@ -317,6 +320,7 @@ class Generation:
         # unsigned: "Q" takes an int without the argument parser that "q" goes through
         self._chunk_times = array.array("Q")
         self._finished = False
+        self._ending = False  # stop, fail or cancel called: the first one ends it
         self._input_tokens: int | None = None
         self._output_tokens: int | None = None
         self._dequeued: int | None = None
@@ -380,10 +384,14 @@ class Generation:
         return self._chunk_times.append, self._clock
 
     def before_end(self, report: Callable[[], None]) -> None:
-        """Run ``report()`` (which must not raise) when this request ends, before what it
-        recorded is read: what a stream of it has counted so far (an engine's usage), which
-        the stream records as it ends, when the request ends first (the process stopping:
-        ``cancel_open``), or what an engine's wrapper knows only then."""
+        """Run ``report()`` once, as this request ends (``stop``, ``fail`` or ``cancel``,
+        maybe on another thread), before what it recorded is read: what a stream of it has
+        counted so far (an engine's usage), which the stream records as it ends, when the
+        request ends first (the process stopping: ``cancel_open``), or what an engine's
+        wrapper knows only then. Not run if the request is ending already; an exception is
+        logged."""
+        if self._ending:
+            return
         if self._before_end is None:
             self._before_end = []
         self._before_end.append(report)
@@ -494,9 +502,10 @@ class Generation:
         """The request finished normally. One answered whole (not streamed) and not
         chunked by its caller is one chunk, now: the whole answer reached the caller; none
         if it is empty (0 output tokens: it carries only a finish reason) or embeddings."""
+        if not self._end_now():
+            return
         if not (
-            self._finished
-            or self.stream
+            self.stream
             or self._chunk_times
             or self._output_tokens == 0
             or self._attributes[semconv.GEN_AI_OPERATION_NAME] == semconv.OPERATION_EMBEDDINGS
@@ -507,6 +516,8 @@ class Generation:
     def fail(self, error: BaseException, *, error_type: str | None = None) -> None:
         """The request failed with ``error``; the caller gets it untouched. Recorded as
         ``error_type``, by default the error's class name."""
+        if not self._end_now():
+            return
         try:
             description = str(error)
         except Exception:  # an exception whose __str__ fails is still the caller's to get
@@ -515,14 +526,25 @@ class Generation:
 
     def cancel(self) -> None:
         """The consumer closed or dropped the stream before its end."""
-        self._finish(semconv.CANCELLED, "stream closed before its end")
+        if self._end_now():
+            self._finish(semconv.CANCELLED, "stream closed before its end")
+
+    def _end_now(self) -> bool:
+        """Whether this call ends the request (the first ``stop``, ``fail`` or ``cancel``,
+        whichever thread calls it): then the ``before_end`` reports run first, once, the
+        setters still open to them."""
+        if self._ending:
+            return False
+        self._ending = True  # nothing between the check and this line lets a thread in
+        reports, self._before_end = self._before_end, None  # no cycle kept
+        for report in reports or ():
+            try:
+                report()
+            except Exception:  # the request still ends
+                _logger.debug("octomil_otel: a report before the end failed", exc_info=True)
+        return True
 
     def _finish(self, error_type: str | None, description: str | None) -> None:
-        if self._finished:
-            return
-        reports, self._before_end = self._before_end, None  # run once; no cycle kept
-        for report in reports or ():
-            report()
         self._finished = True
         _open.pop(self, None)
         try:

@@ -30,8 +30,10 @@ IsChunk = Callable[[ChunkT], bool]
 """Whether an item carries output (``octomil-api.md``: an item with only a role or only a
 finish reason is not a chunk). Must be cheap: it runs per item."""
 OnEnd = Callable[[Generation, "ChunkT | None", int], None]
-"""Called once when the stream ends, however it ends, with the last item and the number
-of items: where an engine reports usage on its last item, or usage is a count of items."""
+"""Called once with the last item and the number of items: where an engine reports usage
+on its last item, or usage is a count of items. When the stream ends, however it ends; or
+when its request ends first (``cancel_open`` at shutdown, maybe on another thread while
+the stream is read), with what the stream saw until then."""
 
 
 def record_stream(

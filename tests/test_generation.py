@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import struct
+import threading
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -153,6 +154,33 @@ def test_generation_finishes_once_whatever_is_called_after(recorder, clock, span
     assert span.status.status_code is StatusCode.UNSET
     assert span.attributes["octomil.total_duration_ms"] == 0.0
     assert generation.finished
+
+
+def test_a_request_ended_on_two_threads_at_once_is_recorded_once(recorder, span_exporter):
+    """A shutdown's ``cancel_open`` ends a request on its thread while the reader's reaches
+    the stream's end: the first to end it wins, even while its reports still run."""
+    generation = recorder.start(model="tiny", engine="echo", stream=True)
+    reporting, release = threading.Event(), threading.Event()
+
+    def slow_report() -> None:  # an engine's usage read, which lets other threads in
+        reporting.set()
+        release.wait(10)
+        generation.set_usage(output_tokens=7)
+
+    generation.before_end(slow_report)
+    generation.before_end(lambda: 1 / 0)  # logged; the request still ends
+    canceller = threading.Thread(target=generation.cancel)
+    canceller.start()
+    assert reporting.wait(10)
+    generation.stop()  # the reader's end, while the canceller's reports run: too late
+    release.set()
+    canceller.join(10)
+
+    (span,) = span_exporter.get_finished_spans()
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 7
+    generation.before_end(lambda: pytest.fail("registered after the end: never run"))
+    generation.cancel()
 
 
 def test_generation_500_chunks_exact_despite_span_event_limit(clock, meter_provider):

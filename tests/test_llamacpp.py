@@ -172,6 +172,26 @@ def test_engine_error_reaches_caller_unchanged_and_is_recorded(llm, instrumented
     assert failed["output_tokens"] == 0  # known: the prompt was refused before any token
 
 
+def test_a_failed_second_pass_keeps_the_tokens_of_the_first(llm, instrumented, span_exporter):
+    """A chat handler that calls the model twice (llama-cpp-python's function calling
+    does): the second pass refused before a token leaves the first pass's count, not 0."""
+
+    def two_passes(*, llama, **_):
+        llama.create_completion(PROMPT, max_tokens=3, temperature=0.0)
+        return llama.create_completion("hello " * 600, max_tokens=3)
+
+    llm.chat_handler = two_passes
+    try:
+        with pytest.raises(ValueError, match="exceed context window"):
+            llm.create_chat_completion(messages=MESSAGES)
+    finally:
+        llm.chat_handler = None
+
+    span = only_span(span_exporter)
+    assert span.attributes["error.type"] == "ValueError"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 3
+
+
 def test_stream_engine_error_is_raised_on_first_read(llm, instrumented, span_exporter):
     stream = llm.create_completion("hello " * 600, max_tokens=4, stream=True)
     with pytest.raises(ValueError, match="exceed context window"):

@@ -176,6 +176,30 @@ def test_a_dead_apis_drops_are_told_at_once_then_together_and_add_up(
     assert told() == [1, 5]
 
 
+def test_drops_for_another_reason_are_told_apart(api, make_reporter, caplog):
+    """Each line gives the reason of the drops it counts: when the API fails another way,
+    what was dropped the way before is told at once, then the new way's."""
+    answers = iter([500, 500, 503, 503, 503])
+    api.ingest = lambda org, body, encoding: (next(answers), {"error": "nope"})
+    reporter = make_reporter(api.url, max_queue_size=2)  # the worker wakes at each event
+    with caplog.at_level(logging.WARNING, logger="octomil_otel.telemetry"):
+        for i in range(5):
+            reporter.report(event(i))
+            deadline = time.monotonic() + 10
+            while reporter.dropped_events < i + 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert reporter.flush() is True
+
+    found = (DROPPED.fullmatch(r.getMessage()) for r in caplog.records)
+    assert [match[0] for match in found if match] == [
+        "[telemetry] Dropped 1 events: HTTP 500",
+        "[telemetry] Dropped 1 events: HTTP 500",
+        "[telemetry] Dropped 1 events: HTTP 503",
+        "[telemetry] Dropped 2 events: HTTP 503",
+    ]
+    assert reporter.dropped_events == 5
+
+
 DROPPED = re.compile(r"\[telemetry\] Dropped (\d+) events: \S.*")
 
 

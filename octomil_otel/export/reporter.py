@@ -337,35 +337,46 @@ class TelemetryReporter:
             _logger.info("[telemetry] Flushed %d events (queue_size=%d)", count, len(self._queue))
 
     def _tell_drops(self, count: int, reason: str, *, now: bool = False) -> None:
-        """``[telemetry] Dropped N events: reason``, for the worker's drops: at once the first
-        time, then at most once per ``flush_interval_seconds`` while the API keeps failing
+        """``[telemetry] Dropped N events: reason``, for the events the worker could not
+        deliver (``reason`` ``""``: for the one told last): at once the first time, then at
+        most once per ``flush_interval_seconds`` while the API keeps failing for one reason
         (a dead API under load would write a line per POST), for all those dropped since
-        the last line; whatever is left at once when delivery resumes, at ``flush()`` and at
-        ``shutdown()`` (``now``). Its lines add up to every drop but those of a full queue,
-        which ``report()`` and the span exporter make and only count (``dropped_events``)."""
+        the last line; at once when the reason changes, when delivery resumes, at
+        ``flush()`` and at ``shutdown()`` (``now``). The lines add up to the worker's drops
+        only: the events a full queue drops, those reported after ``shutdown()`` and those
+        of spans lost before the queue (``count_dropped``) are counted in
+        ``dropped_events``, not logged."""
+        told: list[tuple[int, str]] = []
         with self._log_lock:
+            if reason and reason != self._drop_reason:
+                if self._untold_drops:  # the drops of the reason before, first
+                    told.append((self._untold_drops, self._drop_reason))
+                    self._untold_drops = 0
+                self._drop_reason = reason
             self._untold_drops += count
-            self._drop_reason = reason or self._drop_reason
             since = time.monotonic() - self._drops_told_at
-            if not self._untold_drops or not (now or since >= self.flush_interval_seconds):
-                return
-            count, self._untold_drops = self._untold_drops, 0
-            self._drops_told_at = time.monotonic()
-            reason = self._drop_reason
-        _logger.warning("[telemetry] Dropped %d events: %s", count, reason)
+            if self._untold_drops and (now or told or since >= self.flush_interval_seconds):
+                told.append((self._untold_drops, self._drop_reason))
+                self._untold_drops = 0
+            if told:
+                self._drops_told_at = time.monotonic()
+        for dropped, why in told:
+            _logger.warning("[telemetry] Dropped %d events: %s", dropped, why)
 
     def _finish_drain(self, unsent: int, unreachable: bool) -> None:
-        """Count what was never sent; after an unreachable API, drop what waits as well."""
+        """Tell, then count, what was never sent; after an unreachable API, drop what waits
+        as well (for the reason that POST failed)."""
         with self._cond:
             rest = unsent
             if unreachable:
                 rest += len(self._queue)
                 self._queue.clear()
+        if rest:
+            self._tell_drops(rest, "")  # before flush() can see them counted
+        with self._cond:
             self._dropped += rest
             self._handled += rest
             self._cond.notify_all()
-        if rest:
-            self._tell_drops(rest, "")
 
     def _resolve_org(self) -> None:
         if self.org_id is not None:

@@ -169,10 +169,11 @@ def _if_none_generated(
 ) -> None:
     """A request that ends before ``Llama.generate`` started (which takes it from
     ``pending``: ``_counted``), a prompt too long for the context or a stream never read,
-    generated no token: its ``output_tokens`` are known, 0. Weakly: a value of ``pending``
-    that held its key would keep the model alive."""
+    generated no token: its ``output_tokens`` are known, 0, unless an earlier pass of it
+    counted some (a chat handler that calls the model more than once). Weakly: a value of
+    ``pending`` that held its key would keep the model alive."""
     llm = instance()
-    if llm is not None and pending.get(llm) is generation:
+    if llm is not None and pending.get(llm) is generation and generation.output_tokens is None:
         generation.set_usage(output_tokens=0)
 
 
