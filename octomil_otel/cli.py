@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     serve.add_argument("--port", type=_port, default=8080, help="port (%(default)s)")
     serve.add_argument(
-        "--n-ctx", type=_positive(int), default=4096, help="llama.cpp context (%(default)s)"
+        "--n-ctx",
+        type=_positive(int),
+        default=4096,
+        help="llama.cpp context; llama.cpp makes 256 at least (%(default)s)",
     )
     serve.add_argument("--n-threads", type=_positive(int), help="CPU threads (default: all cores)")
     serve.add_argument(
@@ -301,7 +304,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from octomil_otel.serve.app import create_app
 
     meter_provider, metric_readers = metrics.providers()
-    started_before = pipeline.current() is not None  # by opentelemetry-instrument: unlogged
+    before = pipeline.current()  # opentelemetry-instrument's, started before this log was set
+    reported_before = before is not None and before.reporter is not None
     telemetry = octomil_otel.init(
         api_key=args.api_key,
         api_base=args.api_base,
@@ -309,7 +313,7 @@ def run_serve(args: argparse.Namespace) -> int:
         metric_readers=metric_readers,
         instrument=[source.engine],
     )
-    if started_before and telemetry.reporter is not None:
+    if reported_before and telemetry.reporter is not None:
         telemetry.reporter.log_initialized()
     _logger.info("Loading %s (%s) ...", source.name, source.engine)
     try:

@@ -143,7 +143,9 @@ def init(
     metric_readers: Sequence[MetricReader] = (),
     instrument: bool | Collection[str] = True,
 ) -> Telemetry:
-    """Start telemetry for this process; a second call returns the first one's result.
+    """Start telemetry for this process; a second call returns the first one's result,
+    which starts reporting to Octomil then if the first had no API key and this one has
+    (``opentelemetry-instrument`` starts telemetry before ``octomil serve --api-key``).
 
     Args:
         api_key: the Octomil API key; ``OCTOMIL_API_KEY`` when omitted.
@@ -166,6 +168,13 @@ def init(
     with _lock:
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         if _telemetry is not None:
+            if _telemetry.reporter is None and settings.api_key is not None:
+                device = default_device_id() if device_id is None else validate_device_id(device_id)
+                _telemetry.reporter, _telemetry._span_processor = _report_to_octomil(
+                    settings.api_key, settings, device, flush_interval_seconds, max_queue_size
+                )
+                _telemetry._settings = settings
+                return _telemetry
             _warn_unused(
                 _telemetry._settings, settings, api_key=api_key, org_id=org_id, api_base=api_base
             )
@@ -198,22 +207,9 @@ def init(
         if settings.api_key is None:
             _logger.warning(DISABLED_MESSAGE)
         else:
-            reporter = TelemetryReporter(
-                settings.api_key,
-                settings.api_base,
-                flush_interval_seconds,
-                max_queue_size,
-                device,
-                org_id=settings.org_id,
+            reporter, processor = _report_to_octomil(
+                settings.api_key, settings, device, flush_interval_seconds, max_queue_size
             )
-            processor = OctomilSpanProcessor(
-                OctomilSpanExporter(reporter),
-                max_queue_size=OCTOMIL_MAX_QUEUED_RECORDS,
-                schedule_delay_millis=OCTOMIL_EXPORT_DELAY_MILLIS,
-                max_export_batch_size=OCTOMIL_EXPORT_BATCH_RECORDS,
-                export_timeout_millis=30_000,
-            )
-            set_default_octomil_processor(processor)
 
         _telemetry = Telemetry(
             recorder=Recorder(tracer_provider, meter_provider, logger_provider=logger_provider),
@@ -235,6 +231,34 @@ def init(
         )
         atexit.register(shutdown)
         return _telemetry
+
+
+def _report_to_octomil(
+    api_key: str,
+    settings: Settings,
+    device: str,
+    flush_interval_seconds: float,
+    max_queue_size: int,
+) -> tuple[TelemetryReporter, OctomilSpanProcessor]:
+    """The Octomil reporter and its span processor, made the one every recorder without
+    its own hands its records to (``set_default_octomil_processor``)."""
+    reporter = TelemetryReporter(
+        api_key,
+        settings.api_base,
+        flush_interval_seconds,
+        max_queue_size,
+        device,
+        org_id=settings.org_id,
+    )
+    processor = OctomilSpanProcessor(
+        OctomilSpanExporter(reporter),
+        max_queue_size=OCTOMIL_MAX_QUEUED_RECORDS,
+        schedule_delay_millis=OCTOMIL_EXPORT_DELAY_MILLIS,
+        max_export_batch_size=OCTOMIL_EXPORT_BATCH_RECORDS,
+        export_timeout_millis=30_000,
+    )
+    set_default_octomil_processor(processor)
+    return reporter, processor
 
 
 def _warn_unused(running: Settings, asked: Settings, **given: str | None) -> None:

@@ -125,13 +125,18 @@ def test_chat_with_openai_client_is_reported_field_by_field(api, tiny_server):
     assert "[telemetry] Flushed" in log
 
 
-def test_under_opentelemetry_instrument_the_log_says_telemetry_is_on(api):
-    """The configurator starts telemetry before ``octomil serve`` sets up its log: the
-    server says it is on all the same, once, as the product document tells users to check."""
+@pytest.mark.parametrize("key_from", ["environment", "arguments"])
+def test_under_opentelemetry_instrument_the_server_reports_and_says_so(api, key_from):
+    """The configurator starts telemetry before ``octomil serve`` sets up its log, and
+    before it reads ``--api-key``: the server reports with the key however it is given, and
+    says it is on, once, as the product document tells users to check."""
     instrument = os.path.join(os.path.dirname(sys.executable), "opentelemetry-instrument")
-    env = {"OCTOMIL_API_KEY": API_KEY, "OCTOMIL_API_BASE": api.url, "OCTOMIL_ORG_ID": ORG_ID,
-           "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}  # fmt: skip
-    with serve("echo", None, env=env, launcher=(instrument,)) as server:
+    env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
+    if key_from == "environment":
+        env |= {"OCTOMIL_API_KEY": API_KEY, "OCTOMIL_API_BASE": api.url}
+    with serve(
+        "echo", None if key_from == "environment" else api.url, env=env, launcher=(instrument,)
+    ) as server:
         answer = client(server).completions.create(model="echo", prompt="one two")
         log = server.stop()
 
@@ -258,8 +263,39 @@ def test_context_overflow_is_a_400_and_reported_failed(api, tiny_server):
         "param": "prompt",
         "code": "context_length_exceeded",
     }
-    (failed,) = [e for e in api.events if e["event_type"] == "generation_failed"]
+    started, failed = api.events
+    assert started["event_type"] == "generation_started"
+    assert started["metrics"] == {"input_tokens": 3002}  # llama.cpp's count, in its refusal
+    assert failed["event_type"] == "generation_failed"
     assert failed["metrics"]["error_type"] == "ContextLengthExceeded"
+    assert failed["metrics"]["output_tokens"] == 0  # refused before a token
+
+
+def test_a_context_below_llama_cpps_smallest_is_llama_cpps_smallest(api, tiny_gguf):
+    """llama.cpp makes 256 tokens of context at least: asked for 64, the server has 256,
+    and a prompt of 101 tokens is answered, not failed inside llama-cpp-python."""
+    with serve(str(tiny_gguf), api.url, "--n-ctx", "64") as server:
+        answer = requests.post(
+            server.url + "/v1/completions",
+            json={"model": "tiny-llama", "prompt": "hello " * 99, "max_tokens": 3},
+            timeout=30,
+        )
+        refused = requests.post(
+            server.url + "/v1/completions",
+            json={"model": "tiny-llama", "prompt": "hello " * 300},
+            timeout=30,
+        )
+        server.stop()
+
+    assert answer.status_code == 200
+    assert answer.json()["usage"] == {
+        "prompt_tokens": 101, "completion_tokens": 3, "total_tokens": 104
+    }  # fmt: skip
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "context_length_exceeded"
+    assert refused.json()["error"]["message"].startswith(
+        "This model's maximum context length is 256 tokens. However, you requested 302 tokens."
+    )
 
 
 def test_chat_past_the_context_window_is_the_clients_context_error(api, tiny_server):

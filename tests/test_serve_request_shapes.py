@@ -438,12 +438,36 @@ def test_an_option_an_engine_cannot_honour_is_a_400_naming_it(
     }
 
 
-def test_mlx_past_its_context_is_the_clients_context_error(mlx_server):
+def test_mlx_past_its_context_is_the_clients_context_error(api, mlx_server):
     with pytest.raises(openai.BadRequestError) as refused:
         client(mlx_server).completions.create(model="tiny-mlx", prompt="hello " * 3000)
 
     assert (refused.value.code, refused.value.param) == ("context_length_exceeded", "prompt")
-    assert "maximum context length is 2048 tokens" in refused.value.message
+    message = refused.value.message
+    assert "maximum context length is 2048 tokens. However, you requested " in message
+    requested = int(message.split("you requested ")[1].split()[0])
+    deadline = time.monotonic() + 30  # the server sends every few seconds
+
+    def refusals() -> list[dict]:
+        return [
+            e
+            for e in api.events
+            if e["model"] == "tiny-mlx"
+            and e["metrics"].get("error_type") == "ContextLengthExceeded"
+        ]
+
+    while not refusals():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (failed,) = refusals()
+    (started,) = [
+        e
+        for e in api.events
+        if e["event_type"] == "generation_started" and e["request_id"] == failed["request_id"]
+    ]
+    assert started["metrics"] == {"input_tokens": requested}
+    assert failed["metrics"]["error_type"] == "ContextLengthExceeded"
+    assert failed["metrics"]["output_tokens"] == 0  # refused before a token
 
 
 def test_a_seed_makes_mlx_sampling_repeatable(mlx_server):

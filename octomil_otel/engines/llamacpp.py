@@ -55,15 +55,25 @@ class LlamaCppEngine(Engine):
 
         super().__init__(model)
         ours = FORMATTERS.get(chat_format or "")
-        self.llm = llama_cpp.Llama(
-            model_path=model_path,
-            n_ctx=n_ctx,
-            n_threads=n_threads or os.cpu_count(),
-            chat_format=None if ours else chat_format,
-            chat_handler=chat_formatter_to_chat_completion_handler(ours) if ours else None,
-            logits_all=logprobs,
-            verbose=False,
-        )
+
+        def load(context: int) -> llama_cpp.Llama:
+            return llama_cpp.Llama(
+                model_path=model_path,
+                n_ctx=context,
+                n_threads=n_threads or os.cpu_count(),
+                chat_format=None if ours else chat_format,
+                chat_handler=chat_formatter_to_chat_completion_handler(ours) if ours else None,
+                logits_all=logprobs,
+                verbose=False,
+            )
+
+        self.llm = load(n_ctx)
+        if self.llm.n_ctx() > n_ctx:  # llama.cpp's smallest context (256) is larger: loaded
+            # for it, or llama-cpp-python's token buffer keeps n_ctx, and a prompt between the
+            # two fails inside numpy rather than as too long for the context
+            made = self.llm.n_ctx()
+            self.llm.close()
+            self.llm = load(made)
         self.options = frozenset(OPTIONS) if logprobs else frozenset(OPTIONS) - {"logprobs"}
 
     def vocabulary_size(self) -> int:
@@ -138,7 +148,9 @@ class LlamaCppEngine(Engine):
             too_long = _CONTEXT_EXCEEDED.search(str(error))
             if too_long is None:
                 raise
-            raise ContextLengthExceeded(*map(int, too_long.groups())) from error
+            requested, context = map(int, too_long.groups())
+            generation.set_usage(input_tokens=requested)  # llama.cpp's count of the prompt
+            raise ContextLengthExceeded(requested, context) from error
 
 
 def _chat_pieces(

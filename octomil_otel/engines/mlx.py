@@ -54,7 +54,8 @@ class MLXEngine(Engine):
         context = getattr(getattr(self._model, "args", None), "max_position_embeddings", None)
         max_tokens = request.max_tokens or DEFAULT_MAX_TOKENS
         if isinstance(context, int):
-            if len(prompt) >= context:
+            if len(prompt) >= context:  # refused before a token: both counts known
+                generation.set_usage(input_tokens=len(prompt), output_tokens=0)
                 raise ContextLengthExceeded(len(prompt), context)
             max_tokens = min(max_tokens, context - len(prompt))  # as llama.cpp caps it
         if request.seed is not None:  # any int, as llama.cpp takes it: mlx wants a uint64

@@ -124,7 +124,7 @@ def _traced(
             return wrapped(*args, **kwargs)
         active = active_generation()
         if active is not None:  # inside a request already: it records, we only count
-            pending[instance] = active
+            _expect_tokens(active, pending, instance)
             return wrapped(*args, **kwargs)
 
         stream = bool(_argument(args, kwargs, positions, "stream"))
@@ -137,10 +137,7 @@ def _traced(
         if generation.captures_content:
             first = _argument(args, kwargs, positions, input_name)
             generation.set_input(first if chat else None, None if chat else first)
-        pending[instance] = generation
-        generation.before_end(
-            functools.partial(_if_none_generated, generation, pending, weakref.ref(instance))
-        )
+        _expect_tokens(generation, pending, instance)
         result = generation.call(wrapped, *args, **kwargs)
         if stream:
             chunks, on_end = collect_output(generation, is_chunk, output_of, _stream_finish_reason)
@@ -160,6 +157,17 @@ def _traced(
         return result
 
     return traced
+
+
+def _expect_tokens(
+    generation: Generation, pending: weakref.WeakKeyDictionary[Llama, Generation], llm: Llama
+) -> None:
+    """``Llama.generate``'s next run on ``llm`` counts its tokens for ``generation``
+    (``_counted``); if none runs before the request ends, it generated none."""
+    pending[llm] = generation
+    generation.before_end(
+        functools.partial(_if_none_generated, generation, pending, weakref.ref(llm))
+    )
 
 
 def _if_none_generated(
