@@ -316,6 +316,36 @@ def test_init_without_key_logs_disabled_and_sends_nothing(
     )
 
 
+def test_a_key_after_a_first_init_without_one_starts_reporting(
+    api, fresh_init, tracer_provider, meter_provider, monkeypatch, caplog
+):
+    """opentelemetry-instrument's configurator calls init() before the application (or
+    ``octomil serve --api-key``) can give the key: the first init() with one reports."""
+    monkeypatch.delenv("OCTOMIL_API_KEY", raising=False)
+    first = octomil.init(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    before = first.recorder.start(model="tiny", engine="echo")
+    assert [r.getMessage() for r in caplog.records] == [DISABLED_MESSAGE]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="octomil_otel"):
+        second = octomil.init(api_key=API_KEY, api_base=api.url, device_id=DEVICE)
+        assert octomil.init(api_key="another", api_base=api.url) is first
+    before.stop()  # started before: reported, as its record is made after
+    generation = first.recorder.start(model="tiny", engine="echo")
+    generation.stop()
+    assert first.flush()
+
+    assert second is first
+    assert first.reporter is not None and first.reporter.api_base == api.url
+    assert [r.getMessage() for r in caplog.records] == [
+        f"[telemetry] Initialized: device_id={DEVICE}, api_base={api.url}",
+        "octomil_otel: telemetry was started before (opentelemetry-instrument starts it first); "
+        "api_key given here not used: set OCTOMIL_API_KEY in the environment instead",
+    ]
+    assert [e["event_type"] for e in api.events] == [
+        "generation_started", "chunk_produced", "generation_completed"
+    ] * 2  # fmt: skip
+
+
 def test_init_takes_key_and_base_from_environment(
     api, fresh_init, tracer_provider, meter_provider, monkeypatch, caplog
 ):
