@@ -421,13 +421,9 @@ class PairOfServers:
         warm-up sends."""
         self.stop()
         for name in order:
-            server, url = echo_server(
-                name, self.exports(name), self.api_key, self.api_base, self.args.concurrency,
-                self.cpus,
-            )  # fmt: skip
-            self.servers[name] = (server.start(), url, "")
-        for name, (server, url, _) in list(self.servers.items()):
-            self.servers[name] = (server, url, served_model(server, url))
+            self.servers[name] = self._started(name)
+        for name in order:
+            self.servers[name] = self._ready(name)
         expected = 0
         for name, (_, url, model) in self.servers.items():  # imports, first paths, pools
             warm = run_round(
@@ -437,6 +433,28 @@ class PairOfServers:
             if self.exports(name):
                 expected += warm.events_expected
         return expected
+
+    def _started(self, name: str) -> tuple[_common.ServerProcess, str, str]:
+        server, url = echo_server(
+            name, self.exports(name), self.api_key, self.api_base, self.args.concurrency,
+            self.cpus,
+        )  # fmt: skip
+        return server.start(), url, ""
+
+    def _ready(self, name: str, attempts: int = 3) -> tuple[_common.ServerProcess, str, str]:
+        """Server ``name`` answering, and the model it serves; started again on another port
+        when another process took its port between ``free_port`` and the server's bind (a
+        run of 80 pairs once died of it)."""
+        server, url, _ = self.servers[name]
+        for _ in range(attempts - 1):
+            try:
+                return server, url, served_model(server, url)
+            except RuntimeError as error:  # it exited
+                if "address already in use" not in str(error).lower():
+                    raise
+            self._retire(name, server)
+            server, url, _ = self.servers[name] = self._started(name)
+        return server, url, served_model(server, url)
 
     def stop(self) -> None:
         """SIGTERM both (the ON server flushes what it holds); keep the ON server's log."""
