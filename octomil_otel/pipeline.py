@@ -167,9 +167,9 @@ def init(
     global _telemetry
     with _lock:
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
+        device = default_device_id() if device_id is None else validate_device_id(device_id)
         if _telemetry is not None:
             if _telemetry.reporter is None and settings.api_key is not None:
-                device = default_device_id() if device_id is None else validate_device_id(device_id)
                 _telemetry.reporter, _telemetry._span_processor = _report_to_octomil(
                     settings.api_key, settings, device, flush_interval_seconds, max_queue_size
                 )
@@ -179,7 +179,6 @@ def init(
                 _telemetry._settings, settings, api_key=api_key, org_id=org_id, api_base=api_base
             )
             return _telemetry
-        device = default_device_id() if device_id is None else validate_device_id(device_id)
         resource = telemetry_resource(device)
         otlp_args = (otlp_endpoint, otlp_protocol, otlp_headers)
 
