@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
@@ -88,6 +88,7 @@ class Telemetry:
     _owns_meter_provider: bool
     _owns_logger_provider: bool
     _settings: Settings
+    _stopped: bool = field(default=False, init=False)
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Export finished requests and deliver their events, within about
@@ -101,6 +102,15 @@ class Telemetry:
         return self.reporter.flush(remaining) and exported
 
     def shutdown(self) -> None:
+        """Flush and stop, once: the same as ``octomil_otel.shutdown()`` while this is the
+        current setup (``init()`` may then run again, and the exit stops nothing twice)."""
+        global _telemetry
+        with _lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if _telemetry is self:
+                _telemetry = None
         cancel_open(self._span_processor)  # first: their spans and histograms go out too
         for instrumentor in self.instrumentors:
             instrumentor.uninstrument()
@@ -287,9 +297,7 @@ def current() -> Telemetry | None:
 
 def shutdown() -> None:
     """Flush and stop what ``init()`` started; ``init()`` may then run again."""
-    global _telemetry
-    with _lock:
-        telemetry, _telemetry = _telemetry, None
+    telemetry = _telemetry
     if telemetry is not None:
         telemetry.shutdown()
 

@@ -587,3 +587,34 @@ for round in range(2):
     assert done.stdout == "[1] True\n[1] True\n"
     assert "shutdown" not in done.stderr.lower()
     assert len({event["request_id"] for event in api.events}) == 2
+
+
+def test_the_setups_own_shutdown_is_the_modules_and_runs_once(api):
+    """``telemetry.shutdown()`` on what ``init()`` returned, then the program's exit: nothing
+    is stopped twice (the exit used to stop it again: two warnings), and ``init()`` may run
+    again in between, as after ``octomil.shutdown()``."""
+    import subprocess
+    import sys
+
+    code = f"""
+import octomil
+from octomil_otel import pipeline
+
+first = octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, instrument=["llamacpp"])
+octomil.generate(model="echo", prompt="hello there")
+first.shutdown()
+first.shutdown()
+print(pipeline.current() is None)
+second = octomil.init(api_key={API_KEY!r}, api_base={api.url!r})
+print(second is not first)
+octomil.generate(model="echo", prompt="hello again")
+second.shutdown()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert done.stdout == "True\nTrue\n"
+    assert "already uninstrumented" not in done.stderr
+    assert "only be called once" not in done.stderr
+    assert len({event["request_id"] for event in api.events}) == 2
