@@ -48,7 +48,6 @@ import numbers
 import operator
 import os
 import random
-import secrets
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -132,7 +131,12 @@ def active_generation() -> Generation | None:
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(8)
+    """``req_`` and 16 hex digits: unique, not secret (``random``, which a forked child
+    reseeds, at a third of ``secrets``' cost: it runs for every request)."""
+    return "req_" + _random_bytes(8).hex()
+
+
+_random_bytes = random.randbytes
 
 
 def summarize(
@@ -158,8 +162,8 @@ def summarize(
         latencies = tuple(map(operator.sub, times, itertools.chain((t0,), times)))
         metrics["ttfc_ms"] = latencies[0] / 1e6
         gaps = len(latencies) - 1
-        if gaps:
-            metrics["chunk_latency_avg_ms"] = (sum(latencies) - latencies[0]) / (gaps * 1e6)
+        if gaps:  # the gaps add up to the first chunk's time to the last's
+            metrics["chunk_latency_avg_ms"] = (times[-1] - times[0]) / (gaps * 1e6)
             k = gaps - math.ceil(0.99 * gaps) + 1  # nearest rank: the k-th largest, k small
             after_first = itertools.islice(latencies, 1, None)
             kth_largest = max(after_first) if k == 1 else heapq.nlargest(k, after_first)[-1]
@@ -417,6 +421,8 @@ class Generation:
         ``gen_ai.request.*`` on the span; ``None`` and values of the wrong type are left
         out. Only the application's span (and captured content's event) carries them."""
         for name, value in parameters.items():
+            if value is None:  # most of them, in most requests
+                continue
             attribute = _request_attribute(name, value)
             if attribute is not None:
                 self._request[attribute[0]] = attribute[1]
@@ -729,6 +735,7 @@ class Generation:
         """The request as the Octomil exporter reads it: every fact of it, no limits, with
         the application's span's ids (zero when it has none) and always sampled."""
         ids = self.span.get_span_context()
+        trace_id, span_id = ids.trace_id, ids.span_id
         attributes = self._attributes
         return events.RecordSpan(
             events.Record(  # by position: keywords took twice as long (~1 us)
@@ -739,13 +746,12 @@ class Generation:
                 self.stream,
                 self._wall0,
                 end_time,
-                ids.trace_id,
-                ids.span_id,
+                trace_id,
+                span_id,
                 latencies,
                 error_type,
                 event_metrics,
             ),
-            SpanContext(ids.trace_id, ids.span_id, False, _SAMPLED),
             by_recorder=True,
         )
 

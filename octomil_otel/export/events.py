@@ -20,7 +20,7 @@ from typing import Any, Final, NamedTuple
 import msgspec
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from octomil_otel import chunk_latencies, semconv
 
@@ -241,6 +241,7 @@ class Record(NamedTuple):
 
 
 _NO_RESOURCE: Final = Resource.get_empty()
+_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 
 
 class RecordSpan(ReadableSpan):
@@ -265,9 +266,13 @@ class RecordSpan(ReadableSpan):
     _instrumentation_info = None
     _instrumentation_scope = None
 
-    def __init__(self, record: Record, context: SpanContext, *, by_recorder: bool = False) -> None:
+    def __init__(
+        self, record: Record, context: SpanContext | None = None, *, by_recorder: bool = False
+    ) -> None:
         self.record = record
-        self._context = context
+        self._given = context
+        """``None``: the record's ids, sampled, made when first read (the Octomil processor
+        takes the recorder's records without reading it)."""
         self._made: dict[str, Any] | None = None
         self.by_recorder = by_recorder
         """Built by the recorder (``Generation``, the only one to pass it): all its latencies
@@ -286,6 +291,12 @@ class RecordSpan(ReadableSpan):
     @property
     def _end_time(self) -> int:
         return self.record.end_ns
+
+    @property
+    def _context(self) -> SpanContext:
+        if self._given is None:
+            self._given = SpanContext(self.record.trace_id, self.record.span_id, False, _SAMPLED)
+        return self._given
 
     @property  # type: ignore[override]
     def _attributes(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -119,16 +119,22 @@ class OctomilSpanProcessor(BatchSpanProcessor, Drains):
     def __init__(self, exporter: OctomilSpanExporter, **options: int) -> None:
         super().__init__(exporter, **options)
         self._reporter = exporter.reporter
-        self._queue: deque[ReadableSpan] | None = getattr(
-            getattr(self, "_batch_processor", None), "_queue", None
-        )  # the SDK's (1.33 and later): the oldest record at its right end
+        batch_processor = getattr(self, "_batch_processor", None)  # the SDK's, 1.33 and later
+        self._queue: deque[ReadableSpan] | None = getattr(batch_processor, "_queue", None)
+        """The SDK's: the oldest record at its right end."""
+        self._emit: Callable[[ReadableSpan], None] | None = getattr(batch_processor, "emit", None)
+        """Queues a span for export: what ``on_end`` calls once it read that the span is
+        sampled, which a ``RecordSpan`` always is (and it then need not make its context)."""
 
     def on_end(self, span: ReadableSpan) -> None:
         queue = self._queue
         if queue is not None and len(queue) == queue.maxlen:
             with suppress(IndexError):  # the worker emptied it meanwhile
                 self._reporter.count_dropped(events.event_count(queue[-1]))
-        super().on_end(span)
+        if self._emit is not None and type(span) is events.RecordSpan:
+            self._emit(span)
+        else:
+            super().on_end(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ENDED.drain()
