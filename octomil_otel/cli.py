@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -339,6 +340,15 @@ def run_serve(args: argparse.Namespace) -> int:
             if sig == HANGUP:  # once: uvicorn raises it again when all is flushed
                 signal.signal(HANGUP, signal.SIG_DFL)
             super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            """As uvicorn's, but a second signal (its "force exit": no waiting for the
+            connections to close) still shuts the application down, which reports the
+            requests it stopped and flushes telemetry: uvicorn would skip that, and then
+            raise the first signal again, killing the process before any exit handler."""
+            await super().shutdown(sockets)
+            if self.force_exit:
+                await self.lifespan.shutdown()
 
     _logger.info(
         "Serving %s (%s) on http://%s:%d/v1", source.name, source.engine, args.host, args.port

@@ -189,3 +189,31 @@ def test_a_request_refused_while_others_wait_is_server_overloaded(api, tiny_gguf
     assert failed["metrics"]["error_type"] == "server_overloaded"
     assert failed["metrics"]["output_tokens"] == 0
     assert 0 <= failed["metrics"]["queue_ms"] <= failed["metrics"]["total_duration_ms"]
+
+
+def test_a_second_signal_while_stopping_still_reports_every_request(api, tiny_gguf):
+    """SIGTERM, then Ctrl-C before the server is done stopping: uvicorn then stops waiting
+    for connections, and used to skip the application's shutdown as well, so nothing queued
+    was ever sent (and SIGTERM raised again killed the process before any exit handler)."""
+    with serve(str(tiny_gguf), api.url, "--n-ctx", "2048") as server:
+        done = client(server).completions.create(model="tiny-llama", prompt="hi", max_tokens=3)
+        response = requests.post(
+            server.url + "/v1/completions", json={**LONG, "stream": True}, stream=True, timeout=30
+        )
+        lines = (line for line in response.iter_lines() if line)
+        first = json.loads(next(lines).removeprefix(b"data: "))
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        server.process.send_signal(signal.SIGINT)
+        log, _ = server.process.communicate(timeout=30)
+        response.close()
+
+    ended = finals(api)
+    assert sorted(ended) == sorted([done.id, first["id"]])
+    assert ended[done.id]["event_type"] == "generation_completed"
+    assert ended[done.id]["metrics"]["output_tokens"] == 3
+    assert ended[first["id"]]["metrics"]["error_type"] == "cancelled"
+    produced = [e for e in events_of(api, first["id"]) if e["event_type"] == "chunk_produced"]
+    assert len(produced) == ended[first["id"]]["metrics"]["output_tokens"] > 0
+    assert "[telemetry] Flushed" in log
+    assert "Traceback" not in log
