@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,32 @@ class Chunk:
 
 
 class _Loaded:
+    """A loaded engine, for one call or one open stream at a time (engines are not
+    thread-safe): a call from another thread waits for its turn."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.lock = threading.Lock()  # engines are not thread-safe
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # the thread whose call or stream has the engine
+
+    def check_free_here(self) -> None:
+        """``RuntimeError`` if this thread has a stream of this engine open: its next call
+        would wait for itself forever."""
+        if self._holder == threading.get_ident():
+            raise RuntimeError(
+                f"a stream of {self.engine.model} is still open in this thread: read it to "
+                "its end or close() it before the next generate() call"
+            )
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        self.check_free_here()
+        with self._lock:
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
 
 
 _loaded: dict[tuple[str, str | None], _Loaded] = {}
@@ -85,7 +109,9 @@ def generate(
 
     Returns a ``Response`` (``.content``, ``.usage``), or with ``stream=True`` an iterator
     of ``Chunk``s. Raises ``ModelNotFoundError`` for an unknown model (listing those that
-    are available) and ``ValueError`` for arguments the engine cannot take.
+    are available), ``ValueError`` for arguments the engine cannot take, and
+    ``RuntimeError`` while this thread has a stream of the same model open (one call or
+    stream at a time has a model: another thread's call waits for it instead).
     """
     if (messages is None) == (prompt is None):
         raise ValueError("pass exactly one of messages= (a chat) and prompt= (a completion)")
@@ -99,6 +125,7 @@ def generate(
         seed=seed,
     )
     loaded = _load(model, engine)
+    loaded.check_free_here()  # before the request starts: it would never run
     loaded.engine.check(request)
     generation = _recorder().start(
         model=loaded.engine.model,
@@ -111,7 +138,7 @@ def generate(
     if stream:
         pieces = engines.stream(loaded.engine, generation, request)
         return _chunks(loaded, pieces, generation.request_id)
-    with loaded.lock:
+    with loaded.turn():
         done = engines.complete(loaded.engine, generation, request)
     return Response(
         content=done.text,
@@ -123,12 +150,12 @@ def generate(
 
 
 def _chunks(loaded: _Loaded, pieces: Iterator[Piece], request_id: str) -> Iterator[Chunk]:
-    with loaded.lock:
-        try:
+    try:
+        with loaded.turn():  # from the first chunk asked for to the stream's end or close
             for piece in pieces:
                 yield Chunk(piece.text, piece.finish_reason, request_id)
-        finally:
-            pieces.close()  # type: ignore[attr-defined]
+    finally:
+        pieces.close()  # type: ignore[attr-defined]
 
 
 def _load(model: str, engine: str | None) -> _Loaded:

@@ -84,3 +84,31 @@ def test_generate_needs_exactly_one_of_messages_and_prompt():
         octomil.generate(model="echo", messages=MESSAGES, prompt="x")
     with pytest.raises(ValueError, match="exactly one"):
         octomil.generate(model="echo")
+
+
+def test_a_call_while_this_threads_stream_is_open_is_refused_not_hung(span_exporter):
+    """The open stream has the model until it ends: waiting for it on its own thread would
+    wait forever. The refused call starts no request; another thread's call waits its turn."""
+    import threading
+
+    stream = octomil.generate(model="echo", prompt="one two three", stream=True)
+    assert next(stream).content == "one "
+
+    for again in (
+        lambda: octomil.generate(model="echo", prompt="x"),
+        lambda: next(octomil.generate(model="echo", prompt="x", stream=True)),
+    ):
+        with pytest.raises(RuntimeError, match="a stream of echo is still open in this thread"):
+            again()
+    answers: list[str] = []
+    other = threading.Thread(
+        target=lambda: answers.append(octomil.generate(model="echo", prompt="later").content)
+    )
+    other.start()
+    other.join(0.3)
+    assert other.is_alive() and answers == []  # its turn comes when the stream ends
+    assert [c.content for c in stream] == ["two ", "three", ""]
+    other.join(10)
+    assert answers == ["later"]
+    assert octomil.generate(model="echo", prompt="after").content == "after"
+    assert spans_by_name(span_exporter) == ["text_completion echo"] * 3
