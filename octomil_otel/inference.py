@@ -111,7 +111,8 @@ def generate(
     of ``Chunk``s. Raises ``ModelNotFoundError`` for an unknown model (listing those that
     are available), ``ValueError`` for arguments the engine cannot take, and
     ``RuntimeError`` while this thread has a stream of the same model open (one call or
-    stream at a time has a model: another thread's call waits for it instead).
+    stream at a time has a model: another thread's call waits for it instead); a stream
+    raises it when first read, and is reported as cancelled.
     """
     if (messages is None) == (prompt is None):
         raise ValueError("pass exactly one of messages= (a chat) and prompt= (a completion)")
@@ -125,7 +126,8 @@ def generate(
         seed=seed,
     )
     loaded = _load(model, engine)
-    loaded.check_free_here()  # before the request starts: it would never run
+    if not stream:  # before the request starts (a stream needs the model once read)
+        loaded.check_free_here()
     loaded.engine.check(request)
     generation = _recorder().start(
         model=loaded.engine.model,

@@ -38,6 +38,7 @@ from octomil_otel.config import Settings
 from octomil_otel.content import Capture
 from octomil_otel.device import device_id as default_device_id
 from octomil_otel.device import validate_device_id
+from octomil_otel.engines.resolve import ENGINES
 from octomil_otel.export.otlp import forwarding, log_exporter
 from octomil_otel.export.otlp import metric_reader as otlp_metric_reader
 from octomil_otel.export.otlp import span_exporter as otlp_span_exporter
@@ -170,11 +171,14 @@ def init(
         metric_readers: more readers for the MeterProvider that ``init()`` creates (for
             example a Prometheus reader).
         instrument: instrument every installed engine (llama-cpp-python, mlx-lm), or only
-            those named (``"llamacpp"``, ``"mlx"``), or none. Each is instrumented when the
+            those named in a list (``["llamacpp"]``; ``"echo"`` has nothing to instrument),
+            or none (``False``); ``TypeError`` or ``ValueError`` for anything else (a name
+            alone, not in a list; a name no engine has). Each is instrumented when the
             application imports it (at once if it has): ``init()`` imports no engine, and
             an engine that cannot be instrumented is logged, never raised.
     """
     global _telemetry
+    engines = _engines_named(instrument)
     with _lock:
         settings = Settings.resolve(api_key=api_key, org_id=org_id, api_base=api_base)
         device = default_device_id() if device_id is None else validate_device_id(device_id)
@@ -230,7 +234,7 @@ def init(
                 tracer_provider,
                 meter_provider,
                 logger_provider,
-                INSTRUMENTORS if instrument is True else instrument or (),
+                engines,
             ),
             _span_processor=processor,
             _owns_tracer_provider=owns_tracer,
@@ -268,6 +272,27 @@ def _report_to_octomil(
     )
     set_default_octomil_processor(processor)
     return reporter, processor
+
+
+def _engines_named(instrument: object) -> Collection[str]:
+    """The engines ``init(instrument=...)`` asks for. ``TypeError`` or ``ValueError`` for a
+    value that names none by mistake (``"llamacpp"`` rather than ``["llamacpp"]``, a name
+    no engine has), which would otherwise leave every request unrecorded without a word."""
+    if instrument is True:
+        return tuple(INSTRUMENTORS)
+    if instrument is False:
+        return ()
+    if isinstance(instrument, (str, bytes)) or not isinstance(instrument, Collection):
+        raise TypeError(
+            "instrument must be True, False or a list of engine names such as "
+            f"['llamacpp'], got {instrument!r}"
+        )
+    unknown = [name for name in instrument if name not in ENGINES]
+    if unknown:
+        raise ValueError(
+            f"instrument: no engine is named {unknown[0]!r}; the engines are {', '.join(ENGINES)}"
+        )
+    return tuple(instrument)
 
 
 def _warn_unused(running: Settings, asked: Settings, **given: str | None) -> None:

@@ -88,7 +88,8 @@ def test_generate_needs_exactly_one_of_messages_and_prompt():
 
 def test_a_call_while_this_threads_stream_is_open_is_refused_not_hung(span_exporter):
     """The open stream has the model until it ends: waiting for it on its own thread would
-    wait forever. The refused call starts no request; another thread's call waits its turn."""
+    wait forever. A refused call starts no request, a refused stream (refused as it is
+    first read) ends cancelled; another thread's call waits its turn."""
     import threading
 
     stream = octomil.generate(model="echo", prompt="one two three", stream=True)
@@ -111,4 +112,6 @@ def test_a_call_while_this_threads_stream_is_open_is_refused_not_hung(span_expor
     other.join(10)
     assert answers == ["later"]
     assert octomil.generate(model="echo", prompt="after").content == "after"
-    assert spans_by_name(span_exporter) == ["text_completion echo"] * 3
+    assert spans_by_name(span_exporter) == ["text_completion echo"] * 4
+    errors = [span.attributes.get("error.type") for span in span_exporter.get_finished_spans()]
+    assert sorted(errors, key=str) == [None, None, None, "cancelled"]  # the refused stream

@@ -618,3 +618,19 @@ second.shutdown()
     assert "already uninstrumented" not in done.stderr
     assert "only be called once" not in done.stderr
     assert len({event["request_id"] for event in api.events}) == 2
+
+
+@pytest.mark.parametrize(
+    ("instrument", "error", "message"),
+    [("llamacpp", TypeError, "a list of engine names such as \\['llamacpp'\\], got 'llamacpp'"),
+     (["llama_cpp"], ValueError, "no engine is named .llama_cpp.; the engines are llamacpp, mlx"),
+     (None, TypeError, "got None")],
+    ids=["a-name-alone", "a-name-no-engine-has", "none"],
+)  # fmt: skip
+def test_init_refuses_an_instrument_value_that_would_record_nothing(
+    fresh_init, instrument, error, message
+):
+    """Before, each of these instrumented no engine, without a word."""
+    with pytest.raises(error, match=message):
+        octomil.init(instrument=instrument)
+    assert octomil_otel.pipeline.current() is None
