@@ -7,7 +7,9 @@ import re
 import socket
 import uuid
 
-_DEVICE_ID = re.compile(r"^[0-9a-f]{12}$")
+from octomil_otel.export.events import DEVICE_ID_PATTERN
+
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _MULTICAST_BIT = 1 << 40
 
 

@@ -32,6 +32,7 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 from octomil_otel.export._transport import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
 from octomil_otel.export.events import (
     CHUNK_PRODUCED,
+    DEVICE_ID_PATTERN,
     GENERATION_COMPLETED,
     GENERATION_FAILED,
     GENERATION_STARTED,
@@ -40,6 +41,7 @@ from octomil_otel.export.events import (
     MILLISECOND_SUFFIXES,
     REQUEST_ID_PATTERN,
     SECOND_PATTERN,
+    WHOLE_METRICS,
     parse_timestamp,
     validate_event,
 )
@@ -61,7 +63,7 @@ class Event(Struct, forbid_unknown_fields=True):
 
     event_type: Literal[GENERATION_STARTED, CHUNK_PRODUCED, GENERATION_COMPLETED, GENERATION_FAILED]
     timestamp: str  # its pattern: _check
-    device_id: _Text
+    device_id: Annotated[str, Meta(pattern=DEVICE_ID_PATTERN)]
     model: _Text
     engine: _Text
     org_id: _Text | UnsetType = UNSET
@@ -171,9 +173,10 @@ def _check(events: list[Event]) -> None:
         for name, value in itertools.chain.from_iterable(map(dict.items, all_metrics)):
             if (value.__class__ is str) is not (name == "error_type"):
                 raise _Refused(name)  # only error_type is text, and it is
-    indexes = list(filter(_IS_NOT_NONE, map(dict.get, all_metrics, _CHUNK_INDEX)))
-    if indexes and not (all(map(float.is_integer, indexes)) and max(indexes) < MAX_CHUNK_INDEX):
-        raise _Refused("chunk_index")
+    for name in WHOLE_METRICS:
+        counts = list(filter(_IS_NOT_NONE, map(dict.get, all_metrics, itertools.repeat(name))))
+        if counts and not (all(map(float.is_integer, counts)) and max(counts) < MAX_CHUNK_INDEX):
+            raise _Refused(name)
 
 
 _TIMESTAMP_OF = operator.attrgetter("timestamp")
@@ -182,7 +185,6 @@ _METRICS_OF = operator.attrgetter("metrics")
 _SECOND_OF = operator.itemgetter(slice(None, 19))
 _MILLISECOND_OF = operator.itemgetter(slice(19, None))
 _ERROR_TYPE = itertools.repeat("error_type")
-_CHUNK_INDEX = itertools.repeat("chunk_index")
 _IS_NOT_NONE = functools.partial(operator.is_not, None)
 
 

@@ -95,13 +95,20 @@ def test_a_bad_body_is_refused(dashboard, body, status, error):
 
 
 def test_whole_numbers_beyond_64_bits_are_stored_and_beyond_a_double_refused(dashboard):
-    """The fast decoder reads metrics as doubles, as the contract checks them."""
-    huge = {**DOC_EXAMPLE, "request_id": "req_0000aaaa", "metrics": {"output_tokens": 10**300}}
+    """The fast decoder reads metrics as doubles, as the contract checks them (a count, of
+    tokens or chunks, is a whole number below 2**53: a duration is not)."""
+    huge = {**DOC_EXAMPLE, "request_id": "req_0000aaaa", "metrics": {"total_duration_ms": 10**300}}
     assert dashboard.post([huge]).status_code == 202
-    beyond = {**DOC_EXAMPLE, "request_id": "req_0000bbbb", "metrics": {"output_tokens": 10**400}}
+    beyond = {
+        **DOC_EXAMPLE,
+        "request_id": "req_0000bbbb",
+        "metrics": {"total_duration_ms": 10**400},
+    }
     response = dashboard.post([beyond])
     assert response.status_code == 400
-    assert response.json()["error"].startswith("events[0]: metrics.output_tokens must be finite")
+    assert response.json()["error"].startswith(
+        "events[0]: metrics.total_duration_ms must be finite"
+    )
 
 
 def raw_post(dashboard: Dashboard, body: Any) -> requests.Response:
@@ -116,7 +123,7 @@ def raw_post(dashboard: Dashboard, body: Any) -> requests.Response:
 def test_a_batch_read_by_the_contract_in_code_stores_what_the_fast_path_would(dashboard):
     """A byte-order mark sends a batch down the slow path: its numbers are stored as the
     fast path stores them (an int beyond 64 bits fits no integer column)."""
-    huge = {**DOC_EXAMPLE, "request_id": "req_0000cccc", "metrics": {"output_tokens": 2**64}}
+    huge = {**DOC_EXAMPLE, "request_id": "req_0000cccc", "metrics": {"total_duration_ms": 2**64}}
     body = json.dumps({"events": [huge]}).encode()
 
     before = stored_requests(dashboard)

@@ -262,6 +262,11 @@ BAD_CHANGES = [
     ({"span_id": "0f\n"}, ValueError, "span_id must be lowercase hex"),
     ({"metrics": {"chunk_index": 2.5}}, ValueError, "metrics.chunk_index must be a whole"),
     ({"metrics": {"chunk_index": 2**53}}, ValueError, "metrics.chunk_index must be a whole"),
+    ({"metrics": {"input_tokens": 2.5}}, ValueError, "metrics.input_tokens must be a whole"),
+    ({"metrics": {"output_tokens": 2**53}}, ValueError, "metrics.output_tokens must be a whole"),
+    ({"device_id": "XYZ"}, ValueError, "device_id must be 12 lowercase hex characters"),
+    ({"device_id": "A1B2C3D4E5F6"}, ValueError, "device_id must be 12 lowercase hex characters"),
+    ({"device_id": "a1b2c3d4e5f6\n"}, ValueError, "device_id must be 12 lowercase hex"),
 ]
 """Changes to DOC_EXAMPLE that make it wrong, and the error that says so."""
 

@@ -36,7 +36,7 @@ ACCEPTED = [
     CHUNK,
     {**CHUNK, "model": "gemma-ü 模型", "metrics": {"chunk_index": 1, "chunk_latency_ms": -0.0}},
     {**CHUNK, "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331"},
-    {**CHUNK, "event_type": "generation_started", "metrics": {"input_tokens": 2**70}},
+    {**CHUNK, "event_type": "generation_started", "metrics": {"peak_memory_bytes": 2**70}},
     {
         **CHUNK,
         "event_type": "generation_failed",
@@ -77,7 +77,7 @@ def test_accepted_events_are_stored_as_the_contract_checks_them(api):
     assert (response.status_code, response.json()) == (202, {"accepted": len(ACCEPTED)})
     expected = [{**validate_event(event), "org_id": ORG_ID} for event in ACCEPTED]
     assert api.events == expected
-    assert [type(e.get("metrics", {}).get("input_tokens")) for e in api.events][4] is int
+    assert [type(e.get("metrics", {}).get("peak_memory_bytes")) for e in api.events][4] is int
     assert api.events[2]["metrics"]["chunk_latency_ms"].hex() == "-0x0.0p+0"
     assert ingest.check_batch(body) == ingest._check_in_code(body)  # the two paths agree
 

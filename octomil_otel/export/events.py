@@ -39,6 +39,9 @@ SECOND_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}
 """A timestamp's first 19 characters: the date and time of day, to the second."""
 TIMESTAMP_PATTERN: Final = SECOND_PATTERN + r"\.[0-9]{3}Z\Z"
 HEX_PATTERN: Final = r"^[0-9a-f]+\Z"
+DEVICE_ID_PATTERN: Final = r"^[0-9a-f]{12}\Z"
+WHOLE_METRICS: Final = ("chunk_index", "input_tokens", "output_tokens")
+"""Metrics that count (chunks, tokens): whole numbers, below ``MAX_CHUNK_INDEX``."""
 MAX_EVENT_CHARS: Final = 1024 * 1024 - 4096
 """An encoded event's size, at most: a batch's (``_transport.MAX_BATCH_BYTES``, 1 MiB) less
 room for its head, the device and org fields, and a chunk's metrics (a chunk's event is at
@@ -49,6 +52,7 @@ MAX_CHUNK_INDEX: Final = 2**53
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _TIMESTAMP = re.compile(TIMESTAMP_PATTERN)
 _HEX = re.compile(HEX_PATTERN)
+_DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _TEXT_FIELDS: Final = ("timestamp", "device_id", "org_id", "model", "engine")
 _OPTIONAL_FIELDS: Final = frozenset(
     ("timestamp", "device_id", "org_id", "request_id", "stream", "metrics", "trace_id", "span_id")
@@ -133,8 +137,10 @@ def validate_event(event: object) -> dict[str, Any]:
     """A checked copy of ``event``, or a ``TypeError``/``ValueError`` naming the field.
 
     Checks what the caller may give (``report()`` fills in the rest): the event type and,
-    for the engine events, ``model`` and ``engine``; every present field's type; metrics
-    that are finite, non-negative numbers (``error_type`` is the one text metric).
+    for the engine events, ``model`` and ``engine``; every present field's type and form
+    (``device_id`` 12 lowercase hex characters, ids and times as the contract writes them);
+    metrics that are finite, non-negative numbers (``error_type`` is the one text metric),
+    the counts of ``WHOLE_METRICS`` whole numbers.
     """
     if not isinstance(event, Mapping):
         raise TypeError(f"event must be a mapping, not {type(event).__name__}")
@@ -152,6 +158,10 @@ def validate_event(event: object) -> dict[str, Any]:
             raise TypeError(f"{name} must be a non-empty str, got {event[name]!r}")
         if name in event and not is_unicode(event[name]):
             raise ValueError(f"{name} must be Unicode text, got {event[name]!r}")
+    if "device_id" in event and not _DEVICE_ID.match(event["device_id"]):
+        raise ValueError(
+            f"device_id must be 12 lowercase hex characters, got {event['device_id']!r}"
+        )
     if "timestamp" in event and not _is_timestamp(event["timestamp"]):
         raise ValueError(
             f"timestamp must be RFC 3339 UTC with milliseconds, got {event['timestamp']!r}"
@@ -208,10 +218,8 @@ def _validate_metrics(metrics: object) -> dict[str, Any]:
             finite = False
         if not finite or value < 0:
             raise ValueError(f"metrics.{name} must be finite and non-negative, got {value!r}")
-        if name == "chunk_index" and not (float(value).is_integer() and value < MAX_CHUNK_INDEX):
-            raise ValueError(
-                f"metrics.chunk_index must be a whole number below 2**53, got {value!r}"
-            )
+        if name in WHOLE_METRICS and not (float(value).is_integer() and value < MAX_CHUNK_INDEX):
+            raise ValueError(f"metrics.{name} must be a whole number below 2**53, got {value!r}")
     return checked
 
 
