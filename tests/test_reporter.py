@@ -606,14 +606,18 @@ def test_receiver_answers_413_over_1_mib_uncompressed(api):
     assert api.events == []
 
 
-def test_reporter_event_over_1_mib_is_dropped_and_counted(api, make_reporter):
+def test_reporter_event_over_1_mib_is_dropped_counted_and_told_why(api, make_reporter, caplog):
     reporter = make_reporter(api.url)
     reporter.report(event(1, model="m" * (1024 * 1024)))
     reporter.report(event(2))
 
-    assert reporter.flush() is True
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        assert reporter.flush() is True
     assert [e["metrics"]["output_tokens"] for e in api.events] == [2]
     assert (reporter.delivered_events, reporter.dropped_events) == (1, 1)
+    assert [r.getMessage() for r in caplog.records] == [
+        "[telemetry] Dropped 1 events: an event over the API's 1 MiB"
+    ]  # the reason was empty
 
 
 def test_batches_prefix_each_event_and_split_at_1000():
@@ -628,7 +632,7 @@ def test_batches_prefix_each_event_and_split_at_1000():
 def test_batches_split_at_1_mib_and_leave_out_an_event_over_it(caplog):
     big = '"x":"' + "a" * 400_000 + '"}'
     huge = '"x":"' + "a" * (1024 * 1024) + '"}'
-    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+    with caplog.at_level(logging.DEBUG, logger="octomil_otel"):
         bodies = list(_transport.batches([big, big, huge, big, '"x":"b"}'], "{"))
 
     assert [count for _, count in bodies] == [2, 2]
@@ -637,8 +641,8 @@ def test_batches_split_at_1_mib_and_leave_out_an_event_over_it(caplog):
         400_000, 400_000, 400_000, 1,
     ]  # fmt: skip
     assert [r.getMessage() for r in caplog.records] == [
-        f"[telemetry] Dropped an event of {len(huge)} bytes: over 1 MiB"
-    ]
+        f"[telemetry] an event of {len(huge)} bytes: over 1 MiB"
+    ]  # a debug line: the reporter tells the drop
 
 
 def test_reporter_mixes_exporter_events_and_reported_events_in_order(api, make_reporter):

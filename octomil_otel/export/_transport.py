@@ -188,7 +188,7 @@ def _split(texts: Sequence[str], head: str, tail: str, separator: str) -> Iterat
     size = len(head) + len(tail)
     for text in texts:
         if len(head) + len(text) + len(tail) > MAX_BATCH_BYTES:
-            _logger.warning("[telemetry] Dropped an event of %d bytes: over 1 MiB", len(text))
+            _logger.debug("[telemetry] an event of %d bytes: over 1 MiB", len(text))
             continue
         if parts and size + len(separator) + len(text) > MAX_BATCH_BYTES:
             yield head + separator.join(parts) + tail, len(parts)

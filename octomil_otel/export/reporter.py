@@ -364,15 +364,15 @@ class TelemetryReporter:
             _logger.warning("[telemetry] Dropped %d events: %s", dropped, why)
 
     def _finish_drain(self, unsent: int, unreachable: bool) -> None:
-        """Tell, then count, what was never sent; after an unreachable API, drop what waits
-        as well (for the reason that POST failed)."""
+        """Tell, then count, what was never sent: after an unreachable API, what waits as
+        well (for the reason that POST failed); else events too large for any batch."""
         with self._cond:
             rest = unsent
             if unreachable:
                 rest += len(self._queue)
                 self._queue.clear()
-        if rest:
-            self._tell_drops(rest, "")  # before flush() can see them counted
+        if rest:  # before flush() can see them counted
+            self._tell_drops(rest, "" if unreachable else "an event over the API's 1 MiB")
         with self._cond:
             self._dropped += rest
             self._handled += rest
