@@ -115,3 +115,17 @@ def test_a_call_while_this_threads_stream_is_open_is_refused_not_hung(span_expor
     assert spans_by_name(span_exporter) == ["text_completion echo"] * 4
     errors = [span.attributes.get("error.type") for span in span_exporter.get_finished_spans()]
     assert sorted(errors, key=str) == [None, None, None, "cancelled"]  # the refused stream
+
+
+@pytest.mark.parametrize("model", ["echo", "gguf"])
+def test_a_stream_closed_unread_has_0_output_tokens_as_on_the_engines_own_path(
+    span_exporter, tiny_gguf, model
+):
+    """As ``create_completion(stream=True).close()`` on llama.cpp itself: the engine never
+    generated, so 0 is known (it was left out)."""
+    name = "echo" if model == "echo" else str(tiny_gguf)
+    octomil.generate(model=name, prompt="one two", stream=True).close()
+
+    span = only_span(span_exporter)
+    assert span.attributes["error.type"] == "cancelled"
+    assert span.attributes["gen_ai.usage.output_tokens"] == 0

@@ -199,7 +199,7 @@ def _output(pieces: list[Piece]) -> Output:
 def stream(engine: Engine, generation: Generation, request: Request) -> Iterator[Piece]:
     """A streamed request: every piece with text is a chunk; ends ``generation`` once."""
     _set_request_parameters(generation, request)
-    is_chunk, on_end = collect_output(generation, _piece_chunk, _output, _finish_reason)
+    is_chunk, on_end = collect_output(generation, _piece_chunk, _output, _stream_end)
     return record_stream(generation, engine.pieces(generation, request), is_chunk, on_end)
 
 
@@ -217,9 +217,15 @@ def _set_request_parameters(generation: Generation, request: Request) -> None:
     )
 
 
-def _finish_reason(generation: Generation, last: Piece | None, count: int) -> None:
+def _stream_end(generation: Generation, last: Piece | None, count: int) -> None:
+    """The finish reason, from the last piece; and 0 output tokens, known, for a stream
+    that ended before the engine gave a piece and with no count of its own (closed or
+    dropped unread, or refused at its start): by then the engine's stream is closed, so
+    a count it or its instrumentation reports has come in."""
     if last is not None:
         generation.set_finish_reason(last.finish_reason)
+    elif count == 0 and generation.output_tokens is None:
+        generation.set_usage(output_tokens=0)
 
 
 class ContextLengthExceeded(ValueError):
