@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import multiprocessing.util
 import threading
 import time
 import weakref
@@ -243,6 +244,7 @@ def init(
             _settings=settings,
         )
         atexit.register(shutdown)
+        multiprocessing.util.register_after_fork(_telemetry, _stop_as_the_child_ends)
         return _telemetry
 
 
@@ -272,6 +274,13 @@ def _report_to_octomil(
     )
     set_default_octomil_processor(processor)
     return reporter, processor
+
+
+def _stop_as_the_child_ends(telemetry: Telemetry) -> None:
+    """In a child that ``multiprocessing`` forked: shut telemetry down as the child ends.
+    Such a child exits by ``os._exit`` after ``multiprocessing``'s own finalizers, never
+    running ``atexit``, so the requests it made would never be sent."""
+    multiprocessing.util.Finalize(None, shutdown, exitpriority=0)
 
 
 def _engines_named(instrument: object) -> Collection[str]:

@@ -634,3 +634,34 @@ def test_init_refuses_an_instrument_value_that_would_record_nothing(
     with pytest.raises(error, match=message):
         octomil.init(instrument=instrument)
     assert octomil_otel.pipeline.current() is None
+
+
+def test_a_multiprocessing_childs_requests_are_sent_as_it_ends(api):
+    """multiprocessing ends a forked child with ``os._exit``, not ``atexit``: its requests
+    were lost unless it lived longer than the flush interval."""
+    import subprocess
+    import sys
+
+    code = f"""
+import multiprocessing
+import octomil
+
+def work():
+    for word in ("one two", "three"):
+        octomil.generate(model="echo", prompt=word)
+
+if __name__ == "__main__":
+    octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, device_id={DEVICE!r})
+    child = multiprocessing.get_context("fork").Process(target=work)
+    child.start()
+    child.join(30)
+    print(child.exitcode)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    assert done.stdout == "0\n"
+    answers = [e["metrics"] for e in api.events if e["event_type"] == "chunk_produced"]
+    assert sorted(m["output_tokens"] for m in answers) == [1, 2]
+    assert [e["event_type"] for e in api.events].count("generation_completed") == 2
