@@ -94,8 +94,9 @@ class Telemetry:
 
     def flush(self, timeout_seconds: float = 10.0) -> bool:
         """Export finished requests and deliver their events, within about
-        ``timeout_seconds``; ``False`` if that was not enough."""
-        if self._span_processor is None or self.reporter is None:
+        ``timeout_seconds``; ``False`` if that was not enough. After ``shutdown()`` nothing
+        waits: ``True``."""
+        if self._stopped or self._span_processor is None or self.reporter is None:
             return True
         deadline = time.monotonic() + timeout_seconds
         with self._span_processor.span_exporter.bounded(timeout_seconds):

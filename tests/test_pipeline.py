@@ -604,6 +604,7 @@ first = octomil.init(api_key={API_KEY!r}, api_base={api.url!r}, instrument=["lla
 octomil.generate(model="echo", prompt="hello there")
 first.shutdown()
 first.shutdown()
+print(first.flush())
 print(pipeline.current() is None)
 second = octomil.init(api_key={API_KEY!r}, api_base={api.url!r})
 print(second is not first)
@@ -614,7 +615,7 @@ second.shutdown()
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
 
-    assert done.stdout == "True\nTrue\n"
+    assert done.stdout == "True\nTrue\nTrue\n"
     assert "already uninstrumented" not in done.stderr
     assert "only be called once" not in done.stderr
     assert len({event["request_id"] for event in api.events}) == 2
