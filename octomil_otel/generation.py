@@ -131,12 +131,18 @@ def active_generation() -> Generation | None:
 
 
 def new_request_id() -> str:
-    """``req_`` and 16 hex digits: unique, not secret (``random``, which a forked child
-    reseeds, at a third of ``secrets``' cost: it runs for every request)."""
-    return "req_" + _random_bytes(8).hex()
+    """``req_`` and 16 hex digits: unique, not secret (a ``random`` generator, at a third
+    of ``secrets``' cost: it runs for every request)."""
+    return "req_" + _ids.randbytes(8).hex()
 
 
-_random_bytes = random.randbytes
+_ids = random.Random()
+"""Request, trace and span ids: a generator of our own, seeded from the OS, so that an
+application that seeds ``random`` for its own reasons (``random.seed(0)``) does not give
+every run the same ids; reseeded in a forked child, which would otherwise repeat the
+parent's."""
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 def summarize(
@@ -761,8 +767,8 @@ def _unobserved_span(flags: TraceFlags = _NOT_SAMPLED) -> trace.Span:
     propagated parent's), for the Octomil record and for spans nested inside it, which
     its ``flags`` say whether to sample."""
     parent = trace.get_current_span().get_span_context()
-    trace_id = parent.trace_id if parent.is_valid else random.getrandbits(128) or 1
-    span_id = random.getrandbits(64) or 1
+    trace_id = parent.trace_id if parent.is_valid else _ids.getrandbits(128) or 1
+    span_id = _ids.getrandbits(64) or 1
     return NonRecordingSpan(SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import struct
 import threading
@@ -417,3 +418,37 @@ def test_a_clock_that_is_not_int_nanoseconds_is_refused_when_the_recorder_is_mad
         Recorder(NoOpTracerProvider(), wall_clock=lambda: 2.5)
     with pytest.raises(TypeError, match=rf"^clock {refused} -1$"):
         Recorder(NoOpTracerProvider(), clock=lambda: -1)
+
+
+def test_ids_stay_unique_when_the_application_seeds_random_and_across_fork():
+    """An application that seeds ``random`` (``random.seed(0)``, for its own results) must
+    not give every run, or every forked worker, the same request and trace ids: ours,
+    where no span processor would see a span (the SDK's own spans take ids from its
+    ``IdGenerator``, the application's to choose)."""
+    import os
+    import random
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    recorder = Recorder(TracerProvider())
+    assert not recorder.spans_observed()
+
+    def ids() -> tuple[str, int]:
+        random.seed(0)
+        generation = recorder.start(model="tiny", engine="echo")
+        generation.cancel()
+        return generation.request_id, generation.span.get_span_context().trace_id
+
+    first, second = ids(), ids()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(write, json.dumps(ids()).encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    in_child = tuple(json.loads(os.read(read, 1000)))
+    os.close(read)
+    os.close(write)
+
+    assert len({first[0], second[0], in_child[0]}) == 3
+    assert len({first[1], second[1], in_child[1]}) == 3
