@@ -343,11 +343,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             """As uvicorn's, but a second signal (its "force exit": no waiting for the
-            connections to close) still shuts the application down, which reports the
+            connections to close) still shuts the application down, once, which reports the
             requests it stopped and flushes telemetry: uvicorn would skip that, and then
             raise the first signal again, killing the process before any exit handler."""
             await super().shutdown(sockets)
-            if self.force_exit:
+            done = getattr(self.lifespan, "shutdown_event", None)  # uvicorn's LifespanOn
+            if self.force_exit and not (done is not None and done.is_set()):
                 await self.lifespan.shutdown()
 
     _logger.info(

@@ -14,6 +14,7 @@ reported like any other::
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from octomil_otel.engines.base import Engine, Piece, Request
 from octomil_otel.engines.resolve import load, resolve
 from octomil_otel.generation import Recorder
 from octomil_otel.instrumentation import instrument_installed
+
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,31 +63,37 @@ class Chunk:
 
 class _Loaded:
     """A loaded engine, for one call or one open stream at a time (engines are not
-    thread-safe): a call from another thread waits for its turn."""
+    thread-safe): a call while another has it waits for its turn."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        self._holder: int | None = None  # the thread whose call or stream has the engine
-
-    def check_free_here(self) -> None:
-        """``RuntimeError`` if this thread has a stream of this engine open: its next call
-        would wait for itself forever."""
-        if self._holder == threading.get_ident():
-            raise RuntimeError(
-                f"a stream of {self.engine.model} is still open in this thread: read it to "
-                "its end or close() it before the next generate() call"
-            )
+        self.reader: int | None = None
+        """The thread that last read the open stream, or runs the call, that has the engine."""
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        self.check_free_here()
-        with self._lock:
-            self._holder = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._holder = None
+        """The engine, once its call or stream before is done. Waiting on the thread that
+        last read the stream that has it is most likely waiting for itself forever (a
+        stream left open, then another call; though another thread may read it on): after
+        ``TELL_AFTER_SECONDS`` a warning says so, and the wait goes on."""
+        me = threading.get_ident()
+        if not self._lock.acquire(timeout=TELL_AFTER_SECONDS if self.reader == me else -1):
+            _logger.warning(
+                "octomil.generate: waiting for %s, which a stream this thread read last still "
+                "has: read that stream to its end or close() it",
+                self.engine.model,
+            )
+            self._lock.acquire()
+        self.reader = me
+        try:
+            yield
+        finally:
+            self.reader = None
+            self._lock.release()
+
+
+TELL_AFTER_SECONDS = 5.0
 
 
 _loaded: dict[tuple[str, str | None], _Loaded] = {}
@@ -109,10 +118,9 @@ def generate(
 
     Returns a ``Response`` (``.content``, ``.usage``), or with ``stream=True`` an iterator
     of ``Chunk``s. Raises ``ModelNotFoundError`` for an unknown model (listing those that
-    are available), ``ValueError`` for arguments the engine cannot take, and
-    ``RuntimeError`` while this thread has a stream of the same model open (one call or
-    stream at a time has a model: another thread's call waits for it instead); a stream
-    raises it when first read, and is reported as cancelled.
+    are available) and ``ValueError`` for arguments the engine cannot take. One call or
+    open stream at a time has a model: another waits for its turn (a stream, when first
+    read), with a warning when the stream it waits for was read last by the same thread.
     """
     if (messages is None) == (prompt is None):
         raise ValueError("pass exactly one of messages= (a chat) and prompt= (a completion)")
@@ -126,8 +134,6 @@ def generate(
         seed=seed,
     )
     loaded = _load(model, engine)
-    if not stream:  # before the request starts (a stream needs the model once read)
-        loaded.check_free_here()
     loaded.engine.check(request)
     generation = _recorder().start(
         model=loaded.engine.model,
@@ -156,6 +162,7 @@ def _chunks(loaded: _Loaded, pieces: Iterator[Piece], request_id: str) -> Iterat
         with loaded.turn():  # from the first chunk asked for to the stream's end or close
             for piece in pieces:
                 yield Chunk(piece.text, piece.finish_reason, request_id)
+                loaded.reader = threading.get_ident()  # who reads on
     finally:
         pieces.close()  # type: ignore[attr-defined]
 

@@ -20,7 +20,7 @@ import multiprocessing.util
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ def init(
     otlp_protocol: str | None = None,
     otlp_headers: Mapping[str, str] | None = None,
     metric_readers: Sequence[MetricReader] = (),
-    instrument: bool | Collection[str] = True,
+    instrument: bool | Iterable[str] | None = True,
 ) -> Telemetry:
     """Start telemetry for this process; a second call returns the first one's result,
     which starts reporting to Octomil then if the first had no API key and this one has
@@ -173,11 +173,12 @@ def init(
         metric_readers: more readers for the MeterProvider that ``init()`` creates (for
             example a Prometheus reader).
         instrument: instrument every installed engine (llama-cpp-python, mlx-lm), or only
-            those named in a list (``["llamacpp"]``; ``"echo"`` has nothing to instrument),
-            or none (``False``); ``TypeError`` or ``ValueError`` for anything else (a name
-            alone, not in a list; a name no engine has). Each is instrumented when the
-            application imports it (at once if it has): ``init()`` imports no engine, and
-            an engine that cannot be instrumented is logged, never raised.
+            those named in a list or any iterable (``["llamacpp"]``; ``"echo"`` has nothing
+            to instrument), or none (``False``, ``None``); ``TypeError`` or ``ValueError``
+            for anything else (a name alone, not in a list; a name no engine has). Each
+            is instrumented when the application imports it (at once if it has):
+            ``init()`` imports no engine, and an engine that cannot be instrumented is
+            logged, never raised.
     """
     global _telemetry
     engines = _engines_named(instrument)
@@ -290,19 +291,20 @@ def _engines_named(instrument: object) -> Collection[str]:
     no engine has), which would otherwise leave every request unrecorded without a word."""
     if instrument is True:
         return tuple(INSTRUMENTORS)
-    if instrument is False:
+    if instrument is False or instrument is None:
         return ()
-    if isinstance(instrument, (str, bytes)) or not isinstance(instrument, Collection):
+    if isinstance(instrument, (str, bytes)) or not isinstance(instrument, Iterable):
         raise TypeError(
             "instrument must be True, False or a list of engine names such as "
             f"['llamacpp'], got {instrument!r}"
         )
-    unknown = [name for name in instrument if name not in ENGINES]
+    names = tuple(instrument)
+    unknown = [name for name in names if name not in ENGINES]
     if unknown:
         raise ValueError(
             f"instrument: no engine is named {unknown[0]!r}; the engines are {', '.join(ENGINES)}"
         )
-    return tuple(instrument)
+    return names
 
 
 def _warn_unused(running: Settings, asked: Settings, **given: str | None) -> None:

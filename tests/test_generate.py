@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
 
 import octomil
@@ -86,35 +89,69 @@ def test_generate_needs_exactly_one_of_messages_and_prompt():
         octomil.generate(model="echo")
 
 
-def test_a_call_while_this_threads_stream_is_open_is_refused_not_hung(span_exporter):
-    """The open stream has the model until it ends: waiting for it on its own thread would
-    wait forever. A refused call starts no request, a refused stream (refused as it is
-    first read) ends cancelled; another thread's call waits its turn."""
+def test_a_call_waiting_for_a_stream_this_thread_left_open_says_so(
+    span_exporter, monkeypatch, caplog
+):
+    """The open stream has the model until it ends or closes; a call on the thread that
+    read it last waits for it, most likely forever, so a warning says why. Another thread
+    closing it (as a pool's other thread may read it on) ends the wait."""
+    import threading
+
+    from octomil_otel import inference
+
+    monkeypatch.setattr(inference, "TELL_AFTER_SECONDS", 0.2)
+    stream = octomil.generate(model="echo", prompt="one two three", stream=True)
+    assert next(stream).content == "one "
+
+    def close_once_told() -> None:
+        deadline = time.monotonic() + 10
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stream.close()
+
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        closer = threading.Thread(target=close_once_told)
+        closer.start()
+        answer = octomil.generate(model="echo", prompt="later")
+    closer.join(10)
+
+    assert answer.content == "later"
+    assert [r.getMessage() for r in caplog.records] == [
+        "octomil.generate: waiting for echo, which a stream this thread read last still has: "
+        "read that stream to its end or close() it"
+    ]
+    errors = [span.attributes.get("error.type") for span in span_exporter.get_finished_spans()]
+    assert errors == ["cancelled", None]  # the stream closed, then the call
+
+
+def test_calls_from_other_threads_wait_their_turn_without_a_word(span_exporter, caplog):
+    """A thread that read a stream before another thread read it on is not waiting for
+    itself (a thread pool's threads take turns at one request's stream): its call, and
+    another thread's, wait silently for the stream to end."""
     import threading
 
     stream = octomil.generate(model="echo", prompt="one two three", stream=True)
     assert next(stream).content == "one "
-
-    for again in (
-        lambda: octomil.generate(model="echo", prompt="x"),
-        lambda: next(octomil.generate(model="echo", prompt="x", stream=True)),
-    ):
-        with pytest.raises(RuntimeError, match="a stream of echo is still open in this thread"):
-            again()
+    read_on = threading.Thread(target=lambda: next(stream))
+    read_on.start()
+    read_on.join(10)
     answers: list[str] = []
-    other = threading.Thread(
-        target=lambda: answers.append(octomil.generate(model="echo", prompt="later").content)
-    )
-    other.start()
-    other.join(0.3)
-    assert other.is_alive() and answers == []  # its turn comes when the stream ends
-    assert [c.content for c in stream] == ["two ", "three", ""]
-    other.join(10)
-    assert answers == ["later"]
-    assert octomil.generate(model="echo", prompt="after").content == "after"
-    assert spans_by_name(span_exporter) == ["text_completion echo"] * 4
-    errors = [span.attributes.get("error.type") for span in span_exporter.get_finished_spans()]
-    assert sorted(errors, key=str) == [None, None, None, "cancelled"]  # the refused stream
+    with caplog.at_level(logging.WARNING, logger="octomil_otel"):
+        waiting = threading.Thread(
+            target=lambda: answers.append(octomil.generate(model="echo", prompt="x").content)
+        )
+        waiting.start()
+        waiting.join(0.3)
+        assert waiting.is_alive() and answers == []
+        finish = threading.Thread(target=lambda: answers.append(str(len(list(stream)))))
+        finish.start()
+        answers.append(octomil.generate(model="echo", prompt="y").content)  # the first reader
+        waiting.join(10)
+        finish.join(10)
+
+    assert sorted(answers) == ["2", "x", "y"]  # "three" and the finishing chunk
+    assert caplog.records == []
+    assert spans_by_name(span_exporter) == ["text_completion echo"] * 3
 
 
 @pytest.mark.parametrize("model", ["echo", "gguf"])

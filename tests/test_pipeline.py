@@ -625,8 +625,8 @@ second.shutdown()
     ("instrument", "error", "message"),
     [("llamacpp", TypeError, "a list of engine names such as \\['llamacpp'\\], got 'llamacpp'"),
      (["llama_cpp"], ValueError, "no engine is named .llama_cpp.; the engines are llamacpp, mlx"),
-     (None, TypeError, "got None")],
-    ids=["a-name-alone", "a-name-no-engine-has", "none"],
+     (3, TypeError, "got 3")],
+    ids=["a-name-alone", "a-name-no-engine-has", "a-number"],
 )  # fmt: skip
 def test_init_refuses_an_instrument_value_that_would_record_nothing(
     fresh_init, instrument, error, message

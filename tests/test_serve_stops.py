@@ -217,3 +217,4 @@ def test_a_second_signal_while_stopping_still_reports_every_request(api, tiny_gg
     assert len(produced) == ended[first["id"]]["metrics"]["output_tokens"] > 0
     assert "[telemetry] Flushed" in log
     assert "Traceback" not in log
+    assert log.count("Waiting for application shutdown.") == 1
