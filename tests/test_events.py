@@ -499,11 +499,14 @@ def test_encode_writes_each_metric_as_the_double_it_is(recorder, octomil_records
         ({"octomil.chunk.latencies_ns": (2**63,)}, False, ValueError, "past int64"),
         ({"octomil.chunk.latencies_ns": (2**62, 2**62)}, False, ValueError, "adding up past"),
         ({"octomil.chunk.latencies_ns": (10**9,)}, False, ValueError, "after the request's end"),
+        ({"gen_ai.usage.output_tokens": 2.5}, False, ValueError, "output_tokens must be a whole"),
+        ({"gen_ai.usage.input_tokens": 2**53}, False, ValueError, "input_tokens must be a whole"),
     ],
     ids=[
         "stream-not-a-bool", "error-type-over-1-MiB", "model-over-1-MiB", "end-before-start",
         "latency-not-an-int", "latencies-a-list", "latency-past-int64",
-        "latencies-adding-up-past-int64", "chunk-after-the-end",
+        "latencies-adding-up-past-int64", "chunk-after-the-end", "tokens-not-whole",
+        "tokens-past-2**53",
     ],
 )  # fmt: skip
 def test_encode_refuses_a_request_the_api_would_get_in_part(

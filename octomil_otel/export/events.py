@@ -12,7 +12,6 @@ import json
 import math
 import numbers
 import re
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
@@ -543,6 +542,10 @@ def _numbers(metrics: dict[str, Any]) -> str:
     values = metrics.values()
     if values and (not all(map(math.isfinite, values)) or min(values) < 0):
         raise ValueError(f"a metric is negative or not finite: {metrics}")
+    for name in WHOLE_METRICS:  # the API refuses a batch with a fraction of a token
+        count = metrics.get(name)
+        if count is not None and not (float(count).is_integer() and count < MAX_CHUNK_INDEX):
+            raise ValueError(f"metrics.{name} must be a whole number below 2**53, got {count}")
     return _encode_numbers(metrics).decode("ascii")
 
 
@@ -558,14 +561,11 @@ def _is_id(value: object, bits: int) -> bool:
 
 
 def _member(name: str, value: object) -> str:
-    """``"name":value``, one metric: an int (a token count, the usual case) written as its
+    """``"name":value``, one token count: an int below 2**53 (the usual case) written as its
     digits, without ``_numbers``' checks of every type; any other value through them."""
-    if type(value) is int and 0 <= value <= _LARGEST_DOUBLE:
+    if type(value) is int and 0 <= value < MAX_CHUNK_INDEX:
         return f'"{name}":{value}'
     return _numbers({name: value})[1:-1]
-
-
-_LARGEST_DOUBLE: Final = sys.float_info.max
 
 
 def _number(name: str, value: object) -> int | float:
